@@ -1,0 +1,354 @@
+"""One validated model of lockgate.yaml, with ${VAR} / ${VAR:-default} interpolation.
+
+Loading is strict: unknown keys are errors (a typo must not silently change
+behaviour) and every error names the field and its place, e.g.
+``models[0].deployments[1].provider: Input should be 'openai', 'anthropic' or 'mock'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+# A fixed key for the embedded default on loopback only, so the README's curl works as written.
+DEV_MASTER_KEY = "sk-lockgate-dev"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served; the message says what and where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ProviderName = Literal["openai", "anthropic", "mock"]
+
+
+class Deployment(_Strict):
+    """One upstream that can serve a public model."""
+
+    provider: ProviderName
+    model: str = Field(min_length=1, description="The upstream's model id")
+    id: str | None = Field(default=None, description="A name for logs and headers; derived when absent")
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
+    # Timeouts (seconds): connect, first byte (time to first token for streams),
+    # longest gap between stream chunks, and the whole request.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    first_byte_timeout_s: float | None = Field(default=None, gt=0)
+    stream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
+    # Always ask OpenAI-protocol upstreams for the usage chunk; off for servers that reject it.
+    stream_usage: bool = True
+    # Routing.
+    weight: float = Field(default=1.0, ge=0)
+    priority: int = 0
+    # Prices in USD per million tokens; built-in table when absent.
+    input_cost_per_mtok: float | None = Field(default=None, ge=0)
+    output_cost_per_mtok: float | None = Field(default=None, ge=0)
+    cached_input_cost_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_cost_per_mtok: float | None = Field(default=None, ge=0)
+    # Anthropic.
+    max_tokens_default: int = Field(default=4096, ge=1)
+    anthropic_version: str = "2023-06-01"
+    anthropic_beta: str | None = None
+    # Mock provider: a deterministic reply for demos and load tests of client apps.
+    mock_response: str | None = Field(default=None, description="Fixed reply; default echoes the prompt")
+    mock_latency_ms: float = Field(default=0.0, ge=0, description="Delay before the first token")
+    mock_tokens_per_s: float = Field(default=0.0, ge=0, description="Stream pacing; 0 = as fast as possible")
+    mock_embedding_dims: int = Field(default=256, ge=1, le=8192)
+
+    def display_id(self, index: int) -> str:
+        return self.id or f"{self.provider}/{self.model}#{index}"
+
+
+Strategy = Literal["priority", "cost", "latency", "weighted", "least-busy"]
+
+
+class ModelLimits(_Strict):
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    rpd: int | None = Field(default=None, ge=1)
+    tpd: int | None = Field(default=None, ge=1)
+
+
+class ModelGroup(_Strict):
+    """A public model name and the deployments behind it."""
+
+    name: str = Field(min_length=1)
+    deployments: list[Deployment] = Field(min_length=1)
+    strategy: Strategy = "priority"
+    fallbacks: list[str] = Field(default_factory=list)
+    limits: ModelLimits | None = None
+    # Resume a broken stream on the next deployment with what was delivered as a prefix.
+    stream_resume: bool = False
+    owned_by: str | None = None
+
+
+class Backoff(_Strict):
+    base_s: float = Field(default=0.25, ge=0)
+    max_s: float = Field(default=8.0, ge=0)
+    jitter: Literal["full", "none"] = "full"
+
+
+class Cooldown(_Strict):
+    failures: int = Field(default=3, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    cooldown_s: float = Field(default=30.0, ge=0)
+
+
+class RouterConfig(_Strict):
+    max_attempts: int = Field(default=3, ge=1)
+    backoff: Backoff = Backoff()
+    deadline_s: float = Field(default=120.0, gt=0)
+    cooldown: Cooldown = Cooldown()
+
+
+class JWTClaims(_Strict):
+    user: str = "sub"
+    team: str | None = None
+    models: str | None = None
+    admin_role: str | None = None
+
+
+class JWTConfig(_Strict):
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    hs256_secret: SecretStr | None = None
+    claims: JWTClaims = JWTClaims()
+    leeway_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "JWTConfig":
+        if not self.jwks_url and not self.hs256_secret:
+            raise ValueError("jwt needs jwks_url or hs256_secret")
+        return self
+
+
+class AuthConfig(_Strict):
+    master_key: SecretStr | None = None
+    key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    jwt: JWTConfig | None = None
+    # Failed authentications per client address per minute before 429.
+    max_failures_per_minute: int = Field(default=30, ge=1)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///lockgate.db"
+
+
+class RateLimitDefaults(_Strict):
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class RateLimitConfig(_Strict):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    on_backend_error: Literal["allow", "deny"] = "allow"
+    defaults: RateLimitDefaults = RateLimitDefaults()
+    default_max_tokens: int = Field(default=1024, ge=0, description="Token estimate when max_tokens is absent")
+
+
+class PostHogConfig(_Strict):
+    api_key: SecretStr | None = None
+    host: str = "https://us.i.posthog.com"
+    privacy_mode: bool = True
+
+
+class TelemetryConfig(_Strict):
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+    metrics: bool = True
+    otlp_endpoint: str | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    sink_queue_size: int = Field(default=10_000, ge=1)
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    models: list[ModelGroup] = Field(min_length=1)
+    router: RouterConfig = RouterConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    ratelimit: RateLimitConfig = RateLimitConfig()
+    posthog: PostHogConfig | None = None
+    telemetry: TelemetryConfig = TelemetryConfig()
+
+    @model_validator(mode="after")
+    def _names_are_unique_and_fallbacks_exist(self) -> "Config":
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for i, group in enumerate(self.models):
+            for fb in group.fallbacks:
+                if fb not in known:
+                    raise ValueError(f"models[{i}].fallbacks names unknown model {fb!r}")
+        return self
+
+    def model(self, name: str) -> ModelGroup | None:
+        for group in self.models:
+            if group.name == name:
+                return group
+        return None
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def interpolate(value: Any, env: dict[str, str], path: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            if name in env:
+                return ""
+            raise ConfigError(f"{path or 'config'}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        where = _loc(tuple(e["loc"])) or "config"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    data = interpolate(data, dict(os.environ) if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    return parse_config(data, env)
+
+
+# Well-known OpenAI models served by the embedded default when OPENAI_API_KEY is set.
+DEFAULT_OPENAI_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o4-mini",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+DEFAULT_ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+
+
+def default_config(env: dict[str, str] | None = None) -> Config:
+    """The embedded default: real providers whose keys are set, else a mock model."""
+    env = dict(os.environ) if env is None else env
+    models: list[dict[str, Any]] = []
+    if env.get("OPENAI_API_KEY"):
+        base = env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        for name in DEFAULT_OPENAI_MODELS:
+            models.append(
+                {
+                    "name": name,
+                    "deployments": [
+                        {"provider": "openai", "model": name, "api_base": base, "api_key": env["OPENAI_API_KEY"]}
+                    ],
+                }
+            )
+    if env.get("ANTHROPIC_API_KEY"):
+        base = env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com"
+        for name in DEFAULT_ANTHROPIC_MODELS:
+            models.append(
+                {
+                    "name": name,
+                    "deployments": [
+                        {"provider": "anthropic", "model": name, "api_base": base, "api_key": env["ANTHROPIC_API_KEY"]}
+                    ],
+                }
+            )
+    if not models:
+        models = [
+            {
+                "name": "mock-gpt",
+                "owned_by": "lockgate-mock",
+                "deployments": [{"provider": "mock", "model": "mock-gpt", "mock_tokens_per_s": 0}],
+            },
+            {
+                "name": "mock-embedding",
+                "owned_by": "lockgate-mock",
+                "deployments": [{"provider": "mock", "model": "mock-embedding"}],
+            },
+        ]
+    master = env.get("LOCKGATE_MASTER_KEY") or DEV_MASTER_KEY
+    return Config.model_validate(
+        {
+            "auth": {"master_key": master},
+            "models": models,
+            "database": {"url": env.get("LOCKGATE_DATABASE_URL", "sqlite:///lockgate.db")},
+        }
+    )
+
+
+def resolve_config(path: str | None, env: dict[str, str] | None = None) -> Config:
+    """The config from a file (argument, else LOCKGATE_CONFIG), else the embedded default."""
+    env = dict(os.environ) if env is None else env
+    path = path or env.get("LOCKGATE_CONFIG") or None
+    if path:
+        return load_config(path, env)
+    return default_config(env)
