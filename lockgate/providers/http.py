@@ -7,7 +7,7 @@ httpx's CPU per request, which is most of the gateway's own overhead.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import aiohttp
 import orjson
@@ -65,8 +65,14 @@ def transport_error(err: BaseException, what: str) -> GatewayError:
     return ProviderUnavailable(f"The upstream {what} could not be reached ({type(err).__name__}).")
 
 
-async def error_from_response(resp: aiohttp.ClientResponse, what: str) -> GatewayError:
-    """Turn an upstream error response (OpenAI or Anthropic shaped, or neither) into our error."""
+async def error_from_response(
+    resp: aiohttp.ClientResponse, what: str, status_for_type: Mapping[str, int] | None = None
+) -> GatewayError:
+    """Turn an upstream error response (OpenAI or Anthropic shaped, or neither) into our error.
+
+    ``status_for_type`` maps an ``error.type`` to the status to report (Anthropic names
+    its errors by type: overloaded_error is 529 whatever status carried it).
+    """
     raw = await resp.read()
     message, etype, code, param = f"The upstream {what} answered HTTP {resp.status}.", None, None, None
     try:
@@ -79,8 +85,11 @@ async def error_from_response(resp: aiohttp.ClientResponse, what: str) -> Gatewa
         etype = err.get("type") if isinstance(err.get("type"), str) else None
         code = err.get("code") if isinstance(err.get("code"), str) else None
         param = err.get("param") if isinstance(err.get("param"), str) else None
+    status = resp.status
+    if status_for_type and etype in status_for_type:
+        status = status_for_type[etype]
     return from_upstream_status(
-        resp.status, message, type=etype, code=code, param=param, retry_after_s=parse_retry_after(resp.headers)
+        status, message, type=etype, code=code, param=param, retry_after_s=parse_retry_after(resp.headers)
     )
 
 

@@ -1,0 +1,1 @@
+"""The web layer: parse HTTP, call the pipeline, encode what it returns. Nothing else."""

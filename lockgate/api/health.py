@@ -1,0 +1,29 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from lockgate.api.http import json_response
+
+router = APIRouter(tags=["Health"])
+
+
+@router.get("/health/live", summary="The process is up")
+async def live() -> Response:
+    return json_response(b'{"status":"ok"}')
+
+
+@router.get("/health/ready", summary="The gateway can serve, with each part's state")
+async def ready(request: Request) -> Response:
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is None or not gateway.started:
+        return json_response(b'{"status":"starting"}', 503)
+    body = {
+        "status": "ready",
+        "models": gateway.router.describe(),
+        "sinks": {"queue_depth": gateway.sinks.depth, "dropped": gateway.sinks.dropped},
+    }
+    return json_response(orjson.dumps(body))

@@ -1,0 +1,72 @@
+"""Small pieces every route shares: reading a bounded body, encoding outcomes, request ids."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lockgate.errors import PayloadTooLarge
+from lockgate.pipeline import JsonOutcome, Outcome
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (in scope state) and every response an `x-request-id` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id_of(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id") or new_request_id()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing with 413 as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body passes the limit of {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def encode(outcome: Outcome) -> Response:
+    if isinstance(outcome, JsonOutcome):
+        return Response(outcome.body, outcome.status, outcome.headers, media_type="application/json")
+    return StreamingResponse(
+        outcome.chunks, outcome.status, {**SSE_HEADERS, **outcome.headers}, media_type="text/event-stream"
+    )
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, Any] | None = None) -> Response:
+    return Response(body, status, headers, media_type="application/json")

@@ -1,0 +1,80 @@
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from lockgate.api.http import encode, json_response, read_body, request_id_of
+from lockgate.errors import GatewayError, ModelNotFound
+from lockgate.pipeline import RequestContext
+from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+
+def _body_doc(model: type) -> dict[str, Any]:
+    # Documented in the OpenAPI spec, but parsed by the pipeline (so errors are OpenAI-shaped, not 422s).
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _serve(request: Request, endpoint: str) -> Response:
+    gateway = request.app.state.gateway
+    client = request.client.host if request.client else None
+    ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint, client=client)
+    try:
+        raw = await read_body(request, gateway.config.server.max_body_bytes)
+    except GatewayError as err:
+        return encode(gateway.pipeline.fail(ctx, err))
+    return encode(await gateway.pipeline.handle(ctx, raw, request.headers))
+
+
+@router.post("/v1/chat/completions", openapi_extra=_body_doc(ChatRequest), summary="Create a chat completion")
+async def chat_completions(request: Request) -> Response:
+    return await _serve(request, "chat")
+
+
+@router.post("/v1/completions", openapi_extra=_body_doc(CompletionRequest), summary="Create a (legacy) completion")
+async def completions(request: Request) -> Response:
+    return await _serve(request, "completions")
+
+
+@router.post("/v1/embeddings", openapi_extra=_body_doc(EmbeddingRequest), summary="Create embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _serve(request, "embeddings")
+
+
+def _model_object(route: Any) -> dict[str, Any]:
+    owned_by = route.group.owned_by or route.upstreams[0].config.provider
+    return {"id": route.name, "object": "model", "created": route.created, "owned_by": owned_by}
+
+
+@router.get("/v1/models", summary="List the models this caller may use")
+async def list_models(request: Request) -> Response:
+    gateway = request.app.state.gateway
+    try:
+        principal = await gateway.pipeline.authenticator.authenticate(request.headers, _client(request))
+    except GatewayError as err:
+        return json_response(err.to_json(), err.status, err.headers)
+    data = [_model_object(r) for r in gateway.router.routes.values() if principal.allows(r.name)]
+    return json_response(orjson.dumps({"object": "list", "data": data}))
+
+
+@router.get("/v1/models/{model_id:path}", summary="Retrieve a model")
+async def get_model(model_id: str, request: Request) -> Response:
+    gateway = request.app.state.gateway
+    try:
+        principal = await gateway.pipeline.authenticator.authenticate(request.headers, _client(request))
+        route = gateway.router.get(model_id)
+        if route is None or not principal.allows(model_id):
+            raise ModelNotFound(model_id)
+    except GatewayError as err:
+        return json_response(err.to_json(), err.status, err.headers)
+    return json_response(orjson.dumps(_model_object(route)))
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None

@@ -1,0 +1,118 @@
+"""create_app(config) -> the ASGI app; its lifespan builds the shared clients, router and sinks."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lockgate import __version__
+from lockgate.api import health, openai
+from lockgate.api.http import RequestIdMiddleware, json_response
+from lockgate.auth import Authenticator
+from lockgate.config import Config, resolve_config
+from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
+from lockgate.pipeline import Pipeline
+from lockgate.providers.http import HttpPool
+from lockgate.records import Sink, SinkQueue
+from lockgate.router import Router
+from lockgate.telemetry.logging import AccessLogSink, configure_logging
+
+log = structlog.get_logger("lockgate")
+
+
+class Gateway:
+    """What the app shares across requests, built once at start-up."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = False
+
+    async def start(self) -> None:
+        config = self.config
+        self.pool = HttpPool()
+        self.router = Router(config, self.pool)
+        sinks: list[Sink] = []
+        if config.telemetry.access_log:
+            sinks.append(AccessLogSink())
+        self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
+        self.sinks.start()
+        self.pipeline = Pipeline(Authenticator(config.auth), self.router, self.sinks)
+        self.started = True
+        log.info("started", version=__version__, models=[m.name for m in config.models])
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.sinks.aclose()
+        await self.pipeline.authenticator.aclose()
+        await self.router.aclose()
+        await self.pool.aclose()
+        log.info("stopped")
+
+
+def _error(err: GatewayError) -> Response:
+    return json_response(err.to_json(), err.status, err.headers)
+
+
+def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
+    if configure_logs:
+        configure_logging(config.telemetry.log_format, config.telemetry.log_level)
+    gateway = Gateway(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="Lockgate",
+        version=__version__,
+        description="An OpenAI-compatible LLM gateway. Errors are OpenAI error objects.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.include_router(openai.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(NotFound(f"Unknown route: {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return _error(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
+        return _error(GatewayError(str(exc.detail), status=exc.status_code, type="invalid_request_error"))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return _error(InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}", param=param))
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> Response:
+        return _error(exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled_error", path=request.url.path)
+        return _error(GatewayInternal("The gateway failed to process this request."))
+
+    # Outermost, so that even errors rendered by Starlette's own middleware carry an id.
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn's worker processes call (config from LOCKGATE_CONFIG or the embedded default)."""
+    return create_app(resolve_config(None))

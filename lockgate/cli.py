@@ -1,0 +1,130 @@
+"""The `lockgate` command: serve, check-config, --version."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+
+from lockgate import __version__
+from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, load_config, resolve_config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe(config: Config) -> list[str]:
+    lines = []
+    for group in config.models:
+        deps = ", ".join(f"{d.display_id(i)}" for i, d in enumerate(group.deployments))
+        lines.append(f"  {group.name:<28} {group.strategy:<9} {deps}")
+    return lines
+
+
+def _banner(config: Config, host: str, port: int, workers: int, source: str) -> str:
+    shown_host = f"[{host}]" if ":" in host else host
+    master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
+    if master == DEV_MASTER_KEY:
+        key_line = f"  key:    {DEV_MASTER_KEY}   (development key; set LOCKGATE_MASTER_KEY to choose your own)"
+    elif master:
+        key_line = f"  key:    the master key from your config ({master[:6]}…)"
+    else:
+        key_line = "  key:    none configured (auth.master_key); every request will get 401"
+    return "\n".join(
+        [
+            f"Lockgate {__version__} ({source}), {workers} worker(s)",
+            f"  listen: http://{shown_host}:{port}/v1",
+            key_line,
+            "  models:",
+            *_describe(config),
+            f"  try:    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer <key>' "
+            f"-H 'Content-Type: application/json' -d '{{\"model\": \"{config.models[0].name}\", "
+            "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
+        ]
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.config:
+        os.environ["LOCKGATE_CONFIG"] = args.config
+    try:
+        config = resolve_config(args.config)
+    except ConfigError as err:
+        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    workers = args.workers or config.server.workers
+    master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
+    if master == DEV_MASTER_KEY and not _is_loopback(host):
+        print(
+            f"lockgate: refusing to listen on {host} with the development key; set LOCKGATE_MASTER_KEY",
+            file=sys.stderr,
+        )
+        return 2
+    source = os.environ.get("LOCKGATE_CONFIG") or "embedded default config"
+    print(_banner(config, host, port, workers, source), flush=True)
+    common = dict(
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    if workers > 1:
+        uvicorn.run("lockgate.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    else:
+        from lockgate.app import create_app
+
+        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as err:
+        print(f"{args.file}: invalid configuration:\n{err}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid; {len(config.models)} model(s):")
+    print("\n".join(_describe(config)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lockgate", description="An OpenAI-compatible LLM gateway.")
+    parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and list its models")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

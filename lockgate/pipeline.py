@@ -1,0 +1,316 @@
+"""The request's way through the gateway, stage by stage:
+
+    authenticate → parse → resolve model → admit → route and call → relay → record
+
+``Pipeline.handle`` never raises: it returns an Outcome (a JSON body or an SSE
+byte stream, with status and headers) that the web layer only encodes. Every
+request ends in exactly one RequestRecord, emitted when the answer (or the
+stream) is finished; failed attempts that were retried get records of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping, Protocol
+
+import orjson
+import structlog
+
+from lockgate.auth import Authenticator, Principal
+from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied
+from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
+from lockgate.records import RequestRecord, SinkQueue
+from lockgate.router import Attempt, ModelRoute, Router, Upstream
+from lockgate.schemas import parse_body
+
+log = structlog.get_logger("lockgate.pipeline")
+
+SSE_DONE = b"data: [DONE]\n\n"
+STATUS_CLIENT_CLOSED = 499  # nginx's convention for "the client went away"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything known about one request while it is served."""
+
+    request_id: str
+    endpoint: str  # chat | completions | embeddings
+    client: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+    principal: Principal | None = None
+    body: dict[str, Any] | None = None
+    route: ModelRoute | None = None
+    stream: bool = False
+    include_usage: bool = False
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    ttft_ms: float | None = None
+    # Headers every outcome carries (rate-limit state, deployment, attempts…).
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def upstream(self) -> Upstream | None:
+        return self.attempts[-1].upstream if self.attempts else None
+
+
+class Admission(Protocol):
+    """A policy stage (rate limits, budgets): refuse by raising, settle when the request ends."""
+
+    async def admit(self, ctx: RequestContext) -> None: ...
+
+    def settle(self, ctx: RequestContext, record: RequestRecord) -> None: ...
+
+
+@dataclass(slots=True)
+class JsonOutcome:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str]
+    status: int = 200
+
+
+Outcome = JsonOutcome | StreamOutcome
+
+_CALLS = {
+    ("chat", False): "chat",
+    ("chat", True): "chat_stream",
+    ("completions", False): "completions",
+    ("completions", True): "completions_stream",
+    ("embeddings", False): "embeddings",
+}
+
+
+class Pipeline:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        router: Router,
+        sinks: SinkQueue,
+        admissions: list[Admission] | None = None,
+    ) -> None:
+        self.authenticator = authenticator
+        self.router = router
+        self.sinks = sinks
+        self.admissions = admissions or []
+
+    # --- the stages ----------------------------------------------------------------
+
+    async def handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str]) -> Outcome:
+        try:
+            ctx.principal = await self.authenticator.authenticate(headers, ctx.client)
+            ctx.body = body = parse_body(ctx.endpoint, raw)
+            ctx.route = route = self.resolve(body["model"], ctx.principal)
+            ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
+            options = body.get("stream_options")
+            ctx.include_usage = bool(ctx.stream and isinstance(options, dict) and options.get("include_usage"))
+            for admission in self.admissions:
+                await admission.admit(ctx)
+            upstream_body = body  # rewritten per deployment in the call below
+            if ctx.stream:
+                return await self._stream(ctx, route, upstream_body)
+            return await self._complete(ctx, route, upstream_body)
+        except GatewayError as err:
+            return self.fail(ctx, err)
+        except Exception:
+            log.exception("request_failed", request_id=ctx.request_id)
+            return self.fail(ctx, GatewayInternal("The gateway failed to process this request."))
+
+    def resolve(self, model: str, principal: Principal) -> ModelRoute:
+        route = self.router.get(model)
+        if route is None:
+            raise ModelNotFound(model)
+        if not principal.allows(model):
+            raise PermissionDenied(f"This key is not allowed to use the model `{model}`.", param="model")
+        return route
+
+    def fail(self, ctx: RequestContext, err: GatewayError) -> JsonOutcome:
+        """Render an error and record the request (used by the web layer for errors before the pipeline)."""
+        headers = {**ctx.headers, **err.headers}
+        if err.retry_after_s is not None and err.status in (429, 503):
+            headers.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
+        self._finish(ctx, err.status, err)
+        return JsonOutcome(err.status, err.to_json(), headers)
+
+    # --- route and call ------------------------------------------------------------------
+
+    def _call_body(self, ctx: RequestContext, upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "model": upstream.config.model}
+
+    def _served_headers(self, ctx: RequestContext) -> dict[str, str]:
+        upstream = ctx.upstream
+        headers = dict(ctx.headers)
+        if upstream is not None:
+            headers["x-lockgate-deployment"] = upstream.id
+        headers["x-lockgate-attempts"] = str(len(ctx.attempts))
+        return headers
+
+    async def _complete(self, ctx: RequestContext, route: ModelRoute, body: dict[str, Any]) -> JsonOutcome:
+        method = _CALLS[(ctx.endpoint, False)]
+
+        async def call(upstream: Upstream) -> Any:
+            return await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+
+        try:
+            result = await self.router.call(route, call, ctx.attempts)
+        finally:
+            self._record_failed_attempts(ctx)
+        result.body["model"] = route.name
+        ctx.usage = result.usage
+        self._finish(ctx, 200)
+        return JsonOutcome(200, orjson.dumps(result.body), self._served_headers(ctx))
+
+    async def _stream(self, ctx: RequestContext, route: ModelRoute, body: dict[str, Any]) -> StreamOutcome:
+        method = _CALLS[(ctx.endpoint, True)]
+
+        # Open the stream and read its first chunk inside the router, so that an
+        # upstream that fails before its first byte can still be failed over.
+        async def call(upstream: Upstream) -> tuple[ProviderStream, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
+            stream: ProviderStream = await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+            chunks = stream.__aiter__()
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await stream.aclose()
+                raise
+            return stream, chunks, first
+
+        try:
+            stream, chunks, first = await self.router.call(route, call, ctx.attempts)
+        finally:
+            self._record_failed_attempts(ctx)
+        return StreamOutcome(self._relay(ctx, route, stream, chunks, first), self._served_headers(ctx))
+
+    # --- relay -------------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        ctx: RequestContext,
+        route: ModelRoute,
+        stream: ProviderStream,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+    ) -> AsyncIterator[bytes]:
+        """Encode chunks as SSE the moment they arrive; record the request when the stream ends."""
+        public = route.name
+        include_usage = ctx.include_usage
+        delivered_chars = 0
+        status, error = STATUS_CLIENT_CLOSED, None
+        chunk = first
+        try:
+            try:
+                while chunk is not None:
+                    choices = chunk.get("choices")
+                    if choices or include_usage or not chunk.get("usage"):
+                        if not include_usage and "usage" in chunk and chunk["usage"] is None:
+                            del chunk["usage"]
+                        chunk["model"] = public
+                        for choice in choices or ():
+                            delta = choice.get("delta")
+                            text = delta.get("content") if delta else choice.get("text")
+                            if text:
+                                delivered_chars += len(text)
+                        if ctx.ttft_ms is None:
+                            ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+                        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        chunk = None
+                yield SSE_DONE
+                status = 200
+            except GatewayError as err:
+                # The response has started: the error travels in the stream, as OpenAI's does.
+                status, error = err.status, err
+                yield b"data: " + err.to_json() + b"\n\n"
+        finally:
+            await stream.aclose()
+            ctx.usage = stream.usage
+            if ctx.usage is None and delivered_chars:
+                # The upstream never reported usage (cut short): count what was relayed.
+                prompt = ctx.body.get("messages") or ctx.body.get("prompt") or "" if ctx.body else ""
+                ctx.usage = Usage(
+                    prompt_tokens=estimate_tokens(orjson.dumps(prompt).decode()),
+                    completion_tokens=(delivered_chars + 3) // 4,
+                    estimated=True,
+                )
+            self._finish(ctx, status, error, partial=status != 200)
+
+    # --- record --------------------------------------------------------------------------------
+
+    def _record_failed_attempts(self, ctx: RequestContext) -> None:
+        """Failed tries that were followed by another get their own records, linked to the request."""
+        # The last attempt is the request's own record.
+        for attempt in ctx.attempts[:-1]:
+            if attempt.error is None:
+                continue
+            up = attempt.upstream
+            self.sinks.emit(
+                RequestRecord(
+                    request_id=f"{ctx.request_id}.{attempt.number}",
+                    parent_request_id=ctx.request_id,
+                    attempt=attempt.number,
+                    endpoint=ctx.endpoint,
+                    public_model=ctx.route.name if ctx.route else None,
+                    status=attempt.error.status,
+                    started_at=ctx.started_at,
+                    latency_ms=attempt.latency_ms,
+                    streamed=ctx.stream,
+                    key_id=ctx.principal.key_id if ctx.principal else None,
+                    user=ctx.principal.user if ctx.principal else None,
+                    team=ctx.principal.team if ctx.principal else None,
+                    provider=up.config.provider,
+                    deployment=up.id,
+                    upstream_model=up.config.model,
+                    api_base=up.api_base,
+                    attempts=1,
+                    error_type=attempt.error.kind,
+                    error_message=attempt.error.message,
+                )
+            )
+
+    def _finish(self, ctx: RequestContext, status: int, err: GatewayError | None = None, partial: bool = False) -> None:
+        principal, upstream, usage = ctx.principal, ctx.upstream, ctx.usage
+        body = ctx.body
+        record = RequestRecord(
+            request_id=ctx.request_id,
+            endpoint=ctx.endpoint,
+            public_model=ctx.route.name if ctx.route else (body.get("model") if body and isinstance(body.get("model"), str) else None),
+            status=status,
+            started_at=ctx.started_at,
+            latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
+            streamed=ctx.stream,
+            key_id=principal.key_id if principal else None,
+            user=principal.user if principal else None,
+            team=principal.team if principal else None,
+            provider=upstream.config.provider if upstream else None,
+            deployment=upstream.id if upstream else None,
+            upstream_model=upstream.config.model if upstream else None,
+            api_base=upstream.api_base if upstream else None,
+            attempts=len(ctx.attempts),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            usage_estimated=usage.estimated if usage else False,
+            ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
+            error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
+            error_message=err.message if err else None,
+            partial=partial,
+        )
+        for admission in self.admissions:
+            try:
+                admission.settle(ctx, record)
+            except Exception:
+                log.exception("settle_failed", request_id=ctx.request_id)
+        self.sinks.emit(record)

@@ -1,0 +1,129 @@
+"""OpenAI request shapes the gateway reads, validated strictly where it matters.
+
+The models check what the gateway relies on and what a client most often gets
+wrong; every other field is allowed and passed through untouched, so new
+OpenAI parameters keep working. The validated object is thrown away: the
+client's own dict goes upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from lockgate.errors import InvalidRequest
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionCall(_Open):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Open):
+    id: str
+    type: str = "function"
+    function: FunctionCall
+
+
+class Message(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDef(_Open):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Open):
+    type: str = "function"
+    function: FunctionDef | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class _Sampling(_Open):
+    model: str = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=1, le=128)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    user: str | None = None
+
+
+class ChatRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class EmbeddingRequest(_Open):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "chat": TypeAdapter(ChatRequest),
+    "completions": TypeAdapter(CompletionRequest),
+    "embeddings": TypeAdapter(EmbeddingRequest),
+}
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        # pydantic names union members (e.g. "str", "list[...]"); they are not fields.
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in ("str", "int", "float", "bool", "dict", "list", "function-after"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
+    """Decode and validate a request body; InvalidRequest names the first bad param."""
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequest(f"The request body is not valid JSON: {err.msg} (at position {err.pos}).") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        _ADAPTERS[endpoint].validate_python(body)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        param = _param(tuple(first["loc"])) or None
+        if first["type"] == "missing":
+            message = f"Missing required parameter: '{param}'."
+        else:
+            shown = orjson.dumps(first.get("input"))[:100].decode(errors="replace")
+            message = f"Invalid value for '{param}': {first['msg']} (got {shown})."
+        raise InvalidRequest(message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value") from None
+    return body

@@ -1,0 +1,1 @@
+"""Logs, metrics, analytics and traces: all fed from records, off the request path."""
