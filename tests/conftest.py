@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import openai
+import pytest
+
+from tests.fakes.openai_upstream import UPSTREAM_KEY, FakeOpenAI
+from tests.harness import MASTER_KEY, GatewayProcess
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The shared fake OpenAI upstream, reset for each test."""
+    fake_openai_server.reset()
+    yield fake_openai_server
+    fake_openai_server.reset()
+
+
+def openai_deployment(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return {"provider": "openai", "model": "upstream-model", "api_base": fake.url, "api_key": UPSTREAM_KEY, **extra}
+
+
+def basic_config(fake: FakeOpenAI, **top: Any) -> dict[str, Any]:
+    """A config with one public model `gpt-test` in front of the fake, and a mock model."""
+    return {
+        "auth": {"master_key": MASTER_KEY},
+        "server": {"max_body_bytes": 64 * 1024},
+        "models": [
+            {"name": "gpt-test", "deployments": [openai_deployment(fake, first_byte_timeout_s=3)]},
+            {"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt"}]},
+        ],
+        **top,
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gateway")
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start `lockgate serve` processes for one test; all are stopped afterwards."""
+    started: list[GatewayProcess] = []
+
+    def start(config: dict[str, Any], env: dict[str, str] | None = None, workers: int = 1) -> GatewayProcess:
+        gw = GatewayProcess(config, tmp_path, env=env, workers=workers).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway for a whole test module, in front of the shared fake (basic_config)."""
+    gw = GatewayProcess(basic_config(fake_openai_server), tmp_path_factory.mktemp("gw")).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def client(shared_gateway: GatewayProcess, fake_openai: FakeOpenAI) -> openai.OpenAI:
+    return openai.OpenAI(base_url=shared_gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=20)

@@ -1,0 +1,309 @@
+"""A fake OpenAI API: a real HTTP server on 127.0.0.1 speaking the exact wire format.
+
+It answers /v1/chat/completions (JSON and SSE with the usage chunk),
+/v1/completions, /v1/embeddings and /v1/models, records every request, and
+injects faults on demand. It runs in a thread with its own event loop, so a
+test drives it directly (``fake.faults.append(...)``) while the gateway under
+test runs as a separate process.
+
+Faults (consumed one per request, in order):
+    {"status": 500}                          an OpenAI-shaped error (message/type/code optional)
+    {"status": 429, "headers": {"retry-after": "1"}}
+    {"hang_s": 5}                            wait before answering
+    {"close": True}                          drop the connection without an answer
+    {"drop_after": 3}                        a stream that breaks after 3 content chunks
+    {"not_json": True}                       a 200 whose body is not JSON
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
+
+
+@dataclass
+class Reply:
+    """What the fake answers, scriptable per test."""
+
+    content: str | None = "Hello from the fake upstream."
+    tool_calls: list[dict[str, Any]] | None = None
+    prompt_tokens: int = 9
+    completion_tokens: int = 7
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    chunk_delay_s: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeOpenAI:
+    api_key: str = UPSTREAM_KEY
+    reply: Reply = field(default_factory=Reply)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Seen] = field(default_factory=list)
+    # Set by a test to hold a stream after its first content chunk until released.
+    hold_after_first: threading.Event | None = None
+    disconnects: int = 0
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-openai")
+        self._runner: web.AppRunner | None = None
+        self.stream_closed = threading.Event()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def reset(self) -> None:
+        self.reply = Reply()
+        self.faults.clear()
+        self.requests.clear()
+        self.hold_after_first = None
+        self.disconnects = 0
+        self.stream_closed.clear()
+
+    # --- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> bytes:
+        return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+    async def _intake(self, request: web.Request) -> tuple[Any, web.StreamResponse | None, dict[str, Any] | None]:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return body, web.Response(
+                status=401,
+                body=self.error_body("Incorrect API key provided: sk-up***.", "invalid_request_error", "invalid_api_key"),
+                content_type="application/json",
+            ), None
+        if body is None:
+            return body, web.Response(status=400, body=self.error_body("bad json", "invalid_request_error"), content_type="application/json"), None
+        fault = self.faults.pop(0) if self.faults else None
+        if fault:
+            if "hang_s" in fault:
+                await asyncio.sleep(fault["hang_s"])
+            if fault.get("close"):
+                assert request.transport is not None
+                request.transport.close()
+                return body, web.Response(status=500), None
+            if "status" in fault:
+                status = fault["status"]
+                return body, web.Response(
+                    status=status,
+                    headers=fault.get("headers", {}),
+                    body=self.error_body(
+                        fault.get("message", f"fake upstream error {status}"),
+                        fault.get("type", "server_error" if status >= 500 else "invalid_request_error"),
+                        fault.get("code"),
+                        fault.get("param"),
+                    ),
+                    content_type="application/json",
+                ), None
+            if fault.get("not_json"):
+                return body, web.Response(status=200, text="<html>oops</html>", content_type="text/html"), None
+        return body, None, fault
+
+    def _usage(self) -> dict[str, Any]:
+        r = self.reply
+        return {
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": r.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": r.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    async def _send_sse(self, resp: web.StreamResponse, payload: Any) -> None:
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        await resp.write(b"data: " + data + b"\n\n")
+
+    # --- endpoints ------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, early, fault = await self._intake(request)
+        if early is not None:
+            return early
+        r = self.reply
+        cid, created, model = "chatcmpl-fake0001", int(time.time()), body.get("model")
+        finish = "tool_calls" if r.tool_calls else "stop"
+        if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None, "annotations": []}
+            if r.tool_calls:
+                message["tool_calls"] = r.tool_calls
+            return web.Response(
+                body=orjson.dumps(
+                    {
+                        "id": cid,
+                        "object": "chat.completion",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                        "usage": self._usage(),
+                        "service_tier": "default",
+                        "system_fingerprint": "fp_fake",
+                    }
+                ),
+                content_type="application/json",
+                headers={"x-request-id": "req_upstream_1", "x-ratelimit-remaining-requests": "99"},
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            c: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+            if include_usage:
+                c["usage"] = None
+            return c
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        try:
+            await self._send_sse(resp, chunk({"role": "assistant", "content": "", "refusal": None}))
+            pieces = (r.content or "").split(" ") if r.content else []
+            pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
+            drop_after = fault.get("drop_after") if fault else None
+            for i, piece in enumerate(pieces):
+                if drop_after is not None and i >= drop_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return resp
+                await self._send_sse(resp, chunk({"content": piece}))
+                if i == 0 and self.hold_after_first is not None:
+                    event = self.hold_after_first
+                    await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)
+                if r.chunk_delay_s:
+                    await asyncio.sleep(r.chunk_delay_s)
+            for index, call in enumerate(r.tool_calls or []):
+                args = call["function"]["arguments"]
+                head = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+                await self._send_sse(resp, chunk({"tool_calls": [head]}))
+                for k in range(0, len(args), 8):
+                    await self._send_sse(resp, chunk({"tool_calls": [{"index": index, "function": {"arguments": args[k : k + 8]}}]}))
+            await self._send_sse(resp, chunk({}, finish))
+            if include_usage:
+                await self._send_sse(
+                    resp,
+                    {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "system_fingerprint": "fp_fake", "choices": [], "usage": self._usage()},
+                )
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects += 1
+            self.stream_closed.set()
+            raise
+        return resp
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body, early, _ = await self._intake(request)
+        if early is not None:
+            return early
+        r = self.reply
+        cid, created, model = "cmpl-fake0001", int(time.time()), body.get("model")
+        usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                 "total_tokens": r.prompt_tokens + r.completion_tokens}
+        text = r.content or ""
+        if not body.get("stream"):
+            return web.json_response(
+                {"id": cid, "object": "text_completion", "created": created, "model": model,
+                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}], "usage": usage},
+                dumps=lambda o: orjson.dumps(o).decode(),
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            piece = word + (" " if i < len(words) - 1 else "")
+            await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
+                                        "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]})
+        await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
+                                    "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+        if include_usage:
+            await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
+                                        "choices": [], "usage": usage})
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, early, _ = await self._intake(request)
+        if early is not None:
+            return early
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        dims = body.get("dimensions") or 3
+        data = []
+        for i, _text in enumerate(inputs):
+            vector = [round(0.1 * (i + 1) * (k + 1), 4) for k in range(dims)]
+            if body.get("encoding_format") == "base64":
+                value: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                value = vector
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        return web.json_response(
+            {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 4, "total_tokens": 4}},
+            dumps=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": []})
