@@ -17,7 +17,8 @@ from lockgate.errors import InvalidRequest
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Strict: "yes" is not a boolean and "1" is not a number, as OpenAI's own validation says.
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class FunctionCall(_Open):

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from tests.fakes.openai_upstream import UPSTREAM_KEY, FakeOpenAI
-from tests.harness import MASTER_KEY, GatewayProcess
+from tests.harness import MASTER_KEY, GatewayProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -29,14 +29,23 @@ def openai_deployment(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
     return {"provider": "openai", "model": "upstream-model", "api_base": fake.url, "api_key": UPSTREAM_KEY, **extra}
 
 
+def closed_port() -> int:
+    """A port nothing listens on (connection refused)."""
+    return free_port()
+
+
 def basic_config(fake: FakeOpenAI, **top: Any) -> dict[str, Any]:
-    """A config with one public model `gpt-test` in front of the fake, and a mock model."""
+    """Public models in front of the fake (`gpt-test`, a fast-timeout `gpt-slow`, an unreachable `gpt-dead`) and mocks."""
     return {
         "auth": {"master_key": MASTER_KEY},
         "server": {"max_body_bytes": 64 * 1024},
+        "router": {"max_attempts": 1},
         "models": [
             {"name": "gpt-test", "deployments": [openai_deployment(fake, first_byte_timeout_s=3)]},
+            {"name": "gpt-slow", "deployments": [openai_deployment(fake, first_byte_timeout_s=0.5)]},
+            {"name": "gpt-dead", "deployments": [openai_deployment(fake, api_base=f"http://127.0.0.1:{closed_port()}/v1")]},
             {"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt"}]},
+            {"name": "mock-embedding", "deployments": [{"provider": "mock", "model": "mock-embedding"}]},
         ],
         **top,
     }
