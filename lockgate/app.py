@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockgate import __version__
-from lockgate.api import health, openai
+from lockgate.api import admin, health, openai
 from lockgate.api.http import RequestIdMiddleware, json_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
@@ -22,6 +22,7 @@ from lockgate.pipeline import Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.records import Sink, SinkQueue
 from lockgate.router import Router
+from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
 
 log = structlog.get_logger("lockgate")
@@ -37,13 +38,15 @@ class Gateway:
     async def start(self) -> None:
         config = self.config
         self.pool = HttpPool()
+        # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
+        self.store = await Store(config.database.url).open()
         self.router = Router(config, self.pool)
         sinks: list[Sink] = []
         if config.telemetry.access_log:
             sinks.append(AccessLogSink())
         self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
         self.sinks.start()
-        self.pipeline = Pipeline(Authenticator(config.auth), self.router, self.sinks)
+        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks)
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models])
 
@@ -55,6 +58,7 @@ class Gateway:
         await self.pipeline.authenticator.aclose()
         await self.router.aclose()
         await self.pool.aclose()
+        await self.store.aclose()
         log.info("stopped")
 
 
@@ -84,6 +88,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

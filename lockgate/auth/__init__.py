@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from lockgate.config import AuthConfig
 from lockgate.errors import AuthenticationFailed
@@ -46,7 +46,7 @@ def credential_from(headers: Mapping[str, str]) -> str | None:
 class Authenticator:
     """The master key today; virtual keys and JWTs plug in behind the same call."""
 
-    def __init__(self, config: AuthConfig) -> None:
+    def __init__(self, config: AuthConfig, store: Any = None) -> None:
         secret = config.master_key.get_secret_value() if config.master_key else None
         self._master = secret.encode() if secret else None
 

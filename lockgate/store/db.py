@@ -1,0 +1,160 @@
+"""The async engine for `database.url`, and Alembic migrations run from the installed package.
+
+`sqlite:///path` and `postgresql://…` are mapped to their async drivers
+(aiosqlite, asyncpg); a URL that already names a driver is used as written.
+Migrations run at start-up (every worker may try: a lock makes them take turns)
+and with `lockgate db upgrade`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+log = structlog.get_logger("lockgate.store")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant: PostgreSQL advisory lock id that serialises migrations across workers and replicas.
+_PG_MIGRATION_LOCK = 0x4C4B4754  # "LKGT"
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> sa.URL:
+    """`database.url` with its async driver: sqlite:/// → aiosqlite, postgresql:// → asyncpg."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands timestamps back without a zone; they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; busy_timeout makes workers wait for the lock, not fail.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """One engine per process; `engine` is shared by every module that writes SQL (keys, usage…)."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = async_url(url)
+        self.dialect = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            if self.url.database in (None, "", ":memory:"):
+                # One shared connection, or every pooled connection would see its own empty database.
+                kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"timeout": 5}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    async def open(self, migrate: bool = True) -> "Store":
+        if migrate:
+            await self.upgrade()
+        return self
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    # --- migrations ----------------------------------------------------------------
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to `revision`, one process at a time."""
+        lock_fd = await self._lock_sqlite_file()
+        try:
+            async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                await conn.run_sync(_run_alembic, "upgrade", revision)
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # releases the flock
+        log.info("database_ready", url=self.display_url, revision=await self.current())
+
+    async def downgrade(self, revision: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_run_alembic, "downgrade", revision)
+
+    async def current(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+    async def _lock_sqlite_file(self) -> int | None:
+        """SQLite has no advisory locks: a lock file beside the database serialises migrating workers."""
+        if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
+            return None
+        path = f"{self.url.database}.migrate-lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        return fd
+
+    def connect(self) -> Any:
+        """`async with store.connect() as conn:` for reads."""
+        return self.engine.connect()
+
+    def begin(self) -> Any:
+        """`async with store.begin() as conn:` for writes (commits on success)."""
+        return self.engine.begin()
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Any:
+    """An Alembic Config pointing at the migrations inside the installed package (no alembic.ini needed)."""
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _run_alembic(connection: sa.Connection, action: str, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config(connection)
+    getattr(command, action)(cfg, revision)
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(heads) if heads else None
+

@@ -1,0 +1,44 @@
+"""The schema as SQLAlchemy Core tables; migrations/ creates and evolves it.
+
+Every table is declared on the one `metadata` so Alembic autogenerate sees them
+all. Other modules (usage, budgets) add their tables here with a migration.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# Stable constraint names, so migrations can refer to them on every back-end.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Virtual API keys. The plaintext is never stored: only its SHA-256 and a short display prefix.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("user_id", sa.String(200), nullable=True, index=True),
+    sa.Column("team_id", sa.String(200), nullable=True, index=True),
+    sa.Column("models", sa.JSON, nullable=True),  # list of public model names; null/empty: all
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("max_budget_usd", sa.Float, nullable=True),
+    sa.Column("budget_period", sa.String(16), nullable=True),  # daily | weekly | monthly | total
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
