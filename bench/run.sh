@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One command for the Lockgate benchmark: prepares bench/.venv (LiteLLM as a
+# peer, py-spy for --profile; never dependencies of lockgate itself), then
+# runs bench/run.py with any arguments given, e.g.
+#   bench/run.sh                     # full run, 10 s per measurement
+#   bench/run.sh --duration 5        # quicker
+#   bench/run.sh --targets upstream,lockgate --profile
+# The gateway runs from the repository's own virtualenv (.venv, made by the
+# project's set-up command); set LOCKGATE_PYTHON to use another interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LITELLM_VERSION=1.108.0   # newest litellm[proxy] whose pinned extras all install from PyPI here
+PYSPY_VERSION=0.4.3
+VENV=bench/.venv
+PY=${BENCH_PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[bench] creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+fi
+# the fake upstream is faster with these; they also come with LiteLLM
+stamp="$VENV/.stamp-base"
+if [ ! -f "$stamp" ]; then
+  "$VENV/bin/pip" install -q uvloop orjson "py-spy==$PYSPY_VERSION" >&2 && touch "$stamp" \
+    || echo "[bench] note: could not install uvloop/orjson/py-spy; going on without them" >&2
+fi
+stamp="$VENV/.stamp-litellm-$LITELLM_VERSION"
+if [ -z "${BENCH_NO_LITELLM:-}" ] && [ ! -f "$stamp" ]; then
+  echo "[bench] installing litellm[proxy]==$LITELLM_VERSION into $VENV (once)" >&2
+  if "$VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" >&2; then
+    touch "$stamp"
+  else
+    echo "[bench] LiteLLM could not be installed: the benchmark runs without it" >&2
+  fi
+fi
+if [ ! -x "${LOCKGATE_PYTHON:-.venv/bin/python}" ]; then
+  echo "[bench] note: ${LOCKGATE_PYTHON:-.venv/bin/python} is missing; run the project's set-up first" \
+       "(or set LOCKGATE_PYTHON). The gateway will be reported as not measured." >&2
+fi
+exec "$VENV/bin/python" bench/run.py "$@"
