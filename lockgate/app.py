@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from lockgate import __version__
 from lockgate.api import admin, health, openai
+from lockgate.api import usage as usage_api
 from lockgate.api.http import RequestIdMiddleware, json_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
@@ -24,6 +25,7 @@ from lockgate.records import Sink, SinkQueue
 from lockgate.router import Router
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
+from lockgate.usage import UsageService
 
 log = structlog.get_logger("lockgate")
 
@@ -44,9 +46,13 @@ class Gateway:
         sinks: list[Sink] = []
         if config.telemetry.access_log:
             sinks.append(AccessLogSink())
+        # Usage records to SQL (batched, spooled when the database is down) and the budget stage.
+        self.usage = await UsageService.start(config, self.store.engine)
+        if self.usage.sink is not None:
+            sinks.append(self.usage.sink)
         self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
         self.sinks.start()
-        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks)
+        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=[self.usage.budgets])
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models])
 
@@ -55,6 +61,7 @@ class Gateway:
             return
         self.started = False
         await self.sinks.aclose()
+        await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
         await self.router.aclose()
         await self.pool.aclose()
@@ -88,6 +95,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(openai.router)
     app.include_router(health.router)
+    app.include_router(usage_api.router)
     app.include_router(admin.router)
 
     @app.exception_handler(StarletteHTTPException)

@@ -148,6 +148,16 @@ class DatabaseConfig(_Strict):
     url: str = "sqlite:///lockgate.db"
 
 
+class UsageConfig(_Strict):
+    """The usage writer: records go to the database in batches, to a local spool when it is down."""
+
+    enabled: bool = True
+    batch_size: int = Field(default=200, ge=1, le=2000, description="Records per database write")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a write")
+    write_timeout_s: float = Field(default=5.0, gt=0, description="A slower write is spooled instead")
+    spool_dir: str = Field(default="lockgate-spool", description="Durable spool of unwritten batches")
+
+
 class RateLimitDefaults(_Strict):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
@@ -189,6 +199,7 @@ class Config(_Strict):
     models: list[ModelGroup] = Field(min_length=1)
     router: RouterConfig = RouterConfig()
     database: DatabaseConfig = DatabaseConfig()
+    usage: UsageConfig = UsageConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     posthog: PostHogConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()

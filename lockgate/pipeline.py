@@ -23,6 +23,7 @@ from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import Attempt, ModelRoute, Router, Upstream
 from lockgate.schemas import parse_body
+from lockgate.usage.cost import Pricer
 
 log = structlog.get_logger("lockgate.pipeline")
 
@@ -100,6 +101,7 @@ class Pipeline:
         self.router = router
         self.sinks = sinks
         self.admissions = admissions or []
+        self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
 
     # --- the stages ----------------------------------------------------------------
 
@@ -303,6 +305,7 @@ class Pipeline:
             cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
             reasoning_tokens=usage.reasoning_tokens if usage else 0,
             usage_estimated=usage.estimated if usage else False,
+            cost_usd=self.pricer.cost(upstream.config if upstream else None, usage),
             ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
             error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
             error_message=err.message if err else None,

@@ -43,6 +43,7 @@ class RequestRecord:
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
     usage_estimated: bool = False
+    cost_usd: float | None = 0.0  # USD; None: tokens were used but the price is unknown
     ttft_ms: float | None = None
     # How it ended.
     error_type: str | None = None  # the GatewayError kind, e.g. provider_timeout

@@ -1,0 +1,70 @@
+"""Usage reports: GET /admin/usage (admins, any grouping) and GET /v1/usage (a key's own figures)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from lockgate.api.http import json_response
+from lockgate.auth import Principal
+from lockgate.errors import GatewayError, InvalidRequest, PermissionDenied
+from lockgate.usage.queries import DEFAULT_DAYS, GROUPS, parse_day, report
+
+router = APIRouter(tags=["Usage"])
+
+
+async def _principal(request: Request) -> Principal:
+    gateway = request.app.state.gateway
+    client = request.client.host if request.client else None
+    return await gateway.pipeline.authenticator.authenticate(request.headers, client)
+
+
+def _range(request: Request) -> tuple[dt.date, dt.date]:
+    q = request.query_params
+    today = dt.datetime.now(dt.timezone.utc).date()
+    try:
+        end = parse_day(q["end"]) if q.get("end") else today
+        start = parse_day(q["start"]) if q.get("start") else end - dt.timedelta(days=DEFAULT_DAYS - 1)
+    except ValueError:
+        raise InvalidRequest("start and end must be dates (2026-11-20) or ISO 8601 timestamps.", param="start") from None
+    if start > end:
+        raise InvalidRequest("start must not be after end.", param="start")
+    return start, end
+
+
+def _group_by(request: Request, allowed: tuple[str, ...]) -> str:
+    group_by = request.query_params.get("group_by", allowed[0])
+    if group_by not in allowed:
+        raise InvalidRequest(f"group_by must be one of: {', '.join(allowed)}.", param="group_by")
+    return group_by
+
+
+async def _answer(request: Request, group_by: str, key_id: str | None) -> Response:
+    start, end = _range(request)
+    rows = await report(request.app.state.gateway.store.engine, group_by, start, end, key_id=key_id)
+    body: dict[str, Any] = {"object": "list", "group_by": group_by, "start": start.isoformat(), "end": end.isoformat(), "data": rows}
+    return json_response(orjson.dumps(body))
+
+
+@router.get("/admin/usage", summary="Usage and spend by key, model, team or day (admins)")
+async def admin_usage(request: Request) -> Response:
+    try:
+        principal = await _principal(request)
+        if not principal.is_admin:
+            raise PermissionDenied("Usage reports for all keys need the master key or an admin token.", code="forbidden")
+        return await _answer(request, _group_by(request, tuple(GROUPS)), None)
+    except GatewayError as err:
+        return json_response(err.to_json(), err.status, err.headers)
+
+
+@router.get("/v1/usage", summary="This key's own usage and spend, by day or model")
+async def own_usage(request: Request) -> Response:
+    try:
+        principal = await _principal(request)
+        return await _answer(request, _group_by(request, ("day", "model")), principal.key_id)
+    except GatewayError as err:
+        return json_response(err.to_json(), err.status, err.headers)

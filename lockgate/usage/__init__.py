@@ -1,0 +1,56 @@
+"""Usage and spend: every record stored (batched, spooled when the database is down), priced, budgeted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from lockgate.config import Config
+from lockgate.usage.budgets import BudgetAdmission, MemoryCounters, RedisCounters
+from lockgate.usage.sink import UsageSink
+from lockgate.usage.store import UsageStore
+
+log = structlog.get_logger("lockgate.usage")
+
+
+class UsageService:
+    """What the gateway holds for usage: the sink (for the SinkQueue) and the budget stage (an Admission)."""
+
+    def __init__(self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any) -> None:
+        self.sink = sink
+        self.budgets = budgets
+        self.engine = engine
+
+    @classmethod
+    async def start(cls, config: Config, engine: Any) -> "UsageService":
+        sink = None
+        if config.usage.enabled:
+            u = config.usage
+            sink = UsageSink(
+                UsageStore(engine).write,
+                u.spool_dir,
+                batch_size=u.batch_size,
+                flush_interval_s=u.flush_interval_s,
+                write_timeout_s=u.write_timeout_s,
+            )
+            await sink.start()
+            await sink.flush()  # replay what a previous run spooled before budgets are rebuilt
+        rl = config.ratelimit
+        counters: Any
+        if rl.backend == "redis":
+            counters = RedisCounters(rl.redis_url, prefix=rl.key_prefix + "budget:")
+            counters.start()
+        else:
+            counters = MemoryCounters()
+        budgets = BudgetAdmission(counters, on_backend_error=rl.on_backend_error)
+        try:
+            loaded = await budgets.rebuild(engine)
+            log.info("budgets_rebuilt", counters=loaded, backend=rl.backend)
+        except Exception as err:  # the gateway still serves; spend counts from zero
+            log.error("budgets_rebuild_failed", error=type(err).__name__)
+        return cls(sink, budgets, engine)
+
+    async def aclose(self) -> None:
+        """Close what the SinkQueue does not (the sink itself is closed by the SinkQueue's drain)."""
+        await self.budgets.aclose()

@@ -1,0 +1,57 @@
+"""Writes batches of usage rows: raw records and roll-ups in one transaction, idempotent by request id.
+
+``INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`` tells which
+rows are new; only those are added to the roll-ups, in the same transaction, so
+a batch written twice (a spool replay after a timeout that did commit) changes
+nothing the second time. Same SQL on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lockgate.usage.rows import Row, for_insert, rollups
+from lockgate.usage.tables import ROLLUP_SUMS, usage_daily, usage_latency_daily, usage_records
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class UsageStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        ins = _insert(self.dialect, usage_records)
+        self._records = ins.on_conflict_do_nothing(index_elements=["request_id"]).returning(usage_records.c.request_id)
+        daily = _insert(self.dialect, usage_daily)
+        self._daily = daily.on_conflict_do_update(
+            index_elements=["day", "key_id", "team", "model"],
+            set_={c: usage_daily.c[c] + daily.excluded[c] for c in ROLLUP_SUMS},
+        )
+        hist = _insert(self.dialect, usage_latency_daily)
+        self._hist = hist.on_conflict_do_update(
+            index_elements=["day", "key_id", "team", "model", "bucket"],
+            set_={"count": usage_latency_daily.c["count"] + hist.excluded["count"]},
+        )
+
+    async def write(self, rows: list[Row]) -> int:
+        """Store a batch; returns how many records were new."""
+        if not rows:
+            return 0
+        rows = list({r["request_id"]: r for r in reversed(rows)}.values())[::-1]  # first of each id
+        async with self.engine.begin() as conn:
+            result = await conn.execute(self._records, [for_insert(r) for r in rows])
+            new = {r[0] for r in result}
+            if not new:
+                return 0
+            daily, hist = rollups([r for r in rows if r["request_id"] in new])
+            if daily:
+                await conn.execute(self._daily, daily)
+            if hist:
+                await conn.execute(self._hist, hist)
+        return len(new)
