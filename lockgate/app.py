@@ -25,6 +25,7 @@ from lockgate.records import Sink, SinkQueue
 from lockgate.router import Router
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
+from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
 
 log = structlog.get_logger("lockgate")
@@ -43,9 +44,11 @@ class Gateway:
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.router = Router(config, self.pool)
+        self.telemetry = Telemetry(config)
         sinks: list[Sink] = []
         if config.telemetry.access_log:
-            sinks.append(AccessLogSink())
+            sinks.append(AccessLogSink(self.telemetry.costs))
+        sinks.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database is down) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine)
         if self.usage.sink is not None:
@@ -53,6 +56,7 @@ class Gateway:
         self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
         self.sinks.start()
         self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=[self.usage.budgets])
+        self.telemetry.start(self)  # gauges sampler, tracing, prompt capture for analytics
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models])
 
@@ -61,6 +65,7 @@ class Gateway:
             return
         self.started = False
         await self.sinks.aclose()
+        await self.telemetry.aclose()
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
         await self.router.aclose()
@@ -121,6 +126,11 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         log.exception("unhandled_error", path=request.url.path)
         return _error(GatewayInternal("The gateway failed to process this request."))
 
+    if config.telemetry.metrics:
+        from lockgate.api import metrics
+
+        app.include_router(metrics.router)
+        app.add_middleware(metrics.InFlightMiddleware)
     # Outermost, so that even errors rendered by Starlette's own middleware carry an id.
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -51,6 +51,22 @@ def _banner(config: Config, host: str, port: int, workers: int, source: str) -> 
     )
 
 
+def _multiprocess_metrics_dir() -> None:
+    """Several workers: each writes its Prometheus metrics to files here, and /metrics on any worker sums them.
+
+    Set before any worker imports prometheus_client (workers inherit the environment).
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # the operator's own directory (which they must empty between runs)
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="lockgate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(shutil.rmtree, path, True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -84,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     if workers > 1:
+        _multiprocess_metrics_dir()
         uvicorn.run("lockgate.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
         from lockgate.app import create_app

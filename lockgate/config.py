@@ -175,6 +175,14 @@ class PostHogConfig(_Strict):
     api_key: SecretStr | None = None
     host: str = "https://us.i.posthog.com"
     privacy_mode: bool = True
+    # The client's batching: a batch leaves at flush_at events or every flush_interval_s.
+    flush_at: int = Field(default=100, ge=1)
+    flush_interval_s: float = Field(default=5.0, gt=0)
+    max_queue_size: int = Field(default=10_000, ge=1, description="Events buffered before new ones are dropped")
+    gzip: bool = True
+    max_retries: int = Field(default=3, ge=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    shutdown_timeout_s: float = Field(default=5.0, ge=0, description="Longest wait to flush at shutdown")
 
 
 class TelemetryConfig(_Strict):

@@ -50,6 +50,8 @@ class RequestContext:
     ttft_ms: float | None = None
     # Headers every outcome carries (rate-limit state, deployment, attempts…).
     headers: dict[str, str] = field(default_factory=dict)
+    # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
+    content: dict[str, Any] | None = None
 
     @property
     def upstream(self) -> Upstream | None:
@@ -90,6 +92,9 @@ _CALLS = {
 
 
 class Pipeline:
+    # Set at start-up when analytics may see prompts and completions (PostHog privacy_mode: false).
+    capture_content = False
+
     def __init__(
         self,
         authenticator: Authenticator,
@@ -113,6 +118,8 @@ class Pipeline:
             ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
             options = body.get("stream_options")
             ctx.include_usage = bool(ctx.stream and isinstance(options, dict) and options.get("include_usage"))
+            if self.capture_content:
+                ctx.content = {"input": body.get("messages", body.get("prompt", body.get("input")))}
             for admission in self.admissions:
                 await admission.admit(ctx)
             upstream_body = body  # rewritten per deployment in the call below
@@ -166,6 +173,8 @@ class Pipeline:
             self._record_failed_attempts(ctx)
         result.body["model"] = route.name
         ctx.usage = result.usage
+        if ctx.content is not None:
+            ctx.content["output_choices"] = result.body.get("choices")
         self._finish(ctx, 200)
         return JsonOutcome(200, orjson.dumps(result.body), self._served_headers(ctx))
 
@@ -206,6 +215,7 @@ class Pipeline:
         public = route.name
         include_usage = ctx.include_usage
         delivered_chars = 0
+        parts: dict[int, list[str]] | None = {} if ctx.content is not None else None
         status, error = STATUS_CLIENT_CLOSED, None
         chunk = first
         try:
@@ -221,6 +231,8 @@ class Pipeline:
                             text = delta.get("content") if delta else choice.get("text")
                             if text:
                                 delivered_chars += len(text)
+                                if parts is not None:
+                                    parts.setdefault(choice.get("index", 0), []).append(text)
                         if ctx.ttft_ms is None:
                             ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
                         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
@@ -245,6 +257,10 @@ class Pipeline:
                     completion_tokens=(delivered_chars + 3) // 4,
                     estimated=True,
                 )
+            if ctx.content is not None and parts is not None:
+                ctx.content["output_choices"] = [
+                    {"index": i, "message": {"role": "assistant", "content": "".join(t)}} for i, t in sorted(parts.items())
+                ]
             self._finish(ctx, status, error, partial=status != 200)
 
     # --- record --------------------------------------------------------------------------------
@@ -277,6 +293,7 @@ class Pipeline:
                     attempts=1,
                     error_type=attempt.error.kind,
                     error_message=attempt.error.message,
+                    content={"input": ctx.content["input"]} if ctx.content is not None else None,
                 )
             )
 
@@ -310,6 +327,7 @@ class Pipeline:
             error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
             error_message=err.message if err else None,
             partial=partial,
+            content=ctx.content,
         )
         for admission in self.admissions:
             try:

@@ -53,6 +53,8 @@ class RequestRecord:
     attempt: int | None = None
     parent_request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # {"input": messages, "output_choices": choices}: set only when analytics may see content.
+    content: dict[str, Any] | None = field(default=None, repr=False)
 
 
 class Sink(Protocol):

@@ -21,6 +21,10 @@ async def ready(request: Request) -> Response:
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.started:
         return json_response(b'{"status":"starting"}', 503)
+    readiness = getattr(getattr(gateway, "telemetry", None), "readiness", None)
+    if readiness is not None:  # each dependency probed, 503 when the gateway cannot serve
+        status, report = await readiness.report()
+        return json_response(orjson.dumps(report), status)
     body = {
         "status": "ready",
         "models": gateway.router.describe(),

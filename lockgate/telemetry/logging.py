@@ -10,15 +10,21 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import orjson
 import structlog
 
 from lockgate.records import RequestRecord
+from lockgate.telemetry.cost import CostTable
 
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|lg-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)")
+
+
+def redact(text: str) -> str:
+    """Mask anything in ``text`` that looks like a key or a bearer token."""
+    return _SECRET.sub("[redacted]", text)
 
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -52,17 +58,34 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
 
+# Always on the access line (null when unknown), so log queries can rely on them.
+_CORE = ("request_id", "key_id", "user", "public_model", "deployment", "status", "prompt_tokens",
+         "completion_tokens", "latency_ms", "ttft_ms", "attempts")
+# Never on the access line: prompts and completions (only PostHog gets them, and only outside privacy mode).
+_NEVER = frozenset({"extra", "content"})
+
+
 class AccessLogSink:
     """Writes one structured line per request record."""
 
     name = "access_log"
 
-    def __init__(self) -> None:
+    def __init__(self, costs: CostTable | None = None) -> None:
         self._log = structlog.get_logger("lockgate.access")
+        self._costs = costs or CostTable(None)
+        # Read fields one by one (asdict would deep-copy every record).
+        self._names = [f.name for f in dataclass_fields(RequestRecord) if f.name not in _NEVER]
 
     async def handle(self, record: RequestRecord) -> None:
-        fields = {k: v for k, v in asdict(record).items() if v is not None and k != "extra"}
+        fields = {}
+        for name in self._names:
+            value = getattr(record, name)
+            if value is not None or name in _CORE:
+                fields[name] = value
         fields.update(record.extra)
+        if "cost_usd" not in fields:
+            cost = self._costs.cost(record)
+            fields["cost_usd"] = round(cost.total_usd, 8) if cost else None
         self._log.info("request", **fields)
 
     async def aclose(self) -> None:

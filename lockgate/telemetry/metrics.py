@@ -1,0 +1,191 @@
+"""Prometheus metrics, fed from records in the sink task (never on the request path).
+
+Only the in-flight gauge is touched around each request (one mmap write).
+With several workers, `lockgate serve --workers N` sets PROMETHEUS_MULTIPROC_DIR
+before any worker imports prometheus_client, so each worker writes its own
+files and a scrape of any worker sums them all (see ``render``).
+
+Labels are bounded by configuration (public model, deployment) or by the closed
+error vocabulary, never by users or keys: cardinality stays fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import structlog
+from prometheus_client import disable_created_metrics, multiprocess
+
+from lockgate.records import RequestRecord
+from lockgate.telemetry.cost import CostTable
+
+log = structlog.get_logger("lockgate.metrics")
+
+disable_created_metrics()  # the *_created series only add noise to every counter
+
+MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+# Latency of LLM calls spans milliseconds (cache, mock) to minutes (long generations).
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+
+REQUESTS = Counter(
+    "lockgate_requests", "Requests answered, by public model, deployment, status and error type",
+    ["model", "deployment", "status", "error_type"],
+)
+LATENCY = Histogram(
+    "lockgate_request_duration_seconds", "Whole-request latency (to the last byte of a stream)",
+    ["model", "deployment"], buckets=_LATENCY_BUCKETS,
+)
+TTFT = Histogram(
+    "lockgate_time_to_first_token_seconds", "Time to the first streamed token",
+    ["model", "deployment"], buckets=_TTFT_BUCKETS,
+)
+TOKENS = Counter(
+    "lockgate_tokens", "Tokens, by kind: prompt, completion, cached (read), cache_creation, reasoning",
+    ["model", "deployment", "kind"],
+)
+COST = Counter("lockgate_cost_usd", "Spend in USD (priced requests only)", ["model", "deployment"])
+UNPRICED = Counter("lockgate_unpriced_requests", "Requests with tokens but no known price", ["model", "deployment"])
+UPSTREAM_ERRORS = Counter(
+    "lockgate_upstream_errors", "Failed upstream attempts (retried or not), by deployment and error type",
+    ["model", "deployment", "error_type"],
+)
+RETRIES = Counter("lockgate_retries", "Attempts beyond the first", ["model"])
+FAILOVERS = Counter(
+    "lockgate_failovers", "Requests that moved on from a failed attempt at this deployment", ["model", "deployment"]
+)
+RATE_LIMITED = Counter("lockgate_rate_limited", "Requests refused by a rate limit", ["model"])
+BUDGET_REFUSED = Counter("lockgate_budget_refused", "Requests refused by an exhausted budget", ["model"])
+AUTH_FAILED = Counter("lockgate_auth_failures", "Requests refused for a missing or wrong credential")
+IN_FLIGHT = Gauge("lockgate_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
+DEPLOYMENT_UP = Gauge(
+    "lockgate_deployment_up", "1 when the deployment takes traffic, 0 while cooling down (min over workers)",
+    ["model", "deployment"], multiprocess_mode="livemin",
+)
+DEPLOYMENT_COOLDOWN = Gauge(
+    "lockgate_deployment_cooldown_remaining_seconds", "Seconds left in the deployment's cool-down (max over workers)",
+    ["model", "deployment"], multiprocess_mode="livemax",
+)
+SINK_DEPTH = Gauge("lockgate_sink_queue_depth", "Records waiting for the sinks", multiprocess_mode="livesum")
+SINK_DROPPED = Counter("lockgate_sink_dropped", "Records dropped because the sink queue was full")
+POSTHOG_DEPTH = Gauge("lockgate_posthog_queue_depth", "Events waiting in the PostHog client", multiprocess_mode="livesum")
+
+
+def _label(value: str | None) -> str:
+    return value if value is not None else "none"
+
+
+class MetricsSink:
+    """Turns each record into counter and histogram updates."""
+
+    name = "metrics"
+
+    def __init__(self, costs: CostTable) -> None:
+        self.costs = costs
+
+    async def handle(self, record: RequestRecord) -> None:
+        observe(record, self.costs)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def observe(record: RequestRecord, costs: CostTable) -> None:
+    model, deployment = _label(record.public_model), _label(record.deployment)
+    err = record.error_type
+    if record.attempt is not None:
+        # A failed attempt that was followed by another: an upstream error and a failover.
+        UPSTREAM_ERRORS.labels(model, deployment, _label(err)).inc()
+        FAILOVERS.labels(model, deployment).inc()
+        return
+    REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
+    if err is not None and err.startswith("provider_"):
+        UPSTREAM_ERRORS.labels(model, deployment, err).inc()
+    elif err == "policy_rate_limited":
+        RATE_LIMITED.labels(model).inc()
+    elif err == "policy_budget_exceeded":
+        BUDGET_REFUSED.labels(model).inc()
+    elif err == "caller_authentication":
+        AUTH_FAILED.inc()
+    if record.attempts > 1:
+        RETRIES.labels(model).inc(record.attempts - 1)
+    if record.deployment is None:
+        return  # refused before any upstream: no latency or tokens worth a series
+    LATENCY.labels(model, deployment).observe(record.latency_ms / 1000)
+    if record.ttft_ms is not None:
+        TTFT.labels(model, deployment).observe(record.ttft_ms / 1000)
+    for kind, n in (
+        ("prompt", record.prompt_tokens),
+        ("completion", record.completion_tokens),
+        ("cached", record.cached_tokens),
+        ("cache_creation", record.cache_creation_tokens),
+        ("reasoning", record.reasoning_tokens),
+    ):
+        if n:
+            TOKENS.labels(model, deployment, kind).inc(n)
+    if record.prompt_tokens or record.completion_tokens:
+        cost = costs.cost(record)
+        if cost is None:
+            UNPRICED.labels(model, deployment).inc()
+        elif cost.total_usd:
+            COST.labels(model, deployment).inc(cost.total_usd)
+
+
+class StateSampler:
+    """Copies state that lives in objects (router health, queue depths) into gauges, once a second.
+
+    Each worker samples its own state, so a scrape answered by any worker sees all of them.
+    """
+
+    def __init__(self, describe: Callable[[], list[dict[str, Any]]], sinks: Any, posthog: Any = None,
+                 interval_s: float = 1.0) -> None:
+        self.describe, self.sinks, self.posthog, self.interval_s = describe, sinks, posthog, interval_s
+        self._dropped_seen = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.sample()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-metrics-sampler")
+
+    def sample(self) -> None:
+        for model in self.describe():
+            for dep in model.get("deployments", ()):  # type: ignore[union-attr]
+                up = 1 if dep.get("state", "healthy") != "cooling" else 0
+                DEPLOYMENT_UP.labels(model["model"], dep["id"]).set(up)
+                DEPLOYMENT_COOLDOWN.labels(model["model"], dep["id"]).set(float(dep.get("cooldown_remaining_s", 0.0)))
+        SINK_DEPTH.set(self.sinks.depth)
+        dropped = self.sinks.dropped
+        if dropped > self._dropped_seen:
+            SINK_DROPPED.inc(dropped - self._dropped_seen)
+            self._dropped_seen = dropped
+        if self.posthog is not None:
+            POSTHOG_DEPTH.set(self.posthog.queue_depth)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                self.sample()
+            except Exception:  # a sampling bug must not end the loop
+                log.exception("metrics_sample_failed")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if MULTIPROC:
+            # This worker's live gauges leave the sums.
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def render() -> bytes:
+    """The exposition text: every worker's values in multiprocess mode, this process's otherwise."""
+    if MULTIPROC:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -1,0 +1,109 @@
+"""What /health/ready reports: each dependency and each deployment, and whether we can serve.
+
+Not ready (503) when the gateway cannot answer inference requests: still
+starting, the database (which holds the keys) unreachable, Redis unreachable
+while the limiter is configured to deny on errors, or every deployment of
+every model cooling down. A part that only degrades service (Redis with
+fail-open, some models cooling) makes the status "degraded" with 200.
+PostHog is best-effort: its queue is reported, never a reason to refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from lockgate.telemetry.logging import redact
+
+log = structlog.get_logger("lockgate.health")
+
+PROBE_TIMEOUT_S = 1.0
+
+
+class Readiness:
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        config = gateway.config
+        self._redis: Any = None
+        self._redis_required = False
+        if config.ratelimit.backend == "redis":
+            from redis.asyncio import Redis
+
+            # Our own tiny client: the probe must not queue behind the limiter's traffic.
+            self._redis = Redis.from_url(
+                config.ratelimit.redis_url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
+            )
+            self._redis_required = config.ratelimit.on_backend_error == "deny"
+
+    async def _database(self) -> dict[str, Any] | None:
+        store = getattr(self.gateway, "store", None)
+        if store is None:
+            return None
+        import sqlalchemy as sa
+
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                async with store.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+            return {"status": "ok", "dialect": getattr(store, "dialect", None)}
+        except Exception as err:
+            return {"status": "down", "error": redact(f"{type(err).__name__}: {err}")[:200]}
+
+    async def _redis_state(self) -> dict[str, Any] | None:
+        if self._redis is None:
+            return None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self._redis.ping()
+            return {"status": "ok"}
+        except Exception as err:
+            return {"status": "down", "error": type(err).__name__, "required": self._redis_required}
+
+    def _posthog(self) -> dict[str, Any] | None:
+        sink = getattr(getattr(self.gateway, "telemetry", None), "posthog", None)
+        if sink is None:
+            return None
+        return {"status": "ok", "queue_depth": sink.queue_depth, "queue_limit": sink.queue_limit}
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        gateway = self.gateway
+        database, redis_state = await asyncio.gather(self._database(), self._redis_state())
+        checks: dict[str, Any] = {}
+        problems: list[str] = []
+        degraded: list[str] = []
+        if database is not None:
+            checks["database"] = database
+            if database["status"] != "ok":
+                problems.append("database")
+        if redis_state is not None:
+            checks["redis"] = redis_state
+            if redis_state["status"] != "ok":
+                (problems if self._redis_required else degraded).append("redis")
+        posthog = self._posthog()
+        if posthog is not None:
+            checks["posthog"] = posthog
+        sinks = gateway.sinks
+        checks["sinks"] = {"status": "ok", "queue_depth": sinks.depth, "dropped": sinks.dropped}
+        models = gateway.router.describe()
+        usable = 0
+        for model in models:
+            states = [d.get("state", "healthy") for d in model.get("deployments", ())]
+            if any(s != "cooling" for s in states):
+                usable += 1
+            else:
+                degraded.append(f"model:{model['model']}")
+        if models and usable == 0:
+            problems.append("deployments")
+        status = "not_ready" if problems else ("degraded" if degraded else "ready")
+        body = {"status": status, "checks": checks, "models": models}
+        if problems:
+            body["failing"] = problems
+        if degraded:
+            body["degraded"] = degraded
+        return (503 if problems else 200), body
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
