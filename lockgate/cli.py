@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and list its models")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    from lockgate.cli_keys import add_commands  # `keys …` and `db …`
+
+    add_commands(sub)
     return parser
 
 

@@ -128,6 +128,9 @@ class JWTConfig(_Strict):
     hs256_secret: SecretStr | None = None
     claims: JWTClaims = JWTClaims()
     leeway_s: float = Field(default=30.0, ge=0)
+    jwks_cache_ttl_s: float = Field(default=300.0, gt=0, description="Refresh the JWKS this often")
+    # A token with an unknown kid refetches the JWKS, but no more often than this (forged kids can't flood the IdP).
+    jwks_min_refetch_interval_s: float = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "JWTConfig":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -43,11 +44,11 @@ def drop_pg_database(url: str) -> None:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL on each back-end: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lockgate-test.db'}"
+@contextmanager
+def database(kind: str, directory: Path) -> Iterator[str]:
+    """A database URL of one kind ("sqlite" | "postgresql"), removed afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'lockgate-test.db'}"
         return
     require_service("PostgreSQL", "127.0.0.1", 5432)
     url = create_pg_database()
@@ -55,3 +56,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL on each back-end: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """As db_url, shared by a whole module (for a gateway that serves several tests)."""
+    with database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url

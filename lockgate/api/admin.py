@@ -1,7 +1,195 @@
-"""Admin routes under /admin: virtual key management (master key or a JWT with the admin role)."""
+"""Admin routes under /admin: virtual key management, for the master key or a JWT with the admin role.
+
+Plaintext keys appear only in the answers to create and rotate; no answer ever
+carries a key hash. Changes made here drop the key from this replica's cache at
+once; other replicas see them within `auth.key_cache_ttl_s`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+from typing import Any, Literal
 
-router = APIRouter(prefix="/admin", tags=["Admin"])
+import orjson
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.responses import Response
+
+from lockgate.api.http import json_response
+from lockgate.auth import Principal
+from lockgate.auth.keys import KeyRepository, KeyRow, VirtualKeys
+from lockgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+
+# Documents the bearer scheme in the OpenAPI spec; the check itself is the gateway's authenticator.
+_bearer = HTTPBearer(auto_error=False, description="The master key, or a JWT with the admin role")
+
+BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
+
+
+async def require_admin(
+    request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
+) -> Principal:
+    """The caller, if an admin: 401 without valid credentials, 403 for anyone else."""
+    client = request.client.host if request.client else None
+    principal: Principal = await request.app.state.gateway.pipeline.authenticator.authenticate(request.headers, client)
+    if not principal.is_admin:
+        raise PermissionDenied("This endpoint needs the master key or an admin token.", code="admin_required")
+    return principal
+
+
+router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+
+
+class _KeyFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, max_length=200, description="The user the key belongs to")
+    team: str | None = Field(default=None, max_length=200, description="The team the key belongs to")
+    models: list[str] | None = Field(default=None, description="Public model names this key may use; empty: all")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute")
+    max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period")
+    budget_period: BudgetPeriod | None = None
+    expires_at: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when no zone is given")
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class KeyCreate(_KeyFields):
+    name: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _budget(self) -> "KeyCreate":
+        if self.budget_period is not None and self.max_budget_usd is None:
+            raise ValueError("budget_period needs max_budget_usd")
+        return self
+
+
+class KeyUpdate(_KeyFields):
+    """Only the fields sent are changed; `null` clears one."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class KeyView(BaseModel):
+    object: Literal["api_key"] = "api_key"
+    id: str
+    key_prefix: str = Field(description="The first characters of the key, for recognising it")
+    name: str
+    user: str | None
+    team: str | None
+    models: list[str] | None
+    rpm: int | None
+    tpm: int | None
+    max_budget_usd: float | None
+    budget_period: BudgetPeriod | None
+    expires_at: dt.datetime | None
+    metadata: dict[str, Any] | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    revoked: bool
+    revoked_at: dt.datetime | None
+
+
+class KeyCreated(KeyView):
+    key: str = Field(description="The secret key. Shown once: it is not stored and cannot be shown again.")
+
+
+class KeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[KeyView]
+
+
+def _keys(request: Request) -> VirtualKeys:
+    keys = request.app.state.gateway.pipeline.authenticator.keys
+    if keys is None:
+        raise GatewayError("No key store is configured.", status=501, type="server_error", code="not_configured")
+    return keys
+
+
+def _repo(request: Request) -> KeyRepository:
+    return _keys(request).repo
+
+
+def _found(row: KeyRow | None, key_id: str) -> KeyRow:
+    if row is None:
+        raise NotFound(f"No API key with id `{key_id}`.", param="id")
+    return row
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return json_response(orjson.dumps(body), status)
+
+
+def _with_key(row: KeyRow, token: str) -> dict[str, Any]:
+    return {"key": token, **row.public()}
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated, summary="Create a virtual key")
+async def create_key(body: KeyCreate, request: Request) -> Response:
+    fields = body.model_dump()
+    if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
+        fields["budget_period"] = "total"
+    row, token = await _repo(request).create(**fields)
+    return _json(_with_key(row, token), 201)
+
+
+@router.get("/keys", response_model=KeyList, summary="List virtual keys (never their secrets)")
+async def list_keys(
+    request: Request, user: str | None = None, team: str | None = None, include_revoked: bool = True
+) -> Response:
+    rows = await _repo(request).list(user=user, team=team, include_revoked=include_revoked)
+    return _json({"object": "list", "data": [r.public() for r in rows]})
+
+
+@router.get("/keys/{key_id}", response_model=KeyView, summary="Get a virtual key")
+async def get_key(key_id: str, request: Request) -> Response:
+    return _json(_found(await _repo(request).get(key_id), key_id).public())
+
+
+@router.patch("/keys/{key_id}", response_model=KeyView, summary="Change a virtual key")
+async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes and changes["name"] is None:
+        raise InvalidRequest("A key's name cannot be cleared.", param="name")
+    keys = _keys(request)
+    current = _found(await keys.repo.get(key_id), key_id)
+    budget = changes.get("max_budget_usd", current.max_budget_usd)
+    period = changes.get("budget_period", current.budget_period)
+    if "max_budget_usd" in changes and budget is None:
+        changes["budget_period"] = None  # no budget, no period
+    elif period is not None and budget is None:
+        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
+    elif budget is not None and period is None:
+        changes["budget_period"] = "total"
+    row = _found(await keys.repo.update(key_id, **changes), key_id)
+    keys.invalidate(key_id)
+    return _json(row.public())
+
+
+@router.delete("/keys/{key_id}", response_model=KeyView, summary="Revoke a virtual key")
+async def revoke_key(key_id: str, request: Request) -> Response:
+    keys = _keys(request)
+    row = _found(await keys.repo.revoke(key_id), key_id)
+    keys.invalidate(key_id)
+    return _json(row.public())
+
+
+@router.post("/keys/{key_id}/rotate", response_model=KeyCreated, summary="Replace a key's secret")
+async def rotate_key(key_id: str, request: Request) -> Response:
+    keys = _keys(request)
+    rotated = await keys.repo.rotate(key_id)
+    if rotated is None:
+        _found(await keys.repo.get(key_id), key_id)
+        raise GatewayError("A revoked key cannot be rotated.", status=409, type="invalid_request_error", code="key_revoked")
+    keys.invalidate(key_id)
+    row, token = rotated
+    return _json(_with_key(row, token))

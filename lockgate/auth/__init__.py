@@ -1,34 +1,27 @@
-"""Who is asking: the authenticate stage turns credentials into a Principal."""
+"""Who is asking: the authenticate stage turns credentials into a Principal.
+
+In order: the master key (constant-time compare), then virtual keys (`lg-…`,
+from the key cache), then JWTs (HS256 secret or JWKS). Failures are counted
+per client address by the brute-force guard, which answers 429 once an address
+fails too often.
+"""
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
+from lockgate.auth.guard import FailureGuard
+from lockgate.auth.principal import MASTER, Principal
 from lockgate.config import AuthConfig
 from lockgate.errors import AuthenticationFailed
 
+if TYPE_CHECKING:
+    from lockgate.auth.jwt import JWTVerifier
+    from lockgate.auth.keys import VirtualKeys
+    from lockgate.store import Store
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller and what it may do."""
-
-    key_id: str
-    user: str | None = None
-    team: str | None = None
-    models: frozenset[str] | None = None  # None: every model
-    is_admin: bool = False
-    rpm: int | None = None
-    tpm: int | None = None
-    max_budget_usd: float | None = None
-    budget_period: str | None = None
-
-    def allows(self, model: str) -> bool:
-        return self.models is None or model in self.models
-
-
-MASTER = Principal(key_id="master", is_admin=True)
+__all__ = ["MASTER", "Authenticator", "Principal", "credential_from"]
 
 
 def credential_from(headers: Mapping[str, str]) -> str | None:
@@ -44,21 +37,47 @@ def credential_from(headers: Mapping[str, str]) -> str | None:
 
 
 class Authenticator:
-    """The master key today; virtual keys and JWTs plug in behind the same call."""
+    """Master key, virtual keys (with a store) and JWTs (with `auth.jwt`), behind one call."""
 
-    def __init__(self, config: AuthConfig, store: Any = None) -> None:
+    def __init__(self, config: AuthConfig, store: "Store | None" = None) -> None:
         secret = config.master_key.get_secret_value() if config.master_key else None
         self._master = secret.encode() if secret else None
+        self.guard = FailureGuard(config.max_failures_per_minute)
+        self.keys: VirtualKeys | None = None
+        self.jwt: JWTVerifier | None = None
+        if store is not None:
+            from lockgate.auth.keys import KeyRepository, VirtualKeys
+
+            self.keys = VirtualKeys(KeyRepository(store), config.key_cache_ttl_s)
+        if config.jwt is not None:
+            from lockgate.auth.jwt import JWTVerifier
+
+            self.jwt = JWTVerifier(config.jwt)
 
     async def authenticate(self, headers: Mapping[str, str], client: str | None) -> Principal:
+        self.guard.check(client)
         token = credential_from(headers)
         if not token:
             raise AuthenticationFailed(
                 "You didn't provide an API key. Send it in an Authorization header as 'Bearer YOUR_KEY'."
             )
+        try:
+            return await self._identify(token)
+        except AuthenticationFailed:
+            self.guard.failed(client)
+            raise
+
+    async def _identify(self, token: str) -> Principal:
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return MASTER
+        if self.keys is not None and token.startswith("lg-"):
+            return await self.keys.authenticate(token)
+        if self.jwt is not None and token.count(".") == 2:
+            return await self.jwt.authenticate(token)
         raise AuthenticationFailed("Incorrect API key provided.")
 
     async def aclose(self) -> None:
-        return None
+        if self.keys is not None:
+            await self.keys.aclose()
+        if self.jwt is not None:
+            await self.jwt.aclose()

@@ -1,0 +1,204 @@
+"""`lockgate keys …` and `lockgate db …`: work on the configured database directly, no server needed.
+
+    lockgate keys create --name N [--models a,b] [--rpm R] [--tpm T] [--budget USD --period monthly] [--expires 30d]
+    lockgate keys list [--active] [--json]
+    lockgate keys revoke ID
+    lockgate db upgrade | current
+
+A running gateway sees a key revoked here within `auth.key_cache_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+import sys
+from typing import Any, Awaitable, Callable
+
+from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
+from lockgate.config import ConfigError, resolve_config
+from lockgate.store import Store
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_expiry(value: str, now: dt.datetime | None = None) -> dt.datetime:
+    """`30d`, `12h`, `15m`, `90s`, `2w`, or an ISO 8601 date/time (UTC when no zone)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    match = _DURATION.match(value)
+    if match:
+        return now + dt.timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration (30d, 12h) or an ISO date: {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _models(value: str) -> list[str]:
+    return [m.strip() for m in value.split(",") if m.strip()]
+
+
+def _run(args: argparse.Namespace, action: Callable[[Store], Awaitable[int]]) -> int:
+    try:
+        config = resolve_config(args.config)
+    except ConfigError as err:
+        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+
+    _quiet_logs()
+
+    async def main() -> int:
+        store = Store(config.database.url)
+        try:
+            await store.open()
+            return await action(store)
+        finally:
+            await store.aclose()
+
+    try:
+        return asyncio.run(main())
+    except Exception as err:  # connection refused, bad credentials, no such database…
+        print(f"lockgate: cannot use the database: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+def _quiet_logs() -> None:
+    # stdout is for the answer (a key, JSON); log lines go to stderr, warnings and worse only.
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _print_row(row: KeyRow) -> None:
+    models = ",".join(row.models) if row.models else "*"
+    state = "revoked" if row.revoked else ("expired" if row.is_expired() else "active")
+    expires = row.expires_at.isoformat(timespec="seconds") if row.expires_at else "-"
+    print(f"{row.id:<22} {row.key_prefix + '…':<14} {state:<8} {row.name[:24]:<24} {models[:30]:<30} {expires}")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    if args.period and args.budget is None:
+        print("lockgate: --period needs --budget", file=sys.stderr)
+        return 2
+
+    async def action(store: Store) -> int:
+        row, token = await KeyRepository(store).create(
+            name=args.name,
+            user=args.user,
+            team=args.team,
+            models=args.models,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            max_budget_usd=args.budget,
+            budget_period=(args.period or "total") if args.budget is not None else None,
+            expires_at=args.expires,
+        )
+        if args.json:
+            print(json.dumps({"key": token, **row.public()}))
+        else:
+            print(f"Created key {row.id} ({row.name}).")
+            print(f"  key: {token}")
+            print("  Store it now: it is shown only this once.")
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        rows = await KeyRepository(store).list(include_revoked=not args.active)
+        if args.json:
+            print(json.dumps({"object": "list", "data": [r.public() for r in rows]}))
+            return 0
+        print(f"{'ID':<22} {'PREFIX':<14} {'STATE':<8} {'NAME':<24} {'MODELS':<30} EXPIRES")
+        for row in rows:
+            _print_row(row)
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        row = await KeyRepository(store).revoke(args.id)
+        if row is None:
+            print(f"lockgate: no key with id {args.id}", file=sys.stderr)
+            return 1
+        print(f"Revoked key {row.id} ({row.name}); gateways refuse it within auth.key_cache_ttl_s.")
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:  # Store.open() has applied the migrations
+        print(f"{store.display_url}: at revision {await store.current()}")
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_config(args.config)
+    except ConfigError as err:
+        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        store = Store(config.database.url)
+        try:
+            print(f"{store.display_url}: at revision {await store.current() or '(none)'}")
+        finally:
+            await store.aclose()
+        return 0
+
+    return asyncio.run(main())
+
+
+def add_commands(sub: Any) -> None:
+    """Register `keys` and `db` on the main parser's subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+
+    keys = sub.add_parser("keys", help="manage virtual API keys in the configured database")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+
+    create = keys_sub.add_parser("create", parents=[common], help="create a key; prints it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--user")
+    create.add_argument("--team")
+    create.add_argument("--models", type=_models, help="comma-separated public model names (default: all)")
+    create.add_argument("--rpm", type=int)
+    create.add_argument("--tpm", type=int)
+    create.add_argument("--budget", type=float, help="max budget in USD")
+    create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
+    create.add_argument("--expires", type=parse_expiry, help="30d, 12h, 15m … or an ISO date")
+    create.add_argument("--json", action="store_true", help="print the key and its fields as JSON")
+    create.set_defaults(func=cmd_keys_create)
+
+    listing = keys_sub.add_parser("list", parents=[common], help="list keys (never their secrets)")
+    listing.add_argument("--active", action="store_true", help="hide revoked keys")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_keys_list)
+
+    revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply the migrations")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    current = db_sub.add_parser("current", parents=[common], help="show the schema revision")
+    current.set_defaults(func=cmd_db_current)
