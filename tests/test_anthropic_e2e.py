@@ -15,7 +15,7 @@ from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, Reply, t
 from tests.harness import MASTER_KEY, GatewayProcess
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -168,7 +168,7 @@ def test_tools(client: openai.OpenAI, fake: FakeAnthropic) -> None:
     fake.reply = Reply(content=[text("It is sunny in Paris.")])
     answer = client.chat.completions.create(
         model="claude-test",
-        tools=[WEATHER],
+        tools=[WEATHER],  # type: ignore[list-item]
         messages=[
             {"role": "user", "content": "Hi"},
             choice.message.model_dump(exclude_none=True),  # type: ignore[list-item]
@@ -258,7 +258,13 @@ def test_images(client: openai.OpenAI, fake: FakeAnthropic) -> None:
     ],
 )
 def test_error_mapping(
-    client: openai.OpenAI, fake: FakeAnthropic, gateway: GatewayProcess, status: int, etype: str, exc: type, client_status: int
+    client: openai.OpenAI,
+    fake: FakeAnthropic,
+    gateway: GatewayProcess,
+    status: int,
+    etype: str,
+    exc: type[openai.APIStatusError],
+    client_status: int,
 ) -> None:
     fake.faults.append({"status": status, "type": etype, "message": f"Anthropic says {etype}", "headers": {"retry-after": "3"}})
     model = "claude-ratelimited" if status == 429 else "claude-test"
@@ -288,9 +294,9 @@ def test_unhonourable_param_is_a_400_naming_it(client: openai.OpenAI, fake: Fake
 def test_error_event_mid_stream(client: openai.OpenAI, fake: FakeAnthropic, gateway: GatewayProcess) -> None:
     fake.faults.append({"error_event_after": 3, "type": "overloaded_error", "message": "Overloaded"})
     raw = client.chat.completions.with_raw_response.create(**hi(stream=True))
-    received = []
+    received: list[Any] = []
     with pytest.raises(openai.APIError) as err:
-        for chunk in raw.parse():
+        for chunk in raw.parse():  # noqa: PERF402 - what arrived before the error is asserted on
             received.append(chunk)
     assert "Overloaded" in str(err.value)
     assert "".join(c.choices[0].delta.content or "" for c in received if c.choices) == "Hello from the fak"

@@ -140,7 +140,9 @@ async def test_tools_round_trip(fake: FakeAnthropic, make: Any) -> None:
         (500, "overloaded_error", ProviderOverloaded, 503, True),  # mapped by type, not status
     ],
 )
-async def test_error_mapping(fake: FakeAnthropic, make: Any, status: int, etype: str, cls: type, expect_status: int, retryable: bool) -> None:
+async def test_error_mapping(
+    fake: FakeAnthropic, make: Any, status: int, etype: str, cls: type[GatewayError], expect_status: int, retryable: bool
+) -> None:
     fake.faults.append({"status": status, "type": etype, "message": f"upstream says {etype}", "headers": {"retry-after": "7"}})
     with pytest.raises(cls) as err:
         await make(fake).chat(body())

@@ -104,7 +104,7 @@ async def test_tool_use_stream_gives_indexed_tool_call_deltas() -> None:
 
 
 async def test_thinking_stream_and_restated_usage_are_not_double_counted() -> None:
-    chunks, translator = await translate(fixture("stream_thinking.sse"))
+    chunks, _ = await translate(fixture("stream_thinking.sse"))
     check_openai_shape(chunks)
     reasoning = "".join(d.get("reasoning_content") or "" for d in deltas(chunks))
     assert reasoning.startswith("I need to find the GCD") and reasoning.endswith("147 = 7 × 21 + 0")
@@ -185,3 +185,21 @@ async def test_legacy_completion_chunks() -> None:
     assert legacy[-1]["choices"] == [] and legacy[-1]["usage"] == {
         "prompt_tokens": 2160, "completion_tokens": 12, "total_tokens": 2172
     }
+
+
+async def test_tool_call_without_input_fragments_ends_as_empty_object() -> None:
+    translator = ChunkTranslator(RequestContext(model="m"))
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}},
+        {"type": "message_stop"},
+    ]
+    chunks = [c for e in events for c in translator.feed(e)]
+    arguments = "".join(
+        call["function"].get("arguments", "") for d in deltas(chunks) for call in d.get("tool_calls") or ()
+    )
+    assert json.loads(arguments) == {}
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"

@@ -110,7 +110,7 @@ def test_consecutive_assistant_messages_merge_and_empty_ones_vanish() -> None:
 
 
 def test_tool_arguments_are_parsed_and_bad_ones_refused() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "a"},
         {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}]},
         {"role": "tool", "tool_call_id": "t1", "content": ""},
@@ -257,7 +257,7 @@ def test_reasoning_conflicts_are_refused(params: dict[str, Any], param: str) -> 
 
 
 def test_thinking_is_left_off_when_continuing_a_tool_turn() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "a"},
         {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "t1", "content": "42"},
@@ -360,7 +360,7 @@ def test_finish_reasons(stop: Any, finish: str) -> None:
 
 
 def test_forced_json_tool_is_returned_as_content() -> None:
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
         "content": [{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL_NAME, "input": {"answer": 42, "why": "é"}}],
         "usage": {"input_tokens": 5, "output_tokens": 6},

@@ -86,7 +86,7 @@ async def error_from_response(
         code = err.get("code") if isinstance(err.get("code"), str) else None
         param = err.get("param") if isinstance(err.get("param"), str) else None
     status = resp.status
-    if status_for_type and etype in status_for_type:
+    if status_for_type and etype is not None and etype in status_for_type:
         status = status_for_type[etype]
     return from_upstream_status(
         status, message, type=etype, code=code, param=param, retry_after_s=parse_retry_after(resp.headers)

@@ -211,7 +211,7 @@ def _check_blocks(content: Any, where: str, role: str) -> None:
             raise Invalid(f"{at}: Input tag '{btype}' found using 'type' does not match any of the expected tags")
         extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context"}
         if extra:
-            raise Invalid(f"{at}.{sorted(extra)[0]}: Extra inputs are not permitted")
+            raise Invalid(f"{at}.{min(extra)}: Extra inputs are not permitted")
 
 
 def validate(body: Any) -> None:
@@ -228,9 +228,11 @@ def validate(body: Any) -> None:
     if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
         raise Invalid("max_tokens: Input should be a valid integer greater than or equal to 1")
     system = body.get("system")
-    if system is not None and not isinstance(system, str):
-        if not isinstance(system, list) or any(not isinstance(b, dict) or b.get("type") != "text" or not b.get("text") for b in system):
-            raise Invalid("system: Input should be a valid string or a list of non-empty text blocks")
+    if system is not None and not isinstance(system, str) and (
+        not isinstance(system, list)
+        or any(not isinstance(b, dict) or b.get("type") != "text" or not b.get("text") for b in system)
+    ):
+        raise Invalid("system: Input should be a valid string or a list of non-empty text blocks")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Invalid("messages: Field required")
@@ -255,13 +257,13 @@ def validate(body: Any) -> None:
         unknown = results - previous_tool_ids
         if unknown:
             raise Invalid(
-                f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: {sorted(unknown)[0]}. "
+                f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: {min(unknown)}. "
                 "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
             )
         missing = previous_tool_ids - results
         if missing:
             raise Invalid(
-                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {sorted(missing)[0]}"
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: {min(missing)}"
             )
         previous_tool_ids = {b["id"] for b in blocks if b.get("type") == "tool_use"}
     if previous_tool_ids:
@@ -276,7 +278,7 @@ def validate(body: Any) -> None:
             raise Invalid(f"tools.{k}.custom.input_schema.type: Input should be 'object'")
         extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type"}
         if extra:
-            raise Invalid(f"tools.{k}.custom.{sorted(extra)[0]}: Extra inputs are not permitted")
+            raise Invalid(f"tools.{k}.custom.{min(extra)}: Extra inputs are not permitted")
         names.add(tool["name"])
     choice = body.get("tool_choice")
     if choice is not None:

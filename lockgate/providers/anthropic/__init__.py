@@ -44,10 +44,8 @@ class AnthropicStream:
         self._what = what
         self._first_byte_timeout_s = first_byte_timeout_s
         self._legacy = legacy
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
+        # Known once message_stop arrives (partial and estimated if the stream breaks off).
+        self.usage: Usage | None = None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._chunks()
@@ -83,14 +81,16 @@ class AnthropicStream:
                     else:
                         yield chunk
                 # After message_stop we keep reading to the end of the body so the connection can be reused.
+            if not translator.finished:
+                raise translator.broken_off()
         except GatewayError:
             raise
         except _TRANSPORT_ERRORS as err:
+            translator.broken_off()  # records the partial usage
             raise transport_error(err, self._what) from None
         finally:
+            self.usage = translator.usage
             self._resp.release()
-        if not translator.finished:
-            raise translator.broken_off()
 
     async def aclose(self) -> None:
         # Closing (not releasing) drops a half-read connection instead of draining it.
@@ -161,7 +161,10 @@ class AnthropicProvider:
         completion, usage = chat_completion(message, ctx)
         return ProviderResult(body=completion, usage=usage)
 
-    async def chat_stream(self, body: dict[str, Any], *, legacy: bool = False) -> AnthropicStream:
+    async def chat_stream(self, body: dict[str, Any]) -> AnthropicStream:
+        return await self._open_stream(body, legacy=False)
+
+    async def _open_stream(self, body: dict[str, Any], *, legacy: bool) -> AnthropicStream:
         payload, ctx = to_anthropic(body, max_tokens_default=self._max_tokens_default)
         payload["stream"] = True
         resp = await self._post(payload, self._stream_headers)
@@ -176,7 +179,7 @@ class AnthropicProvider:
         return ProviderResult(body=text_completion(result.body), usage=result.usage)
 
     async def completions_stream(self, body: dict[str, Any]) -> AnthropicStream:
-        return await self.chat_stream(completions_to_chat(body), legacy=True)
+        return await self._open_stream(completions_to_chat(body), legacy=True)
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raise InvalidRequest("Anthropic models have no embeddings; use an embedding model.", param="model")

@@ -32,7 +32,9 @@ _TRANSLATED = frozenset(
 # Anthropic-native parameters some OpenAI clients send through `extra_body`; passed as they are.
 _PASSTHROUGH = frozenset({"top_k", "thinking"})
 # OpenAI calls these hints or OpenAI-side features with no effect on the answer: dropped.
-_DROPPED = frozenset({"seed", "service_tier", "store", "metadata", "prediction", "prompt_cache_key", "verbosity"})
+_DROPPED = frozenset(
+    {"seed", "service_tier", "store", "metadata", "prediction", "prompt_cache_key", "prompt_cache_retention", "verbosity"}
+)
 # Accepted only at their no-op value; anything else is a 400 naming the parameter.
 _NOOP_VALUES: dict[str, tuple[Any, ...]] = {
     "n": (1,),

@@ -34,6 +34,8 @@ class ChunkTranslator:
         self._json_blocks: set[int] = set()
         self._json_buffer: dict[int, list[str]] = {}
         self._tool_calls = 0
+        # Argument characters sent per block, so a call with no input still ends with valid JSON.
+        self._args_sent: dict[int, int] = {}
         self._json_answered = False
         self._stop_reason: str | None = None
         self._usage_raw: dict[str, Any] = {}
@@ -143,19 +145,29 @@ class ChunkTranslator:
                 self._json_buffer[index].append(fragment)
                 return []
             if index in self._json_blocks:
+                self._args_sent[index] = self._args_sent.get(index, 0) + len(fragment)
                 return [self._content(fragment)]  # the response_format answer, as it is written
             if index not in self._tool_index:
                 raise ProviderBadResponse(f"The upstream {self._what} sent tool input for an unknown block.")
+            self._args_sent[index] = self._args_sent.get(index, 0) + len(fragment)
             self._emitted_chars += len(fragment)
             call = {"index": self._tool_index[index], "function": {"arguments": fragment}}
             return [self._chunk({"tool_calls": [call]})]
         return []  # signature_delta, citations_delta: no OpenAI field
 
     def _block_stop(self, index: Any) -> list[dict[str, Any]]:
-        parts = self._json_buffer.pop(index, None) if isinstance(index, int) else None
-        if parts is None:
+        if not isinstance(index, int):
             return []
-        return [self._content(unwrap_json_text("".join(parts)))]
+        parts = self._json_buffer.pop(index, None)
+        if parts is not None:
+            return [self._content(unwrap_json_text("".join(parts)))]
+        if self._args_sent.get(index) or (index not in self._tool_index and index not in self._json_blocks):
+            return []
+        # A tool input sent as no fragments at all (or only empty ones) is the empty object.
+        self._args_sent[index] = 2
+        if index in self._json_blocks:
+            return [self._content("{}")]
+        return [self._chunk({"tool_calls": [{"index": self._tool_index[index], "function": {"arguments": "{}"}}]})]
 
     def _message_delta(self, event: dict[str, Any]) -> None:
         delta = event.get("delta")
