@@ -210,3 +210,12 @@ async def test_legacy_completions(fake: FakeAnthropic, make: Any) -> None:
     assert all(c["object"] == "text_completion" for c in chunks)
     assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == "Hello from the fake Anthropic upstream."
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop" and chunks[-1]["usage"]["completion_tokens"] == 9
+
+
+async def test_finished_streams_leave_the_connection_reusable(fake: FakeAnthropic, make: Any) -> None:
+    provider = make(fake)
+    for _ in range(3):
+        await collect(await provider.chat_stream(body(stream=True)))
+    await provider.chat(body())
+    ports = {seen.client_port for seen in fake.requests}
+    assert len(fake.requests) == 4 and len(ports) == 1

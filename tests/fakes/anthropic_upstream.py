@@ -313,6 +313,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: Any
+    client_port: int | None = None  # the same port twice means a reused connection
 
 
 @dataclass
@@ -382,7 +383,8 @@ class FakeAnthropic:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append(Seen(request.path, dict(request.headers), body))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(Seen(request.path, dict(request.headers), body, peer[1] if peer else None))
         if request.headers.get("x-api-key") != self.api_key:
             return self._error(401, "authentication_error", "invalid x-api-key")
         if request.headers.get("anthropic-version") != VERSION:

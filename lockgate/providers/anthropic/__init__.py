@@ -80,7 +80,10 @@ class AnthropicStream:
                             yield legacy
                     else:
                         yield chunk
-                # After message_stop we keep reading to the end of the body so the connection can be reused.
+                if translator.finished:
+                    # Done at message_stop: do not wait on an upstream that holds the body open.
+                    # The body's end has normally arrived with it, so the connection is still reused.
+                    break
             if not translator.finished:
                 raise translator.broken_off()
         except GatewayError:
