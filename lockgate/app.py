@@ -19,8 +19,9 @@ from lockgate.api.http import RequestIdMiddleware, json_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
-from lockgate.pipeline import Pipeline
+from lockgate.pipeline import Admission, Pipeline
 from lockgate.providers.http import HttpPool
+from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
 from lockgate.router import Router
 from lockgate.store import Store
@@ -55,7 +56,11 @@ class Gateway:
             sinks.append(self.usage.sink)
         self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
         self.sinks.start()
-        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=[self.usage.budgets])
+        # Admission stages run in this order; the first to refuse answers.
+        self.ratelimit = build_admission(config)
+        await self.ratelimit.start()
+        admissions: list[Admission] = [self.ratelimit, self.usage.budgets]
+        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=admissions)
         self.telemetry.start(self)  # gauges sampler, tracing, prompt capture for analytics
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models])
@@ -66,6 +71,7 @@ class Gateway:
         self.started = False
         await self.sinks.aclose()
         await self.telemetry.aclose()
+        await self.ratelimit.aclose()
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
         await self.router.aclose()

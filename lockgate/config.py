@@ -172,6 +172,12 @@ class RateLimitConfig(_Strict):
     on_backend_error: Literal["allow", "deny"] = "allow"
     defaults: RateLimitDefaults = RateLimitDefaults()
     default_max_tokens: int = Field(default=1024, ge=0, description="Token estimate when max_tokens is absent")
+    # Storage keys start with this (Redis), so gateways can share a Redis or keep apart.
+    key_prefix: str = "lockgate:rl:"
+    redis_timeout_s: float = Field(default=0.25, gt=0, description="Socket timeout for each Redis call")
+    # Limits shared by every key of a team or a user.
+    teams: dict[str, ModelLimits] = Field(default_factory=dict)
+    users: dict[str, ModelLimits] = Field(default_factory=dict)
 
 
 class PostHogConfig(_Strict):

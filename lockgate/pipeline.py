@@ -50,6 +50,8 @@ class RequestContext:
     ttft_ms: float | None = None
     # Headers every outcome carries (rate-limit state, deployment, attempts…).
     headers: dict[str, str] = field(default_factory=dict)
+    # Per-request state of the admissions (e.g. a rate-limit reservation to settle).
+    state: dict[str, Any] = field(default_factory=dict)
     # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
     content: dict[str, Any] | None = None
 

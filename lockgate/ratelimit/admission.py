@@ -1,0 +1,261 @@
+"""The admit stage for rate limits: every scope must allow a request, or nothing is charged.
+
+Scopes, checked in this order (the first to refuse is named in the 429):
+the key (its own rpm/tpm, else ``ratelimit.defaults``), its team and user
+(``ratelimit.teams`` / ``ratelimit.users``) and the public model
+(``models[].limits``). Tokens are charged at admission with an estimate
+(prompt size + max_tokens, or ``default_max_tokens``), then corrected to the
+real usage when the request ends; a request that never reached an upstream
+(refused by a later policy, failed before routing) is given back entirely.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+import structlog
+
+from lockgate.config import Config, ModelLimits
+from lockgate.errors import RateLimited
+from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, LimiterUnavailable, Window, go_duration
+
+log = structlog.get_logger("lockgate.ratelimit")
+
+STATE_KEY = "ratelimit"
+_SCOPE_NAMES = {"key": "key", "team": "team", "user": "user", "model": "model"}
+_NON_TEXT_PART_CHARS = 340  # an image or audio part: ~85 tokens, OpenAI's low-detail image cost
+_MAX_PLANS = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The windows that apply to one (principal, model) pair, built once and cached."""
+
+    windows: tuple[Window, ...]
+    requests: tuple[int, ...]  # indices of request windows
+    tokens: tuple[int, ...]  # indices of token windows
+
+    def amounts(self, tokens: int) -> list[int]:
+        return [tokens if w.kind == "tokens" else 1 for w in self.windows]
+
+
+def _limits_windows(prefix: str, scope: str, name: str, rpm: int | None, tpm: int | None, rpd: int | None = None, tpd: int | None = None) -> list[Window]:
+    out = []
+    for kind, period, limit in (("requests", "min", rpm), ("tokens", "min", tpm), ("requests", "day", rpd), ("tokens", "day", tpd)):
+        if limit:
+            window_ms, bucket_ms = PERIODS[period]
+            key = f"{prefix}{scope}:{name}:{kind[0]}{period}"
+            out.append(Window(key, scope, name, kind, period, limit, window_ms, bucket_ms))
+    return out
+
+
+def _from_limits(prefix: str, scope: str, name: str, limits: ModelLimits | None) -> list[Window]:
+    if limits is None:
+        return []
+    return _limits_windows(prefix, scope, name, limits.rpm, limits.tpm, limits.rpd, limits.tpd)
+
+
+def _text_chars(value: Any) -> int:
+    """Characters of text in a prompt, input or message content, without serialising it."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            if isinstance(item, str):
+                total += len(item)
+            elif isinstance(item, int):
+                total += 4  # a token id
+            elif isinstance(item, dict):
+                text = item.get("text")
+                total += len(text) if isinstance(text, str) else _NON_TEXT_PART_CHARS
+            elif isinstance(item, list):
+                total += _text_chars(item)
+        return total
+    return 0
+
+
+def estimate_tokens(endpoint: str, body: dict[str, Any], default_max_tokens: int) -> int:
+    """Prompt tokens (about four characters each) plus the completion the request may ask for."""
+    if endpoint == "chat":
+        chars = 0
+        messages = body.get("messages")
+        for message in messages if isinstance(messages, list) else ():
+            if isinstance(message, dict):
+                chars += _text_chars(message.get("content")) + 16  # role and framing: ~4 tokens
+        for extra in ("tools", "functions", "response_format"):
+            if body.get(extra):
+                chars += len(orjson.dumps(body[extra]))
+    elif endpoint == "embeddings":
+        return (_text_chars(body.get("input")) + 3) // 4
+    else:
+        chars = _text_chars(body.get("prompt"))
+    completion = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(completion, int) or completion < 0:
+        completion = default_max_tokens
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        completion *= n
+    return (chars + 3) // 4 + completion
+
+
+class RateLimitAdmission:
+    def __init__(self, config: Config, limiter: Limiter) -> None:
+        rl = config.ratelimit
+        self.limiter = limiter
+        self._deny = rl.on_backend_error == "deny"
+        self._default_max_tokens = rl.default_max_tokens
+        self._prefix = rl.key_prefix
+        self._defaults = rl.defaults
+        self._teams = {name: _from_limits(rl.key_prefix, "team", name, lim) for name, lim in rl.teams.items()}
+        self._users = {name: _from_limits(rl.key_prefix, "user", name, lim) for name, lim in rl.users.items()}
+        self._models = {m.name: _from_limits(rl.key_prefix, "model", m.name, m.limits) for m in config.models}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self.backend_errors = 0
+        self._unlogged_errors = 0
+        self._last_error_log = 0.0
+
+    async def start(self) -> None:
+        await self.limiter.start()
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+
+    def plan(self, key_id: str, rpm: int | None, tpm: int | None, team: str | None, user: str | None, model: str) -> Plan:
+        cache_key = (key_id, rpm, tpm, team, user, model)
+        plan = self._plans.get(cache_key)
+        if plan is None:
+            windows = _limits_windows(
+                self._prefix,
+                "key",
+                key_id,
+                rpm if rpm is not None else self._defaults.rpm,
+                tpm if tpm is not None else self._defaults.tpm,
+            )
+            windows += self._teams.get(team, []) if team else []
+            windows += self._users.get(user, []) if user else []
+            windows += self._models.get(model, [])
+            plan = Plan(
+                tuple(windows),
+                tuple(i for i, w in enumerate(windows) if w.kind == "requests"),
+                tuple(i for i, w in enumerate(windows) if w.kind == "tokens"),
+            )
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # keys come and go; a rebuild is cheap
+            self._plans[cache_key] = plan
+        return plan
+
+    # --- the Admission protocol --------------------------------------------------------
+
+    async def admit(self, ctx: Any) -> None:
+        p, route = ctx.principal, ctx.route
+        if p is None or route is None:
+            return
+        plan = self.plan(p.key_id, p.rpm, p.tpm, p.team, p.user, route.name)
+        if not plan.windows:
+            return
+        tokens = estimate_tokens(ctx.endpoint, ctx.body or {}, self._default_max_tokens) if plan.tokens else 0
+        amounts = plan.amounts(tokens)
+        try:
+            decision = await self.limiter.acquire(plan.windows, amounts)
+        except BackendUnavailable as err:
+            self._backend_error(str(err))
+            if self._deny:
+                raise LimiterUnavailable(
+                    "The rate limiter is unavailable, so this request was not admitted. Please try again shortly.",
+                    retry_after_s=1.0,
+                ) from None
+            return  # fail open: admitted unmetered, counted and logged
+        ctx.headers.update(self.headers(plan, decision))
+        if not decision.allowed:
+            raise self.refusal(plan, decision, amounts)
+        ctx.state[STATE_KEY] = (plan, decision.now_ms, tokens)
+
+    def settle(self, ctx: Any, record: Any) -> None:
+        held = ctx.state.pop(STATE_KEY, None)
+        if held is None:
+            return
+        plan, charged_ms, estimate = held
+        if not ctx.attempts:
+            # Never reached an upstream: nothing was served, so nothing stays charged.
+            deltas = [-estimate if w.kind == "tokens" else -1 for w in plan.windows]
+        elif plan.tokens:
+            delta = record.prompt_tokens + record.completion_tokens - estimate
+            if not delta:
+                return
+            deltas = [delta if w.kind == "tokens" else 0 for w in plan.windows]
+        else:
+            return
+        self.limiter.adjust(plan.windows, charged_ms, deltas)
+
+    # --- rendering -------------------------------------------------------------------------
+
+    @staticmethod
+    def headers(plan: Plan, d: Decision) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers, for the tightest window of each kind."""
+        out: dict[str, str] = {}
+        for kind, indices in (("requests", plan.requests), ("tokens", plan.tokens)):
+            if not indices:
+                continue
+            i = min(indices, key=lambda j: plan.windows[j].limit - d.used[j])
+            w = plan.windows[i]
+            out[f"x-ratelimit-limit-{kind}"] = str(w.limit)
+            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, w.limit - d.used[i]))
+            out[f"x-ratelimit-reset-{kind}"] = go_duration(d.reset_ms[i])
+        return out
+
+    @staticmethod
+    def refusal(plan: Plan, d: Decision, amounts: list[int]) -> RateLimited:
+        i = d.refused
+        w, requested = plan.windows[i], amounts[i]
+        who = f"{_SCOPE_NAMES[w.scope]} `{w.name}`"
+        if requested > w.limit:
+            message = (
+                f"Request too large for {who} on {w.label}: Limit {w.limit}, Requested {requested}. "
+                "Lower max_tokens or the size of the prompt."
+            )
+        else:
+            message = (
+                f"Rate limit reached for {who} on {w.label}: Limit {w.limit}, Used {d.used[i]}, "
+                f"Requested {requested}. Please try again in {go_duration(d.retry_after_ms)}."
+            )
+        return RateLimited(
+            message,
+            type=w.kind,
+            retry_after_s=d.retry_after_ms / 1000.0,
+            headers={"retry-after-ms": str(d.retry_after_ms)},
+        )
+
+    def _backend_error(self, reason: str) -> None:
+        """Count every failure; log at most one line a second so an outage cannot flood the logs."""
+        self.backend_errors += 1
+        self._unlogged_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:
+            log.warning(
+                "ratelimit_backend_error",
+                error=reason,
+                policy="deny" if self._deny else "allow",
+                count=self._unlogged_errors,
+                total=self.backend_errors,
+            )
+            self._unlogged_errors = 0
+            self._last_error_log = now
+
+
+def build_admission(config: Config, clock: Callable[[], float] | None = None) -> RateLimitAdmission:
+    """The admission for this config: the in-process limiter, or the shared Redis one."""
+    rl = config.ratelimit
+    limiter: Limiter
+    if rl.backend == "redis":
+        from lockgate.ratelimit.redis import RedisLimiter
+
+        limiter = RedisLimiter(rl.redis_url, timeout_s=rl.redis_timeout_s, clock=clock)
+    else:
+        from lockgate.ratelimit.memory import MemoryLimiter
+
+        limiter = MemoryLimiter(clock=clock)
+    return RateLimitAdmission(config, limiter)
