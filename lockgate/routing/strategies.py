@@ -1,0 +1,88 @@
+"""Strategies: the order in which a model's deployments are tried for one request.
+
+Each returns every deployment (the router skips unavailable ones and rotates on
+retries), best first; ties fall back to (priority, config order) so choices are
+predictable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from lockgate.router import Upstream
+
+# Share of requests that try deployments in random order under `latency`, so a
+# deployment that was slow (or just recovered) gets measured again.
+LATENCY_EXPLORATION = 0.1
+
+
+def _rank(u: "Upstream") -> tuple[int, int]:
+    return (u.config.priority, u.index)
+
+
+def by_priority(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
+    return sorted(ups, key=_rank)
+
+
+def by_cost(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
+    # unit_price is fixed at start-up; unknown prices are +inf (tried last).
+    return sorted(ups, key=lambda u: (u.unit_price, *_rank(u)))
+
+
+def by_latency(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
+    if rng.random() < LATENCY_EXPLORATION:
+        out = list(ups)
+        rng.shuffle(out)
+        return out
+    # Never measured → 0: a new deployment is tried first and so gets measured.
+    return sorted(ups, key=lambda u: (u.health.latency_ms or 0.0, *_rank(u)))
+
+
+def by_weight(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
+    """A weighted random order (Efraimidis-Spirakis): first place is proportional to weight."""
+
+    def key(u: "Upstream") -> float:
+        w = u.config.weight
+        return -math.inf if w <= 0 else math.log(1.0 - rng.random()) / w  # larger is better
+
+    return sorted(ups, key=key, reverse=True)
+
+
+def by_least_busy(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
+    return sorted(ups, key=lambda u: (u.health.inflight, *_rank(u)))
+
+
+STRATEGIES: dict[str, Callable[[Sequence["Upstream"], random.Random], list["Upstream"]]] = {
+    "priority": by_priority,
+    "cost": by_cost,
+    "latency": by_latency,
+    "weighted": by_weight,
+    "least-busy": by_least_busy,
+}
+
+
+def unit_price(dep: "object") -> float:
+    """USD per million tokens used to rank by cost: input + output price; unknown = +inf.
+
+    Configured ``*_cost_per_mtok`` values win; else the built-in table of
+    ``lockgate.usage.pricing`` when that module is there.
+    """
+    from lockgate.config import Deployment
+
+    assert isinstance(dep, Deployment)
+    inp, out = dep.input_cost_per_mtok, dep.output_cost_per_mtok
+    if inp is None or out is None:
+        looked = _builtin_price(dep)
+        if looked is not None:
+            inp = looked[0] if inp is None else inp
+            out = looked[1] if out is None else out
+    if inp is None and out is None:
+        return math.inf
+    return (inp or 0.0) + (out or 0.0)
+
+
+def _builtin_price(dep: "object") -> tuple[float, float] | None:
+    return None
