@@ -22,6 +22,7 @@ from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, Permis
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import Attempt, ModelRoute, Router, Upstream
+from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
 from lockgate.usage.cost import Pricer
 
@@ -144,7 +145,8 @@ class Pipeline:
 
     def fail(self, ctx: RequestContext, err: GatewayError) -> JsonOutcome:
         """Render an error and record the request (used by the web layer for errors before the pipeline)."""
-        headers = {**ctx.headers, **err.headers}
+        # Which deployments were tried shows on errors too.
+        headers = {**(self._served_headers(ctx) if ctx.attempts else ctx.headers), **err.headers}
         if err.retry_after_s is not None and err.status in (429, 503):
             headers.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
         self._finish(ctx, err.status, err)
@@ -185,23 +187,30 @@ class Pipeline:
 
         # Open the stream and read its first chunk inside the router, so that an
         # upstream that fails before its first byte can still be failed over.
-        async def call(upstream: Upstream) -> tuple[ProviderStream, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
-            stream: ProviderStream = await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
-            chunks = stream.__aiter__()
-            try:
-                first = await chunks.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await stream.aclose()
-                raise
-            return stream, chunks, first
+        def opener(body: dict[str, Any]) -> Any:
+            async def call(upstream: Upstream) -> tuple[ProviderStream, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
+                stream: ProviderStream = await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+                chunks = stream.__aiter__()
+                try:
+                    first = await chunks.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                except BaseException:
+                    await stream.aclose()
+                    raise
+                return stream, chunks, first
+
+            return call
 
         try:
-            stream, chunks, first = await self.router.call(route, call, ctx.attempts)
+            opened = await self.router.call(route, opener(body), ctx.attempts, hold=True)
         finally:
             self._record_failed_attempts(ctx)
-        return StreamOutcome(self._relay(ctx, route, stream, chunks, first), self._served_headers(ctx))
+        # Reports mid-stream breaks to the router; resumes elsewhere when the model opts in.
+        resume = route.group.stream_resume and ctx.endpoint == "chat"
+        routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=opener if resume else None)
+        first = opened[2]
+        return StreamOutcome(self._relay(ctx, route, routed, routed.__aiter__(), first), self._served_headers(ctx))
 
     # --- relay -------------------------------------------------------------------------------
 
@@ -259,6 +268,7 @@ class Pipeline:
                     completion_tokens=(delivered_chars + 3) // 4,
                     estimated=True,
                 )
+            self._record_failed_attempts(ctx)  # a resumed stream's broken attempts
             if ctx.content is not None and parts is not None:
                 ctx.content["output_choices"] = [
                     {"index": i, "message": {"role": "assistant", "content": "".join(t)}} for i, t in sorted(parts.items())
@@ -271,8 +281,9 @@ class Pipeline:
         """Failed tries that were followed by another get their own records, linked to the request."""
         # The last attempt is the request's own record.
         for attempt in ctx.attempts[:-1]:
-            if attempt.error is None:
+            if attempt.error is None or attempt.recorded:
                 continue
+            attempt.recorded = True
             up = attempt.upstream
             self.sinks.emit(
                 RequestRecord(
