@@ -1,0 +1,60 @@
+"""deploy/: the alert rules pass promtool (syntax and unit tests); the dashboard only uses metrics we export."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lockgate.telemetry import metrics
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def _promtool() -> str:
+    tool = shutil.which("promtool")
+    if tool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing, and CI=true requires it (apt-get install -y prometheus)")
+        pytest.skip("promtool is not installed (apt-get install -y prometheus)")
+    return tool
+
+
+def test_alert_rules_are_valid() -> None:
+    rules = sorted(str(p) for p in PROMETHEUS.glob("*.yml") if not p.name.endswith(".test.yml"))
+    assert rules
+    out = subprocess.run([_promtool(), "check", "rules", *rules], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_alert_rule_unit_tests_pass() -> None:
+    tests = sorted(str(p) for p in PROMETHEUS.glob("*.test.yml"))
+    assert tests
+    out = subprocess.run([_promtool(), "test", "rules", *tests], capture_output=True, text=True, timeout=120, cwd=PROMETHEUS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _exported_names() -> set[str]:
+    names = set()
+    for value in vars(metrics).values():
+        describe = getattr(value, "describe", None)
+        if callable(describe) and hasattr(value, "_name"):
+            for family in describe():
+                for suffix in ("", "_total", "_bucket", "_count", "_sum"):
+                    names.add(family.name + suffix)
+    return names
+
+
+def test_dashboard_and_rules_only_use_exported_metrics() -> None:
+    exported = _exported_names()
+    dashboard = json.loads((DEPLOY / "grafana" / "lockgate-dashboard.json").read_text())
+    assert dashboard["panels"] and all(p["targets"] for p in dashboard["panels"])
+    text = json.dumps(dashboard) + "".join(p.read_text() for p in PROMETHEUS.glob("*.yml") if not p.name.endswith(".test.yml"))
+    used = set(re.findall(r"\blockgate_[a-z_]+", text))
+    assert used and used <= exported, used - exported
