@@ -59,6 +59,7 @@ BODY_NS = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello t
 BODY_S = dict(BODY_NS, stream=True, stream_options={"include_usage": True})
 
 TARGETS = ("upstream", "nginx", "lockgate", "litellm")
+TARGET_ORDER: list[str] = list(TARGETS)  # report columns, custom targets last
 
 
 def log(msg: str) -> None:
@@ -187,6 +188,24 @@ def machine_busy_ms() -> float:
     return busy * 1000.0 / CLK_TCK
 
 
+def wait_for_quiet_machine(max_busy_pct: float, max_wait_s: float) -> float:
+    """Wait (bounded) until the machine is mostly idle; returns the last busy % seen."""
+    deadline = time.monotonic() + max_wait_s
+    ncpu = os.cpu_count() or 1
+    announced = False
+    while True:
+        b0, t0 = machine_busy_ms(), time.monotonic()
+        time.sleep(1.0)
+        pct = 100.0 * (machine_busy_ms() - b0) / ((time.monotonic() - t0) * 1000 * ncpu)
+        if pct <= max_busy_pct or time.monotonic() >= deadline:
+            if announced or pct > max_busy_pct:
+                log(f"machine busy {pct:.0f}% " + ("(going on anyway)" if pct > max_busy_pct else "(quiet enough)"))
+            return pct
+        if not announced:
+            log(f"machine busy {pct:.0f}% (other work): waiting up to {max_wait_s:.0f}s for <= {max_busy_pct:.0f}%")
+            announced = True
+
+
 def wait_quiet(pids: list[int], max_s: float = 8.0) -> None:
     """Wait until the given process trees stop burning CPU (in-flight work drains)."""
     deadline = time.monotonic() + max_s
@@ -291,12 +310,15 @@ async def _get_status(port: int, path: str) -> int:
         await c.close()
 
 
-def wait_ready(port: int, path: str, proc: Proc | None, timeout: float) -> bool:
+def wait_ready(port: int, path: str | None, proc: Proc | None, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
             return False
         try:
+            if path is None:
+                socket.create_connection((HOST, port), timeout=1).close()
+                return True
             if asyncio.run(_get_status(port, path)) == 200:
                 return True
         except Exception:
@@ -398,6 +420,53 @@ async def _ttft(port: int, path: str, model: str, n: int, max_s: float) -> dict:
     }
 
 
+async def _paired(port: int, uport: int, path: str, mode: str, n: int, max_s: float) -> dict:
+    """Alternate one request straight to the upstream and one through the proxy, n times.
+
+    The machine's noise hits both sides of a pair alike, so the median of the
+    per-pair differences is a steadier 'added latency' than the difference of
+    two runs made at different moments.
+    """
+    body = json.dumps(BODY_S if mode == "stream" else BODY_NS).encode()
+    direct, proxy = HttpConn(uport), HttpConn(port)
+    key = "ttft" if mode == "stream" else "total"
+    d_vals, p_vals, diffs = [], [], []
+    deadline = time.monotonic() + max_s
+    try:
+        for _ in range(3):
+            await direct.request("POST", path, body)
+            await proxy.request("POST", path, body)
+        while len(diffs) < n and time.monotonic() < deadline:
+            try:
+                st1, _, _, ttft1, tot1 = await direct.request("POST", path, body)
+                st2, _, _, ttft2, tot2 = await proxy.request("POST", path, body)
+            except Exception:
+                await direct.close()
+                await proxy.close()
+                continue
+            if st1 != 200 or st2 != 200:
+                continue
+            a = ttft1 if key == "ttft" else tot1
+            b = ttft2 if key == "ttft" else tot2
+            if a is None or b is None:
+                continue
+            d_vals.append(a * 1000)
+            p_vals.append(b * 1000)
+            diffs.append((b - a) * 1000)
+    finally:
+        await direct.close()
+        await proxy.close()
+    if not diffs:
+        return {"n": 0}
+    return {
+        "n": len(diffs),
+        "measure": "time to first token" if key == "ttft" else "whole response",
+        "direct_ms_p50": statistics.median(d_vals),
+        "proxy_ms_p50": statistics.median(p_vals),
+        "added_ms_p50": statistics.median(diffs),
+    }
+
+
 # --------------------------------------------------------------------------
 # upstream stats, wrk
 # --------------------------------------------------------------------------
@@ -461,7 +530,7 @@ def run_wrk(args, port: int, path: str, body_file: Path, conns: int, duration: f
 # --------------------------------------------------------------------------
 # targets
 # --------------------------------------------------------------------------
-def lockgate_config(tmp: Path, uport: int) -> Path:
+def lockgate_config(tmp: Path, uport: int, extra: str = "") -> Path:
     cfg = tmp / "lockgate.yaml"
     dep = lambda m: (f"      - provider: openai\n        model: {m}\n"  # noqa: E731
                      f"        api_base: http://{HOST}:{uport}/v1\n        api_key: sk-up\n")
@@ -471,6 +540,7 @@ def lockgate_config(tmp: Path, uport: int) -> Path:
         "models:\n"
         f"  - name: {MODEL}\n    deployments:\n{dep(MODEL)}"
         f"  - name: {SLOW_MODEL}\n    deployments:\n{dep(SLOW_MODEL)}"
+        + (f"{extra}\n" if extra else "")
     )
     return cfg
 
@@ -548,11 +618,13 @@ def start_target(name: str, args, tmp: Path, uport: int):
         py = args.gateway_python
         if not Path(py).exists():
             return None, None, f"gateway python {py} not found (make the repo's .venv first)"
-        cfg = lockgate_config(tmp, uport)
+        cfg = lockgate_config(tmp, uport, args.lockgate_extra)
         env = dict(os.environ)
         env.pop("LOCKGATE_CONFIG", None)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        # cwd is the scratch folder, so the embedded SQLite usage store lands there, not in the repo
         proc = Proc(name, [py, "-m", "lockgate", "serve", "--config", str(cfg), "--host", HOST,
-                           "--port", str(port), "--workers", "1"], env=env, cwd=REPO, logfile=logf)
+                           "--port", str(port), "--workers", "1"], env=env, cwd=tmp, logfile=logf)
         ready_path, ready_timeout = "/health/live", 60
     elif name == "litellm":
         exe = Path(args.bench_venv) / "bin" / "litellm"
@@ -574,6 +646,10 @@ def start_target(name: str, args, tmp: Path, uport: int):
         cfg = nginx_config(tmp, port, uport)
         proc = Proc(name, [exe, "-p", str(cfg.parent), "-c", str(cfg)], logfile=logf)
         ready_path, ready_timeout = "/health", 20
+    elif name in args.custom:
+        cmd = args.custom[name].format(port=port, upstream=f"http://{HOST}:{uport}/v1", uport=uport, host=HOST)
+        proc = Proc(name, ["/bin/sh", "-c", "exec " + cmd], cwd=tmp, logfile=logf)
+        ready_path, ready_timeout = None, 60
     else:
         raise ValueError(name)
     if not wait_ready(port, ready_path, proc, ready_timeout):
@@ -616,6 +692,13 @@ def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pi
                 f"{SLOW_DELAY_MS} ms between upstream chunks: TTFT p50 "
                 f"{r['ttft_slow'].get('ttft_ms_p50', float('nan')):.2f} ms, whole stream "
                 f"{r['ttft_slow'].get('total_ms_p50', float('nan')):.1f} ms")
+        if port != uport:
+            pr = asyncio.run(_paired(port, uport, path, mode, args.ttft_requests, args.duration))
+            r["paired_c1"] = pr
+            if pr.get("n"):
+                log(f"{name}: {mode} paired with the upstream at c=1 ({pr['measure']}): "
+                    f"upstream {pr['direct_ms_p50']:.3f} ms, via {name} {pr['proxy_ms_p50']:.3f} ms, "
+                    f"added {pr['added_ms_p50']:+.3f} ms (median of {pr['n']} pairs)")
     return res
 
 
@@ -649,11 +732,16 @@ def profile_target(name: str, args, port: int, pid: int, upstream_pid: int, upor
     return out
 
 
+_FRAME_RE = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
+
+
 def summarize_collapsed(path: Path, n: int = 25) -> dict:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    """Sample shares from py-spy's collapsed stacks: self time per function and per
+    package, and inclusive time of the gateway's own functions (lines merged)."""
     if not path.exists():
         return {}
-    self_c: dict[str, int] = {}
+    self_fn: dict[str, int] = {}
+    self_pkg: dict[str, int] = {}
     incl: dict[str, int] = {}
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -661,23 +749,31 @@ def summarize_collapsed(path: Path, n: int = 25) -> dict:
         if not cnt.isdigit():
             continue
         c = int(cnt)
-        frames = [f for f in stack.split(";") if f]
-        if frames and frames[0].startswith("process "):
-            frames = frames[1:]
-        if frames and frames[0].startswith("thread "):
-            frames = frames[1:]
+        frames = []
+        for f in stack.split(";"):
+            if not f or f.startswith(("process ", "thread ")):
+                continue
+            m = _FRAME_RE.match(f)
+            frames.append((m.group("func"), m.group("file")) if m else (f, ""))
+        if not frames:
+            continue
         total += c
-        if frames:
-            self_c[frames[-1]] = self_c.get(frames[-1], 0) + c
-        for f in set(frames):
-            incl[f] = incl.get(f, 0) + c
+        func, file = frames[-1]
+        key = f"{func} ({file})"
+        self_fn[key] = self_fn.get(key, 0) + c
+        pkg = file.split("/", 1)[0] if "/" in file else (file or "?")
+        self_pkg[pkg] = self_pkg.get(pkg, 0) + c
+        for func, file in {fr for fr in frames if fr[1].startswith("lockgate/")}:
+            k = f"{func} ({file})"
+            incl[k] = incl.get(k, 0) + c
     if not total:
         return {}
 
-    def top(d):
-        return [(f, round(100.0 * v / total, 1)) for f, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
+    def top(d, k=n):
+        return [(f, round(100.0 * v / total, 1)) for f, v in sorted(d.items(), key=lambda kv: -kv[1])[:k]]
 
-    return {"samples": total, "self_pct": top(self_c), "inclusive_pct": top(incl)}
+    return {"samples": total, "self_pct": top(self_fn), "self_by_package_pct": top(self_pkg, 15),
+            "lockgate_inclusive_pct": top(incl)}
 
 
 # --------------------------------------------------------------------------
@@ -703,7 +799,7 @@ def _fmt(v, nd=2):
 
 
 def report(results: dict, args) -> str:
-    names = [t for t in TARGETS if t in results["targets"] and results["targets"][t].get("ok")]
+    names = [t for t in TARGET_ORDER if t in results["targets"] and results["targets"][t].get("ok")]
     c = args.connections
     rows = []
     for mode, label in (("nonstream", "non-stream"), ("stream", "stream (20 chunks)")):
@@ -724,6 +820,9 @@ def report(results: dict, args) -> str:
                 (f"stream: whole stream ms, {SLOW_DELAY_MS}ms/chunk upstream",
                  lambda r: _g(r, "stream", "ttft_slow", "total_ms_p50"), 1),
             ]
+        rows.append((f"{label}: added ms @c1, paired with upstream"
+                     + (" (TTFT)" if mode == "stream" else ""),
+                     lambda r, m=mode: _g(r, m, "paired_c1", "added_ms_p50"), 3))
         rows += [
             (f"{label}: server CPU ms/req @c{c}", lambda r, m=mode: _g(r, m, f"c{c}", "server_cpu_ms_per_req"), 3),
             (f"{label}: server CPU ms/req @c1", lambda r, m=mode: _g(r, m, "c1", "server_cpu_ms_per_req"), 3),
@@ -803,8 +902,12 @@ def report(results: dict, args) -> str:
 
         check("CPU per non-stream request (<= 1.5 ms)", _g(lg, "nonstream", f"c{c}", "server_cpu_ms_per_req"), 1.5)
         check("CPU per 20-chunk stream (<= 3 ms)", _g(lg, "stream", f"c{c}", "server_cpu_ms_per_req"), 3.0)
-        check("added to upstream p50 @c1, non-stream (< 1 ms)", ratios.get("lockgate_added_p50_c1_ms_nonstream"), 1.0)
-        check("added to upstream TTFT @c1 (< 1 ms)", ratios.get("lockgate_added_ttft_c1_ms"), 1.0)
+        check("added to upstream p50 @c1, non-stream, paired (< 1 ms)",
+              _g(lg, "nonstream", "paired_c1", "added_ms_p50"), 1.0)
+        check("added to upstream TTFT @c1, paired (< 1 ms)", _g(lg, "stream", "paired_c1", "added_ms_p50"), 1.0)
+        check("added to upstream p50 @c1, non-stream, wrk runs (< 1 ms)",
+              ratios.get("lockgate_added_p50_c1_ms_nonstream"), 1.0)
+        check("added to upstream TTFT @c1, separate runs (< 1 ms)", ratios.get("lockgate_added_ttft_c1_ms"), 1.0)
         lines += ["", "Lockgate against the targets of issue 2 (one worker)"]
         for label, val, limit, ok in checks:
             verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
@@ -812,7 +915,7 @@ def report(results: dict, args) -> str:
         results["targets_check"] = [
             {"check": lbl, "value": v, "limit": lim, "pass": ok} for lbl, v, lim, ok in checks]
 
-    for n in TARGETS:
+    for n in TARGET_ORDER:
         r = t.get(n)
         if r is None:
             continue
@@ -871,6 +974,17 @@ def main(argv=None) -> int:
                     help=f"comma-separated subset of {','.join(TARGETS)}")
     ap.add_argument("--modes", default="nonstream,stream")
     ap.add_argument("--gateway-python", default=os.environ.get("LOCKGATE_PYTHON", str(REPO / ".venv/bin/python")))
+    ap.add_argument("--lockgate-extra", default="",
+                    help="YAML appended to the generated Lockgate config, e.g. 'usage: {enabled: false}' "
+                         "to see what a feature costs")
+    ap.add_argument("--custom", action="append", default=[], metavar="NAME=COMMAND",
+                    help="another server to measure side by side: a shell command with {port} (where to "
+                         "listen) and {upstream} (the fake upstream's /v1 base URL); repeatable")
+    ap.add_argument("--max-wait-quiet", type=float, default=60.0,
+                    help="before each target, wait up to this many seconds for the machine to be "
+                         "mostly idle (0: don't wait)")
+    ap.add_argument("--quiet-pct", type=float, default=20.0,
+                    help="'mostly idle': at most this %% of all cores busy")
     ap.add_argument("--bench-venv", default=str(BENCH / ".venv"))
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     ap.add_argument("--profile", action="store_true",
@@ -880,9 +994,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    custom = {}
+    for spec in args.custom:
+        name, eq, cmd = spec.partition("=")
+        if not eq or not name.strip() or not cmd.strip():
+            ap.error(f"--custom wants NAME=COMMAND, got {spec!r}")
+        custom[name.strip()] = cmd.strip()
+    args.custom = custom
     for t in targets:
         if t not in TARGETS:
             ap.error(f"unknown target {t}")
+    targets += [n for n in custom if n not in targets]
+    global TARGET_ORDER
+    TARGET_ORDER = [t for t in TARGETS if t in targets] + [n for n in custom]
     if not Path(args.wrk).exists():
         ap.error("wrk not found (apt-get install wrk)")
 
@@ -909,10 +1033,16 @@ def main(argv=None) -> int:
     try:
         for name in targets:
             if name == "upstream":
+                if args.max_wait_quiet > 0:
+                    results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(
+                        args.quiet_pct, args.max_wait_quiet)
                 res = bench_target(name, args, uport, up.pid, up.pid, uport, tmp)
                 res["ok"] = True
                 results["targets"][name] = res
                 continue
+            if args.max_wait_quiet > 0:
+                results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(
+                    args.quiet_pct, args.max_wait_quiet)
             log(f"starting {name}")
             proc, port, why = start_target(name, args, tmp, uport)
             if proc is None:
@@ -943,8 +1073,13 @@ def main(argv=None) -> int:
             print(f"\nProfile of {n} (py-spy, share of samples):")
             for mode, p in prof.items():
                 print(f"  {mode}: flamegraph {p['flamegraph']}")
-                for f, pct in (p.get("top") or {}).get("self_pct", [])[:15]:
-                    print(f"    self {pct:5.1f}%  {f}")
+                top = p.get("top") or {}
+                print("    self time by package: " + ", ".join(
+                    f"{k} {v}%" for k, v in top.get("self_by_package_pct", [])[:10]))
+                for f, pct in top.get("self_pct", [])[:12]:
+                    print(f"    self      {pct:5.1f}%  {f}")
+                for f, pct in top.get("lockgate_inclusive_pct", [])[:12]:
+                    print(f"    inclusive {pct:5.1f}%  {f}")
     results["report"] = text
     dest = out_dir / f"bench-{stamp}.json"
     dest.write_text(json.dumps(results, indent=2, default=str))
