@@ -45,6 +45,7 @@ class Gateway:
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.router = Router(config, self.pool)
+        await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
         sinks: list[Sink] = []
         if config.telemetry.access_log:

@@ -32,7 +32,7 @@ from lockgate.providers.base import Provider
 from lockgate.providers.http import HttpPool
 from lockgate.routing.backoff import backoff_delay
 from lockgate.routing.health import Health
-from lockgate.routing.shared import CooldownStore, LocalCooldowns
+from lockgate.routing.shared import CooldownStore, build_cooldowns
 from lockgate.routing.strategies import STRATEGIES, unit_price
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ class Router:
         self._config = config
         self.clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
-        self.cooldowns: CooldownStore = cooldowns or LocalCooldowns()
+        self.cooldowns: CooldownStore = cooldowns or build_cooldowns(config)
         self.routes: dict[str, ModelRoute] = {}
         for group in config.models:
             upstreams = []
@@ -196,6 +196,8 @@ class Router:
                     health.probing = False
                     raise
                 attempt.latency_ms = (time.perf_counter() - attempt.started) * 1000
+                if health.tripped:
+                    self.cooldowns.clear(upstream.key)  # recovered: replicas may use it again
                 health.succeeded(attempt.latency_ms)
                 if not hold:
                     health.released()

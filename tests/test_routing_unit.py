@@ -148,12 +148,13 @@ def test_priority_orders_by_priority_then_config_order() -> None:
 
 def test_cost_orders_cheapest_first_and_unknown_last() -> None:
     deployments = [
-        dep("unknown"),
-        dep("pricey", input_cost_per_mtok=5, output_cost_per_mtok=15),
-        dep("cheap", input_cost_per_mtok=0.15, output_cost_per_mtok=0.6),
+        {"provider": "openai", "model": "acme-secret-llm", "id": "unknown"},
+        {"provider": "openai", "model": "acme-secret-llm", "id": "pricey", "input_cost_per_mtok": 5, "output_cost_per_mtok": 15},
+        {"provider": "openai", "model": "gpt-4o", "id": "builtin"},  # priced from the built-in table
+        {"provider": "openai", "model": "gpt-4o", "id": "discounted", "input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.2},
     ]
     r = make_router([{"name": "m", "strategy": "cost", "deployments": deployments}])
-    assert [u.id for u in r.order(r.routes["m"])] == ["cheap", "pricey", "unknown"]
+    assert [u.id for u in r.order(r.routes["m"])] == ["discounted", "builtin", "pricey", "unknown"]
 
 
 def test_weighted_picks_first_in_proportion_to_weight() -> None:

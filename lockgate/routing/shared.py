@@ -7,7 +7,10 @@ the mirror fresh from a background task.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from lockgate.config import Config
 
 
 class CooldownStore(Protocol):
@@ -19,6 +22,10 @@ class CooldownStore(Protocol):
 
     def publish(self, key: str, until: float, seconds: float) -> None:
         """This replica cooled ``key`` down for ``seconds`` (ends at ``until``, router clock)."""
+        ...
+
+    def clear(self, key: str) -> None:
+        """``key`` answered again: end a shared cool-down early."""
         ...
 
     async def aclose(self) -> None: ...
@@ -36,5 +43,18 @@ class LocalCooldowns:
     def publish(self, key: str, until: float, seconds: float) -> None:
         return None
 
+    def clear(self, key: str) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
+
+
+def build_cooldowns(config: "Config") -> CooldownStore:
+    """Shared through Redis when the rate limiter uses Redis; else this process alone."""
+    rl = config.ratelimit
+    if rl.backend != "redis":
+        return LocalCooldowns()
+    from lockgate.routing.redis_cooldowns import RedisCooldowns
+
+    return RedisCooldowns.from_url(rl.redis_url, rl.key_prefix + "cd:", timeout_s=rl.redis_timeout_s)

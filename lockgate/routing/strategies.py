@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
+    from lockgate.config import Deployment
     from lockgate.router import Upstream
 
 # Share of requests that try deployments in random order under `latency`, so a
@@ -64,25 +65,13 @@ STRATEGIES: dict[str, Callable[[Sequence["Upstream"], random.Random], list["Upst
 }
 
 
-def unit_price(dep: "object") -> float:
-    """USD per million tokens used to rank by cost: input + output price; unknown = +inf.
+def unit_price(dep: "Deployment") -> float:
+    """USD per million tokens used to rank by cost: input + output price; unknown = +inf (tried last).
 
-    Configured ``*_cost_per_mtok`` values win; else the built-in table of
-    ``lockgate.usage.pricing`` when that module is there.
+    The deployment's ``*_cost_per_mtok`` overrides on top of the built-in table
+    (``lockgate.usage.pricing``), computed once at start-up.
     """
-    from lockgate.config import Deployment
+    from lockgate.usage.pricing import deployment_price
 
-    assert isinstance(dep, Deployment)
-    inp, out = dep.input_cost_per_mtok, dep.output_cost_per_mtok
-    if inp is None or out is None:
-        looked = _builtin_price(dep)
-        if looked is not None:
-            inp = looked[0] if inp is None else inp
-            out = looked[1] if out is None else out
-    if inp is None and out is None:
-        return math.inf
-    return (inp or 0.0) + (out or 0.0)
-
-
-def _builtin_price(dep: "object") -> tuple[float, float] | None:
-    return None
+    price = deployment_price(dep)
+    return math.inf if price is None else price.input + price.output

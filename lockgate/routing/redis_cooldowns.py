@@ -1,0 +1,116 @@
+"""Cool-downs shared by replicas through Redis (``ratelimit.backend: redis``).
+
+One key per cooled deployment, ``{prefix}cd:{model}/{deployment}``, expiring when
+the cool-down ends (Redis' own expiry, so replicas need no agreed clock). One
+background task writes this replica's new cool-downs and reads everyone's
+remaining TTLs every ``interval_s`` into a local mirror; the request path only
+reads the mirror and marks writes pending, so it never waits on Redis. When
+Redis is down the router keeps working on local health alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("lockgate.router")
+
+
+class RedisCooldowns:
+    def __init__(self, redis: Redis, prefix: str, interval_s: float = 0.5) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._interval_s = interval_s
+        self._keys: list[str] = []
+        self._mirror: dict[str, float] = {}
+        self._pending: dict[str, int | None] = {}  # key -> ms to cool, or None to clear
+        self._wake = asyncio.Event()
+        self._clock: Callable[[], float] = lambda: 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, timeout_s: float = 0.25, interval_s: float = 0.5) -> "RedisCooldowns":
+        # No redis-py retries: a slow Redis must not hold the sync task (the next round retries).
+        redis = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+        return cls(redis, prefix, interval_s)
+
+    async def start(self, keys: list[str], clock: Callable[[], float]) -> None:
+        self._keys, self._clock = list(keys), clock
+        await self.sync()  # a replica starting up learns at once what the others cooled down
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-cooldowns")
+
+    def until(self, key: str) -> float | None:
+        return self._mirror.get(key)
+
+    def publish(self, key: str, until: float, seconds: float) -> None:
+        self._mirror[key] = max(self._mirror.get(key, 0.0), until)
+        if seconds > 0:
+            self._pending[key] = max(1, int(seconds * 1000))
+            self._wake.set()
+
+    def clear(self, key: str) -> None:
+        """A deployment answered again: end its shared cool-down early."""
+        if self._mirror.pop(key, None) is not None:
+            self._pending[key] = None
+            self._wake.set()
+
+    async def sync(self) -> None:
+        """Write pending cool-downs, then read every deployment's remaining TTL."""
+        pending, self._pending = self._pending, {}
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, ms in pending.items():
+                    if ms is None:
+                        pipe.delete(self._prefix + key)
+                    else:
+                        pipe.set(self._prefix + key, "1", px=ms)
+                for key in self._keys:
+                    pipe.pttl(self._prefix + key)
+                results = await pipe.execute()
+        except (RedisError, OSError) as err:
+            for key, ms in pending.items():  # try again next round
+                self._pending.setdefault(key, ms)
+            if not self._failing:
+                log.warning("cooldown_store_unavailable", error=type(err).__name__)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("cooldown_store_recovered")
+        self._failing = False
+        now = self._clock()
+        for key, ttl in zip(self._keys, results[len(pending) :]):
+            if isinstance(ttl, int) and ttl > 0:
+                self._mirror[key] = now + ttl / 1000.0
+            elif key not in self._pending:
+                self._mirror.pop(key, None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.sync()
+            except Exception:  # a bug here must not end sharing for the life of the process
+                log.exception("cooldown_sync_failed")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._pending:
+            await self.sync()
+        await self._redis.aclose()
