@@ -95,6 +95,10 @@ def test_create_use_list_get_and_the_secret_is_shown_once(gateway: GatewayProces
 
     listed = admin.get("/admin/keys").json()
     assert listed["object"] == "list"
+    assert [k["id"] for k in admin.get("/admin/keys", params={"user": "u1"}).json()["data"]] == [created["id"]]
+    page = admin.get("/admin/keys", params={"limit": 1, "offset": 0}).json()["data"]
+    assert len(page) == 1
+    assert admin.get("/admin/keys", params={"limit": 0}).status_code == 400
     one = next(k for k in listed["data"] if k["id"] == created["id"])
     fetched = admin.get(f"/admin/keys/{created['id']}").json()
     for view in (one, fetched):

@@ -45,3 +45,28 @@ async def test_concurrent_start_ups_take_turns(db_url: str) -> None:  # noqa: F8
     finally:
         for s in stores:
             await s.aclose()
+
+
+def test_workers_migrate_a_fresh_database_together(db_url: str, start_gateway, fake_openai) -> None:  # noqa: F811
+    """Two worker processes start on an empty database at once; both serve keys from it."""
+    import httpx
+
+    from tests.conftest import basic_config
+    from tests.harness import MASTER_KEY
+
+    config = basic_config(fake_openai)
+    config["database"] = {"url": db_url}
+    gw = start_gateway(config, workers=2)
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    created = httpx.post(f"{gw.base_url}/admin/keys", json={"name": "w"}, headers=admin, timeout=10)
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    for _ in range(6):  # spread over both workers
+        resp = httpx.post(
+            f"{gw.url}/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+    assert "Traceback" not in gw.logs()

@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.responses import Response
@@ -144,9 +144,15 @@ async def create_key(body: KeyCreate, request: Request) -> Response:
 
 @router.get("/keys", response_model=KeyList, summary="List virtual keys (never their secrets)")
 async def list_keys(
-    request: Request, user: str | None = None, team: str | None = None, include_revoked: bool = True
+    request: Request,
+    user: str | None = None,
+    team: str | None = None,
+    include_revoked: bool = True,
+    limit: int = Query(default=1000, ge=1, le=10_000),
+    offset: int = Query(default=0, ge=0),
 ) -> Response:
-    rows = await _repo(request).list(user=user, team=team, include_revoked=include_revoked)
+    repo = _repo(request)
+    rows = await repo.list(user=user, team=team, include_revoked=include_revoked, limit=limit, offset=offset)
     return _json({"object": "list", "data": [r.public() for r in rows]})
 
 

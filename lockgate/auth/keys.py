@@ -164,8 +164,16 @@ class KeyRepository:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
         return KeyRow.from_db(row) if row else None
 
-    async def list(self, *, user: str | None = None, team: str | None = None, include_revoked: bool = True) -> list[KeyRow]:
-        query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    async def list(
+        self,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        include_revoked: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[KeyRow]:
+        query = sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id).limit(limit).offset(offset)
         if user is not None:
             query = query.where(api_keys.c.user_id == user)
         if team is not None:
