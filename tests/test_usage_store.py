@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -89,3 +90,38 @@ async def test_cli_prints_the_table(tmp_path) -> None:  # type: ignore[no-untype
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missing() -> None:
+    import secrets
+
+    from lockgate.auth import Principal
+    from lockgate.errors import BudgetExceeded
+    from lockgate.usage.budgets import RedisCounters
+    from tests.harness import require_service
+
+    require_service("Redis", "127.0.0.1", 6379)
+    prefix = f"lockgate-test:{secrets.token_hex(6)}:budget:"
+    day = dt.date(2026, 11, 20)
+    replicas = []
+    for _ in range(2):
+        counters = RedisCounters("redis://127.0.0.1:6379/0", prefix=prefix)
+        counters.start()
+        replicas.append(BudgetAdmission(counters, today=lambda: day))
+    a, b = replicas
+    key = Principal(key_id="k1", max_budget_usd=0.02, budget_period="monthly")
+    ctx = type("Ctx", (), {"principal": key})()
+    try:
+        await a.counters.load({"key:k1:monthly:2026-11-01": ("monthly", 5_000_000)})  # type: ignore[attr-defined]
+        await b.counters.load({"key:k1:monthly:2026-11-01": ("monthly", 999)})  # type: ignore[attr-defined]  # NX: ignored
+        a.settle(ctx, type("R", (), {"cost_usd": 0.015})())
+        for _ in range(50):  # the increment leaves in the background
+            if (await b.counters.get(["key:k1:monthly:2026-11-01"]))[0] == 20_000_000:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(BudgetExceeded):
+            await b.admit(ctx)  # the other replica sees the spend
+    finally:
+        await a.counters.redis.delete(*[k async for k in a.counters.redis.scan_iter(prefix + "*")])  # type: ignore[attr-defined]
+        for r in replicas:
+            await r.aclose()
