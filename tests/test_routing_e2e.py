@@ -280,7 +280,7 @@ def test_stream_resume_continues_on_the_next_deployment(fakes: list[FakeOpenAI],
     gw = gateway(start_gateway, [{"name": "smart", "stream_resume": True, "deployments": deps(("a", a), ("b", b))}])
     a.reply.content = "one two three four five six"
     a.faults.append({"drop_after": 3})
-    b.reply.content = "four five six"
+    b.reply.content = " four five six"  # a model continuing "three" starts with a space
     c = client(gw)
     stream = c.chat.completions.create(model="smart", messages=MSG, stream=True)  # type: ignore[arg-type]
     chunks = list(stream)
@@ -290,7 +290,7 @@ def test_stream_resume_continues_on_the_next_deployment(fakes: list[FakeOpenAI],
     assert sum(1 for ch in chunks if ch.choices and ch.choices[0].delta.role) == 1
     # b was asked to continue after the delivered text.
     sent = b.requests[0].body["messages"]
-    assert sent[-1] == {"role": "assistant", "content": "one two three "} and sent[:-1] == MSG
+    assert sent[-1] == {"role": "assistant", "content": "one two three"} and sent[:-1] == MSG  # no trailing space
     lines = gw.wait_for_records(2)
     main = next(line for line in lines if not line.get("parent_request_id"))
     broken = next(line for line in lines if line.get("parent_request_id"))

@@ -47,6 +47,7 @@ class RoutedStream:
         self._resumable = reopen is not None and body is not None and isinstance(body.get("messages"), list)
         self._id: Any = first.get("id") if first else None
         self._closed = False
+        self._trim = False  # drop leading whitespace of the resumed text (the client has it already)
         self.resumes = 0
 
     @property
@@ -96,10 +97,26 @@ class RoutedStream:
                 skip_role = False
                 if _is_role_only(chunk):
                     continue
+            if self._trim and not self._trim_leading(chunk):
+                continue
             if self._id is not None and "id" in chunk:
                 chunk["id"] = self._id
             self._note(chunk)
             yield chunk
+
+    def _trim_leading(self, chunk: dict[str, Any]) -> bool:
+        """Strip whitespace the resumed deployment repeats; False when nothing is left to send."""
+        choices = chunk.get("choices") or ()
+        delta = choices[0].get("delta") if len(choices) == 1 else None
+        text = delta.get("content") if delta else None
+        if not isinstance(text, str):
+            return True
+        stripped = text.lstrip()
+        if not stripped and not choices[0].get("finish_reason"):
+            return False
+        self._trim = False
+        delta["content"] = stripped  # type: ignore[index]
+        return True
 
     async def _resume(self, err: GatewayError) -> None:
         """Open the rest of the answer on another deployment (raises the error if none can)."""
@@ -110,7 +127,10 @@ class RoutedStream:
         if self.resumes >= max_resumes or router.clock() >= deadline:
             raise err
         await self._close_current()
-        prefix = "".join(self._delivered)
+        delivered = "".join(self._delivered)
+        # Anthropic refuses a prefill that ends in whitespace; the model adds it back.
+        prefix = delivered.rstrip()
+        self._trim = prefix != delivered
         body = {**self._body, "messages": [*self._body["messages"], {"role": "assistant", "content": prefix}]}
         opened = await router.call(
             self._route, self._reopen(body), self._attempts, hold=True, avoid=(broken,), deadline=deadline
@@ -118,7 +138,7 @@ class RoutedStream:
         self.resumes += 1
         self._closed = False
         self._stream, self._chunks, first = opened
-        log.info("stream_resumed", deployment=self.upstream.id, after_chars=len(prefix), error=err.kind)
+        log.info("stream_resumed", deployment=self.upstream.id, after_chars=len(delivered), error=err.kind)
         if first is not None and not _is_role_only(first):
             # Put the first chunk back in front of the rest.
             self._chunks = _prepend(first, self._chunks)
