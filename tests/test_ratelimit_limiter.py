@@ -248,3 +248,40 @@ async def test_redis_unreachable_fails_fast_and_then_skips_for_a_moment() -> Non
         assert lim.errors == 1
     finally:
         await lim.aclose()
+
+
+async def test_redis_that_never_answers_times_out_quickly() -> None:
+    """A Redis that accepts connections but hangs: bounded by the socket timeout, never a hung request."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    lim = RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(*[lim.acquire([win("lgtest:hang:", "x")], [1]) for _ in range(5)], return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailable) for r in results)
+        assert time.monotonic() - started < 1.0
+    finally:
+        await lim.aclose()
+        server.close()
+
+
+async def test_redis_corrections_are_batched_and_bounded() -> None:
+    require_service("Redis", "127.0.0.1", 6379)
+    clock = Clock()
+    lim = RedisLimiter("redis://127.0.0.1:6379/0", clock=clock, queue_size=3)
+    prefix = f"lgtest:{uuid.uuid4().hex[:12]}:"
+    w = [win(prefix, f"b{i}", kind="tokens", limit=1000) for i in range(5)]
+    try:
+        d = await lim.acquire(w, [100] * 5)
+        lim.adjust(w, d.now_ms, [-10] * 5)  # only 3 fit in the buffer
+        assert lim.dropped == 2
+        await lim.flush()
+        used = (await lim.acquire(w, [0] * 5)).used
+        assert used == [90, 90, 90, 100, 100]
+    finally:
+        await lim._redis.delete(*[x.key for x in w])
+        await lim.aclose()

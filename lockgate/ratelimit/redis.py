@@ -6,12 +6,13 @@ The script keeps each window as a hash: bucket index -> amount, plus ``t``
 injects one. A Redis that is down or slow never hangs a request: sockets have
 short timeouts, redis-py's retries are off, and after a failure the limiter
 fails fast for a moment instead of paying the timeout again on every request.
-Corrections (token reconciliation) go through a bounded queue to one task.
+Corrections (token reconciliation) wait in a bounded buffer for the same task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any, Callable, Sequence
 
@@ -19,7 +20,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from lockgate.ratelimit.base import BackendUnavailable, Decision, Window
 
@@ -147,9 +148,23 @@ return 1
 """
 
 Clock = Callable[[], float]  # milliseconds
+_ERRORS = (RedisError, OSError, TimeoutError)
+_MAX_ADJUST_KEYS = 512  # corrections per script call
+_ADJUST_DELAY_S = 0.05
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 class RedisLimiter:
+    """Acquires and corrections wait in memory for at most one round trip, then go to Redis together.
+
+    One task sends everything pending as one pipeline (one EVALSHA per acquire,
+    so each stays atomic, plus one for all the corrections), so under load the
+    cost of a round trip is shared by every request waiting for it.
+    """
+
     def __init__(
         self,
         url: str,
@@ -166,36 +181,41 @@ class RedisLimiter:
             health_check_interval=0,
         )
         self._timeout_s = timeout_s * 2
-        self._acquire = self._redis.register_script(ACQUIRE)
-        self._adjust = self._redis.register_script(ADJUST)
         self._clock = clock
         self._breaker_s = breaker_s
         self._down_until = 0.0
-        self._queue: asyncio.Queue[tuple[list[str], list[Any]] | None] = asyncio.Queue(maxsize=queue_size)
+        self._queue_size = queue_size
+        self._acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._adjust_keys: list[str] = []
+        self._adjust_args: list[Any] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
         self.errors = 0  # back-end failures (acquire and adjust)
-        self.dropped = 0  # corrections dropped because the queue was full or Redis failed
+        self.dropped = 0  # corrections dropped because the buffer was full or Redis failed
 
     def _now(self) -> int:
         return int(self._clock()) if self._clock is not None else -1
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name="lockgate-ratelimit-adjust")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-ratelimit-redis")
 
     async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
         if time.monotonic() < self._down_until:
             raise BackendUnavailable("redis marked down")
+        if self._task is None:
+            await self.start()
         args: list[Any] = [self._now()]
         for w, amount in zip(windows, amounts):
             args += (w.limit, w.window_ms, w.bucket_ms, amount)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                out = await self._acquire(keys=[w.key for w in windows], args=args)
-        except (RedisError, OSError, TimeoutError) as err:
-            self.errors += 1
-            self._down_until = time.monotonic() + self._breaker_s
-            raise BackendUnavailable(type(err).__name__) from None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._acquires.append(([w.key for w in windows], args, future))
+        self._wake.set()
+        out = await future
         n = len(windows)
         return Decision(
             allowed=out[0] == 1,
@@ -207,57 +227,98 @@ class RedisLimiter:
         )
 
     def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int]) -> None:
-        keys: list[str] = []
-        args: list[Any] = []
         for w, delta in zip(windows, deltas):
-            if delta:
-                keys.append(w.key)
-                args += (w.window_ms, w.bucket_ms, charged_ms // w.bucket_ms, delta)
-        if not keys:
-            return
-        try:
-            self._queue.put_nowait((keys, args))
-        except asyncio.QueueFull:
-            self.dropped += 1
+            if not delta:
+                continue
+            if len(self._adjust_keys) >= self._queue_size:
+                self.dropped += 1
+                continue
+            self._adjust_keys.append(w.key)
+            self._adjust_args += (w.window_ms, w.bucket_ms, charged_ms // w.bucket_ms, delta)
+        if self._adjust_keys and self._timer is None:
+            # Corrections ride along with the next acquire's round trip, or leave within 50 ms.
+            self._timer = asyncio.get_running_loop().call_later(_ADJUST_DELAY_S, self._flush_soon)
 
-    async def _drain(self) -> None:
-        """Send queued corrections, many per script call."""
+    def _flush_soon(self) -> None:
+        self._timer = None
+        self._wake.set()
+
+    async def _run(self) -> None:
         while True:
-            item = await self._queue.get()
-            taken, stop = 1, item is None
-            keys: list[str] = []
-            args: list[Any] = []
-            while item is not None:
-                keys += item[0]
-                args += item[1]
-                if len(keys) >= 256 or self._queue.empty():
-                    break
-                item = self._queue.get_nowait()
-                taken += 1
-                stop = item is None
-            if keys:
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        await self._adjust(keys=keys, args=[self._now(), *args])
-                except (RedisError, OSError, TimeoutError) as err:
-                    self.errors += 1
-                    self.dropped += len(keys)
-                    log.warning("ratelimit_adjust_failed", error=type(err).__name__, corrections=len(keys))
-            for _ in range(taken):
-                self._queue.task_done()
-            if stop:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._acquires or self._adjust_keys:
+                self._idle.clear()
+                acquires, self._acquires = self._acquires, []
+                keys, args = self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
+                del self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
+                await self._send(acquires, keys, args)
+            self._idle.set()
+            if self._closing:
                 return
 
+    async def _send(self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]) -> None:
+        try:
+            results = await self._pipeline(acquires, keys, args)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed: load, then again
+                async with asyncio.timeout(self._timeout_s):
+                    await self._redis.script_load(ACQUIRE)
+                    await self._redis.script_load(ADJUST)
+                results = await self._pipeline(acquires, keys, args)
+        except _ERRORS as err:
+            self.errors += 1
+            self._down_until = time.monotonic() + self._breaker_s
+            failure = BackendUnavailable(type(err).__name__)
+            for _, _, future in acquires:
+                if not future.done():
+                    future.set_exception(failure)
+            if keys:
+                self.dropped += len(keys)
+                log.warning("ratelimit_adjust_failed", error=type(err).__name__, corrections=len(keys))
+            return
+        for (_, _, future), result in zip(acquires, results):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(BackendUnavailable(type(result).__name__))
+            else:
+                future.set_result(result)
+        if keys and isinstance(results[-1], Exception):
+            self.errors += 1
+            self.dropped += len(keys)
+            log.warning("ratelimit_adjust_failed", error=type(results[-1]).__name__, corrections=len(keys))
+
+    async def _pipeline(self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]) -> list[Any]:
+        # EVALSHA directly: redis-py's pipelined Script objects cost a SCRIPT EXISTS round trip per batch.
+        pipe = self._redis.pipeline(transaction=False)
+        for akeys, aargs, _ in acquires:
+            pipe.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)
+        if keys:
+            pipe.evalsha(_ADJUST_SHA, len(keys), *keys, self._now(), *args)
+        async with asyncio.timeout(self._timeout_s):
+            return list(await pipe.execute(raise_on_error=False))
+
     async def flush(self, timeout_s: float = 5.0) -> None:
-        """Wait until every queued correction has been sent (tests, shutdown)."""
-        await asyncio.wait_for(self._queue.join(), timeout_s)
+        """Wait until everything pending has been sent (tests, shutdown)."""
+        async with asyncio.timeout(timeout_s):
+            while self._acquires or self._adjust_keys or not self._idle.is_set():
+                self._wake.set()
+                await self._idle.wait()
+                await asyncio.sleep(0)
 
     async def aclose(self) -> None:
         if self._task is not None:
             try:
-                self._queue.put_nowait(None)
-                await asyncio.wait_for(self._task, 2.0)
-            except (asyncio.QueueFull, asyncio.TimeoutError):
-                self._task.cancel()
+                await self.flush(2.0)
+            except TimeoutError:
+                pass
+            self._task.cancel()
             self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         await self._redis.aclose()
+
+
+_ACQUIRE_SHA = _sha(ACQUIRE)
+_ADJUST_SHA = _sha(ADJUST)
