@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 import orjson
 import structlog
@@ -81,6 +81,9 @@ class StreamOutcome:
     chunks: AsyncIterator[bytes]
     headers: dict[str, str]
     status: int = 200
+    # Called by the web layer when the response is over, however it ended: releases the
+    # upstream and records the request if the relay never started (client gone at once).
+    abandon: Callable[[], Awaitable[None]] | None = None
 
 
 Outcome = JsonOutcome | StreamOutcome
@@ -210,7 +213,17 @@ class Pipeline:
         resume = route.group.stream_resume and ctx.endpoint == "chat"
         routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=opener if resume else None)
         first = opened[2]
-        return StreamOutcome(self._relay(ctx, route, routed, routed.__aiter__(), first), self._served_headers(ctx))
+        relay = self._relay(ctx, route, routed, routed.__aiter__(), first)
+
+        async def abandon() -> None:
+            if "relay_started" in ctx.state:
+                return  # the relay's own clean-up ran or is running
+            ctx.state["relay_started"] = True
+            await routed.aclose()
+            self._record_failed_attempts(ctx)
+            self._finish(ctx, STATUS_CLIENT_CLOSED, None, partial=True)
+
+        return StreamOutcome(relay, self._served_headers(ctx), abandon=abandon)
 
     # --- relay -------------------------------------------------------------------------------
 
@@ -223,6 +236,7 @@ class Pipeline:
         first: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
         """Encode chunks as SSE the moment they arrive; record the request when the stream ends."""
+        ctx.state["relay_started"] = True
         public = route.name
         include_usage = ctx.include_usage
         delivered_chars = 0

@@ -370,3 +370,24 @@ def test_embedding_base64_round_trip_is_exact(shared_gateway: GatewayProcess, fa
     resp = _post(shared_gateway, {"model": "gpt-test", "input": "x", "encoding_format": "base64", "dimensions": 3}, path="/v1/embeddings")
     raw = base64.b64decode(resp.json()["data"][0]["embedding"])
     assert [round(v, 4) for v in struct.unpack("<3f", raw)] == [0.1, 0.2, 0.3]
+
+
+def test_client_gone_before_the_first_byte_still_releases_the_upstream(
+    shared_gateway: GatewayProcess, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply.content = " ".join(f"w{i}" for i in range(200))
+    fake_openai.reply.chunk_delay_s = 0.05
+    fake_openai.faults.append({"hang_s": 1.0})  # the upstream is slow to start
+    before = len([r for r in shared_gateway.access_lines() if r.get("status") == 499])
+    body = {"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(shared_gateway.url + "/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=0.3)
+    # The stream would take 10 s; the gateway must drop it as soon as it finds the client gone.
+    assert fake_openai.stream_closed.wait(5), "the upstream stream was not released"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if len([r for r in shared_gateway.access_lines() if r.get("status") == 499]) > before:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no record for the abandoned stream")

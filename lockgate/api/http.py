@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate.errors import PayloadTooLarge
-from lockgate.pipeline import JsonOutcome, Outcome
+from lockgate.pipeline import JsonOutcome, Outcome, StreamOutcome
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -60,12 +60,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+class RelayResponse(StreamingResponse):
+    """An SSE response that always releases its upstream, even when the client left before the first byte."""
+
+    def __init__(self, outcome: StreamOutcome) -> None:
+        super().__init__(outcome.chunks, outcome.status, {**SSE_HEADERS, **outcome.headers}, media_type="text/event-stream")
+        self._outcome = outcome
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Deterministic clean-up instead of waiting for the garbage collector to close the generator.
+            await self._outcome.chunks.aclose()  # type: ignore[attr-defined]
+            if self._outcome.abandon is not None:
+                await self._outcome.abandon()
+
+
 def encode(outcome: Outcome) -> Response:
     if isinstance(outcome, JsonOutcome):
         return Response(outcome.body, outcome.status, outcome.headers, media_type="application/json")
-    return StreamingResponse(
-        outcome.chunks, outcome.status, {**SSE_HEADERS, **outcome.headers}, media_type="text/event-stream"
-    )
+    return RelayResponse(outcome)
 
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, Any] | None = None) -> Response:
