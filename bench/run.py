@@ -829,7 +829,7 @@ def report(results: dict, args) -> str:
             (f"{label}: errors (all runs)",
              lambda r, m=mode: sum(_g(r, m, k, "errors_total") or 0 for k in ("c1", f"c{c}")), 0),
         ]
-    rows.append(("noise: other processes' % of machine (max)",
+    rows.append(("noise: other processes' % of machine (max of runs)",
                  lambda r: max([_g(r, m, k, "other_cpu_pct") or 0.0 for m in args.modes for k in ("c1", f"c{c}")]
                                or [0.0]), 0))
     w0 = max(len(r[0]) for r in rows) + 2
@@ -968,7 +968,7 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=64, help="the high concurrency (default 64)")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--ttft-requests", type=int, default=300, help="sequential streams for TTFT")
-    ap.add_argument("--ttft-slow-requests", type=int, default=20,
+    ap.add_argument("--ttft-slow-requests", type=int, default=40,
                     help=f"sequential streams for TTFT with {SLOW_DELAY_MS} ms between upstream chunks")
     ap.add_argument("--targets", default=",".join(TARGETS),
                     help=f"comma-separated subset of {','.join(TARGETS)}")
