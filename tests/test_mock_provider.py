@@ -44,3 +44,17 @@ def test_several_workers_serve(start_gateway: Callable[..., GatewayProcess]) -> 
     client = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
     for _ in range(6):
         assert client.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "x"}]).choices[0].message.content == "fixed answer here"
+
+
+def test_streams_are_exact_openai_shapes(start_gateway: Callable[..., GatewayProcess]) -> None:
+    gw = start_gateway(_config())
+    client = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    chunks = list(client.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "x"}], stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+    assert len({c.id for c in chunks}) == 1 and all(c.object == "chat.completion.chunk" for c in chunks)
+    texts = list(client.completions.create(model="fixed", prompt="x", stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in texts if c.choices) == "fixed answer here"
+    assert texts[-2].choices[0].finish_reason == "stop" and texts[-1].usage.total_tokens == texts[-1].usage.prompt_tokens + 3

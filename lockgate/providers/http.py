@@ -7,7 +7,7 @@ httpx's CPU per request, which is most of the gateway's own overhead.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
 import orjson
@@ -112,3 +112,84 @@ async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | N
         # comments (":") and other fields (id, retry) are ignored
     if data:
         yield event, b"\n".join(data)
+
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class JsonPoster:
+    """POSTs JSON to one upstream and turns every failure into the error a client should see.
+
+    The first-byte timeout is one deadline for the whole wait (headers, then the
+    first stream event), not a fresh timeout for each step.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        what: str,
+        first_byte_timeout_s: float | None,
+        status_for_type: Mapping[str, int] | None = None,
+    ) -> None:
+        self._session = session
+        self.what = what  # names the upstream in messages, never its key
+        self._first_byte_timeout_s = first_byte_timeout_s
+        self._status_for_type = status_for_type
+
+    async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, float | None]:
+        """A 2xx response with its headers read, and the first-byte deadline (loop time) still running."""
+        data = orjson.dumps(payload)
+        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout_s if self._first_byte_timeout_s else None
+        try:
+            if deadline is not None:
+                async with asyncio.timeout_at(deadline):
+                    resp = await self._session.post(url, data=data, headers=headers)
+            else:
+                resp = await self._session.post(url, data=data, headers=headers)
+        except TRANSPORT_ERRORS as err:
+            raise transport_error(err, self.what) from None
+        if resp.status >= 400:
+            try:
+                raise await error_from_response(resp, self.what, self._status_for_type)
+            except TRANSPORT_ERRORS as err:
+                raise transport_error(err, self.what) from None
+            finally:
+                resp.release()
+        return resp, deadline
+
+    async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
+        """The whole body of a 2xx response as a JSON object."""
+        try:
+            raw = await resp.read()
+        except TRANSPORT_ERRORS as err:
+            raise transport_error(err, self.what) from None
+        finally:
+            resp.release()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProviderBadResponse(f"The upstream {self.what} answered with something that is not JSON.") from None
+        if not isinstance(data, dict):
+            raise ProviderBadResponse(f"The upstream {self.what} answered with an unexpected body.")
+        return data
+
+
+async def next_event(
+    events: AsyncIterator[tuple[str | None, bytes]], deadline: float | None
+) -> tuple[str | None, bytes]:
+    """The next SSE event, within the first-byte deadline when one is still running."""
+    if deadline is None:
+        return await events.__anext__()
+    async with asyncio.timeout_at(deadline):
+        return await events.__anext__()
+
+
+def parse_event(data: bytes, what: str) -> dict[str, Any]:
+    """One SSE event's JSON object, or the error for an upstream that sent something else."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProviderBadResponse(f"The upstream {what} sent a stream event that is not JSON.") from None
+    if not isinstance(event, dict):
+        raise ProviderBadResponse(f"The upstream {what} sent an unexpected stream event.")
+    return event

@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 import uuid
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from lockgate.config import Deployment
 from lockgate.errors import InvalidRequest
@@ -96,6 +96,14 @@ class MockProvider:
             },
         }
 
+    @staticmethod
+    def _text_usage_dict(usage: Usage) -> dict[str, Any]:
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
@@ -122,45 +130,53 @@ class MockProvider:
             usage=usage,
         )
 
-    async def chat_stream(self, body: dict[str, Any]) -> MockStream:
-        pieces, finish = self._pieces(body)
-        usage = self._usage(body, pieces)
+    def _paced(
+        self,
+        base: dict[str, Any],
+        pieces: list[str],
+        finish: str,
+        usage: Usage,
+        usage_body: dict[str, Any],
+        choice: Callable[[str | None, str | None], dict[str, Any]],
+        opening: dict[str, Any] | None = None,
+    ) -> MockStream:
+        """Pace pieces out as chunks: an opening chunk, one per piece, the finish chunk, then usage."""
         stream: MockStream
-        cid, created, model = f"chatcmpl-mock-{uuid.uuid4().hex[:24]}", int(time.time()), body["model"]
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_lockgate_mock",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                "usage": None,
-            }
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             if self._latency_s:
                 await asyncio.sleep(self._latency_s)
-            yield chunk({"role": "assistant", "content": "", "refusal": None})
+            if opening is not None:
+                yield {**base, "choices": [opening]}
             for piece in pieces:
                 if self._gap_s:
                     await asyncio.sleep(self._gap_s)
-                yield chunk({"content": piece})
-            yield chunk({}, finish)
+                yield {**base, "choices": [choice(piece, None)]}
+            yield {**base, "choices": [choice(None, finish)]}
             stream.usage = usage
-            yield {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_lockgate_mock",
-                "choices": [],
-                "usage": self._usage_dict(usage),
-            }
+            yield {**base, "choices": [], "usage": usage_body}
 
         stream = MockStream(chunks())
         return stream
+
+    async def chat_stream(self, body: dict[str, Any]) -> MockStream:
+        pieces, finish = self._pieces(body)
+        usage = self._usage(body, pieces)
+        base = {
+            "id": f"chatcmpl-mock-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_lockgate_mock",
+            "usage": None,
+        }
+
+        def choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
+            delta = {"content": piece} if piece is not None else {}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+        opening = {"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None, "finish_reason": None}
+        return self._paced(base, pieces, finish, usage, self._usage_dict(usage), choice, opening)
 
     async def completions(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
@@ -176,11 +192,7 @@ class MockProvider:
                 "choices": [
                     {"text": "".join(pieces), "index": 0, "logprobs": None, "finish_reason": finish}
                 ],
-                "usage": {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total_tokens,
-                },
+                "usage": self._text_usage_dict(usage),
             },
             usage=usage,
         )
@@ -188,42 +200,17 @@ class MockProvider:
     async def completions_stream(self, body: dict[str, Any]) -> MockStream:
         pieces, finish = self._pieces(body)
         usage = self._usage(body, pieces)
-        stream: MockStream
-        cid, created, model = f"cmpl-mock-{uuid.uuid4().hex[:24]}", int(time.time()), body["model"]
+        base = {
+            "id": f"cmpl-mock-{uuid.uuid4().hex[:24]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
 
-        def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-            }
+        def choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
+            return {"text": piece or "", "index": 0, "logprobs": None, "finish_reason": finish_reason}
 
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            if self._latency_s:
-                await asyncio.sleep(self._latency_s)
-            for piece in pieces:
-                if self._gap_s:
-                    await asyncio.sleep(self._gap_s)
-                yield chunk(piece)
-            yield chunk("", finish)
-            stream.usage = usage
-            yield {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total_tokens,
-                },
-            }
-
-        stream = MockStream(chunks())
-        return stream
+        return self._paced(base, pieces, finish, usage, self._text_usage_dict(usage), choice)
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raw = body.get("input")

@@ -6,28 +6,25 @@ rewritten by the pipeline, and streams always ask for the usage chunk.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator
 
 import aiohttp
-import orjson
 
 from lockgate.config import Deployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import error_from_response, iter_sse, transport_error
+from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, parse_event, transport_error
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class OpenAIStream:
     """An open OpenAI SSE stream, yielding chunk dicts as their events arrive."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, what: str, first_byte_timeout_s: float | None) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, what: str, first_byte_deadline: float | None) -> None:
         self._resp = resp
         self._what = what
-        self._first_byte_timeout_s = first_byte_timeout_s
+        self._deadline = first_byte_deadline
         self.usage: Usage | None = None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
@@ -35,27 +32,18 @@ class OpenAIStream:
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
         events = iter_sse(self._resp.content).__aiter__()
+        deadline = self._deadline
         finished = False
-        first = True
         try:
             while True:
                 try:
-                    if first and self._first_byte_timeout_s:
-                        async with asyncio.timeout(self._first_byte_timeout_s):
-                            _, data = await events.__anext__()
-                    else:
-                        _, data = await events.__anext__()
+                    _, data = await next_event(events, deadline)
                 except StopAsyncIteration:
                     break
-                first = False
+                deadline = None
                 if data == b"[DONE]":
                     return
-                try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise ProviderBadResponse(f"The upstream {self._what} sent a stream event that is not JSON.")
-                if not isinstance(chunk, dict):
-                    raise ProviderBadResponse(f"The upstream {self._what} sent an unexpected stream event.")
+                chunk = parse_event(data, self._what)
                 if "error" in chunk and not chunk.get("choices"):
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                     raise from_upstream_status(
@@ -70,7 +58,7 @@ class OpenAIStream:
                 yield chunk
         except GatewayError:
             raise
-        except _TRANSPORT_ERRORS as err:
+        except TRANSPORT_ERRORS as err:
             raise transport_error(err, self._what) from None
         finally:
             self._resp.release()
@@ -89,7 +77,6 @@ class OpenAIProvider:
 
     def __init__(self, deployment: Deployment, session: aiohttp.ClientSession) -> None:
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/")
-        self._session = session
         self._urls = {
             "chat": base + "/chat/completions",
             "completions": base + "/completions",
@@ -101,51 +88,19 @@ class OpenAIProvider:
         headers.update(deployment.headers)
         self._headers = headers
         self._stream_usage = deployment.stream_usage
-        self._first_byte_timeout_s = deployment.first_byte_timeout_s
-        # Names the upstream in error messages without revealing keys.
-        self._what = f"'{deployment.model}' at {base}"
-
-    async def _post(self, endpoint: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
-        data = orjson.dumps(body)
-        try:
-            if self._first_byte_timeout_s:
-                async with asyncio.timeout(self._first_byte_timeout_s):
-                    resp = await self._session.post(self._urls[endpoint], data=data, headers=self._headers)
-            else:
-                resp = await self._session.post(self._urls[endpoint], data=data, headers=self._headers)
-        except _TRANSPORT_ERRORS as err:
-            raise transport_error(err, self._what) from None
-        if resp.status >= 400:
-            try:
-                raise await error_from_response(resp, self._what)
-            except _TRANSPORT_ERRORS as err:
-                raise transport_error(err, self._what) from None
-            finally:
-                resp.release()
-        return resp
+        self._http = JsonPoster(session, f"'{deployment.model}' at {base}", deployment.first_byte_timeout_s)
 
     async def _complete(self, endpoint: str, body: dict[str, Any]) -> ProviderResult:
-        resp = await self._post(endpoint, body)
-        try:
-            raw = await resp.read()
-        except _TRANSPORT_ERRORS as err:
-            raise transport_error(err, self._what) from None
-        finally:
-            resp.release()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ProviderBadResponse(f"The upstream {self._what} answered with something that is not JSON.")
-        if not isinstance(data, dict):
-            raise ProviderBadResponse(f"The upstream {self._what} answered with an unexpected body.")
+        resp, _ = await self._http.post(self._urls[endpoint], body, self._headers)
+        data = await self._http.read_json(resp)
         return ProviderResult(body=data, usage=Usage.from_openai(data.get("usage")))
 
     async def _stream(self, endpoint: str, body: dict[str, Any]) -> OpenAIStream:
         if self._stream_usage:
             options = body.get("stream_options")
             body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-        resp = await self._post(endpoint, body)
-        return OpenAIStream(resp, self._what, self._first_byte_timeout_s)
+        resp, deadline = await self._http.post(self._urls[endpoint], body, self._headers)
+        return OpenAIStream(resp, self._http.what, deadline)
 
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         return await self._complete("chat", body)
