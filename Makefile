@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/run.py $(ARGS)
+	bench/run.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
