@@ -118,12 +118,17 @@ class Proc:
         return "\n".join(lines[-n:])
 
 
+_tmpdirs: list[Path] = []
+
+
 def _cleanup() -> None:
     for p in list(_procs):
         try:
             p.stop(timeout=5)
         except Exception:
             pass
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _on_signal(signum, frame):
@@ -1016,6 +1021,7 @@ def main(argv=None) -> int:
     RESULTS = out_dir
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = Path(tempfile.mkdtemp(prefix="lockgate-bench-"))
+    _tmpdirs.append(tmp)  # removed by _cleanup, after the processes using it are stopped
     results = {"env": env_info(args), "targets": {}}
     la = results["env"]["loadavg_at_start"][0]
     if la > 0.5:
