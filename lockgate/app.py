@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockgate import __version__
-from lockgate.api import admin, health, openai
+from lockgate.api import admin, admin_teams, health, openai
 from lockgate.api import usage as usage_api
 from lockgate.api.http import RequestIdMiddleware, json_response
 from lockgate.auth import Authenticator
@@ -109,6 +109,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(usage_api.router)
     app.include_router(admin.router)
+    app.include_router(admin_teams.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

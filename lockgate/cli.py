@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lockgate.cli_keys import add_commands  # `keys …` and `db …`
 
     add_commands(sub)
+    from lockgate.cli_teams import add_commands as add_teams  # `teams …`
+
+    add_teams(sub)
     from lockgate.usage.cli import add_command as add_usage  # `usage`
 
     add_usage(sub)

@@ -1,7 +1,8 @@
 """Who is asking: the authenticate stage turns credentials into a Principal.
 
 In order: the master key (constant-time compare), then virtual keys (`lg-…`,
-from the key cache), then JWTs (HS256 secret or JWKS). Failures are counted
+from the key cache), then JWTs (HS256 secret or JWKS). A caller in a team with a
+record gets that team's budget and limits (from the team cache). Failures are counted
 per client address by the brute-force guard, which answers 429 once an address
 fails too often.
 """
@@ -19,6 +20,7 @@ from lockgate.errors import AuthenticationFailed
 if TYPE_CHECKING:
     from lockgate.auth.jwt import JWTVerifier
     from lockgate.auth.keys import VirtualKeys
+    from lockgate.auth.teams import Teams
     from lockgate.store import Store
 
 __all__ = ["MASTER", "Authenticator", "Principal", "credential_from"]
@@ -44,11 +46,14 @@ class Authenticator:
         self._master = secret.encode() if secret else None
         self.guard = FailureGuard(config.max_failures_per_minute)
         self.keys: VirtualKeys | None = None
+        self.teams: Teams | None = None
         self.jwt: JWTVerifier | None = None
         if store is not None:
             from lockgate.auth.keys import KeyRepository, VirtualKeys
+            from lockgate.auth.teams import TeamRepository, Teams
 
             self.keys = VirtualKeys(KeyRepository(store), config.key_cache_ttl_s)
+            self.teams = Teams(TeamRepository(store), config.key_cache_ttl_s)
         if config.jwt is not None:
             from lockgate.auth.jwt import JWTVerifier
 
@@ -62,10 +67,13 @@ class Authenticator:
                 "You didn't provide an API key. Send it in an Authorization header as 'Bearer YOUR_KEY'."
             )
         try:
-            return await self._identify(token)
+            principal = await self._identify(token)
         except AuthenticationFailed:
             self.guard.failed(client)
             raise
+        if principal.team is not None and self.teams is not None:
+            return await self.teams.attach(principal)
+        return principal
 
     async def _identify(self, token: str) -> Principal:
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):

@@ -18,15 +18,15 @@ import datetime as dt
 import hashlib
 import secrets
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 import structlog
 
+from lockgate.auth.cache import CachedLookup, Entry, KeyStoreUnavailable  # noqa: F401 (imported from here too)
 from lockgate.auth.principal import Principal
-from lockgate.errors import AuthenticationFailed, GatewayError
+from lockgate.errors import AuthenticationFailed
 from lockgate.store import Store
 from lockgate.store.db import aware, utcnow
 from lockgate.store.tables import api_keys
@@ -223,21 +223,7 @@ class KeyRepository:
                 await conn.execute(api_keys.update().where(api_keys.c.id.in_(ids)).values(last_used_at=when))
 
 
-class KeyStoreUnavailable(GatewayError):
-    kind = "gateway_key_store_unavailable"
-    status = 503
-    type = "server_error"
-    code = "key_store_unavailable"
-
-
-@dataclass(slots=True)
-class _Entry:
-    deadline: float  # monotonic seconds
-    row: KeyRow | None
-    principal: Principal | None = field(default=None)
-
-
-class VirtualKeys:
+class VirtualKeys(CachedLookup[KeyRow]):
     """The hot-path lookup: a token → its Principal, from the cache when fresh."""
 
     def __init__(
@@ -249,14 +235,8 @@ class VirtualKeys:
         max_negative: int = 10_000,
         touch_interval_s: float = 10.0,
     ) -> None:
+        super().__init__(ttl_s, max_entries=max_entries, max_negative=max_negative)  # cache keys: hashes
         self.repo = repo
-        self.ttl_s = ttl_s
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
-        self._negative: OrderedDict[str, float] = OrderedDict()  # hash → deadline
-        self._max_entries = max_entries
-        self._max_negative = max_negative
-        self._hash_of: dict[str, str] = {}  # key id → hash, to drop a key from the cache by id
-        self._inflight: dict[str, asyncio.Future[KeyRow | None]] = {}
         self._used: set[str] = set()
         self._touch_interval_s = touch_interval_s
         self._toucher: asyncio.Task[None] | None = None
@@ -280,55 +260,11 @@ class VirtualKeys:
         assert entry.principal is not None
         return entry.principal
 
-    async def _load(self, key_hash: str, stale: _Entry | None, now: float) -> _Entry:
-        # One database read per key at a time, however many requests arrive with it.
-        pending = self._inflight.get(key_hash)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._inflight[key_hash] = pending
-            try:
-                row = await self.repo.by_hash(key_hash)
-                pending.set_result(row)
-            except Exception as err:
-                pending.set_exception(err)
-                pending.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            finally:
-                del self._inflight[key_hash]
-        try:
-            row = await asyncio.shield(pending)
-        except Exception as err:
-            if stale is not None:
-                # The store is down: a key we knew a moment ago keeps working rather than failing everyone.
-                log.warning("key_store_error_serving_cached", error=type(err).__name__)
-                return stale
-            log.error("key_store_error", error=type(err).__name__)
-            raise KeyStoreUnavailable("The key store is unavailable; try again shortly.") from None
-        return self._remember(key_hash, row, now)
+    async def _fetch(self, cache_key: str) -> KeyRow | None:
+        return await self.repo.by_hash(cache_key)
 
-    def _remember(self, key_hash: str, row: KeyRow | None, now: float) -> _Entry:
-        entry = _Entry(now + self.ttl_s, row, row.principal() if row else None)
-        if self.ttl_s <= 0:
-            return entry
-        if row is None:
-            self._negative[key_hash] = entry.deadline
-            self._negative.move_to_end(key_hash)
-            while len(self._negative) > self._max_negative:
-                self._negative.popitem(last=False)
-            return entry
-        self._cache[key_hash] = entry
-        self._cache.move_to_end(key_hash)
-        self._hash_of[row.id] = key_hash
-        while len(self._cache) > self._max_entries:
-            old_hash, old = self._cache.popitem(last=False)
-            if old.row is not None and self._hash_of.get(old.row.id) == old_hash:
-                del self._hash_of[old.row.id]
-        return entry
-
-    def invalidate(self, key_id: str) -> None:
-        """Forget a key at once (revoked, rotated or changed on this replica)."""
-        key_hash = self._hash_of.pop(key_id, None)
-        if key_hash is not None:
-            self._cache.pop(key_hash, None)
+    def _make_entry(self, row: KeyRow | None, deadline: float) -> Entry:
+        return Entry(deadline, row, row.principal() if row else None)
 
     # --- last_used_at, in batches off the request path ---------------------------------
 

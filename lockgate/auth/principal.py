@@ -18,6 +18,11 @@ class Principal:
     tpm: int | None = None
     max_budget_usd: float | None = None
     budget_period: str | None = None
+    # From the team's record (auth/teams.py), where the caller's team has one.
+    team_max_budget_usd: float | None = None
+    team_budget_period: str | None = None
+    team_rpm: int | None = None
+    team_tpm: int | None = None
 
     def allows(self, model: str) -> bool:
         return self.models is None or model in self.models

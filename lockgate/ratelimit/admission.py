@@ -1,8 +1,8 @@
 """The admit stage for rate limits: every scope must allow a request, or nothing is charged.
 
 Scopes, checked in this order (the first to refuse is named in the 429):
-the key (its own rpm/tpm, else ``ratelimit.defaults``), its team and user
-(``ratelimit.teams`` / ``ratelimit.users``) and the public model
+the key (its own rpm/tpm, else ``ratelimit.defaults``), its team (the team
+record's rpm/tpm, else ``ratelimit.teams``), its user (``ratelimit.users``) and the public model
 (``models[].limits``). Tokens are charged at admission with an estimate
 (prompt size + max_tokens, or ``default_max_tokens``), then corrected to the
 real usage when the request ends; a request that never reached an upstream
@@ -110,6 +110,7 @@ class RateLimitAdmission:
         self._default_max_tokens = rl.default_max_tokens
         self._prefix = rl.key_prefix
         self._defaults = rl.defaults
+        self._team_limits = rl.teams  # what a team record leaves unset (and rpd/tpd, which records lack)
         self._teams = {name: _from_limits(rl.key_prefix, "team", name, lim) for name, lim in rl.teams.items()}
         self._users = {name: _from_limits(rl.key_prefix, "user", name, lim) for name, lim in rl.users.items()}
         self._models = {m.name: _from_limits(rl.key_prefix, "model", m.name, m.limits) for m in config.models}
@@ -124,8 +125,18 @@ class RateLimitAdmission:
     async def aclose(self) -> None:
         await self.limiter.aclose()
 
-    def plan(self, key_id: str, rpm: int | None, tpm: int | None, team: str | None, user: str | None, model: str) -> Plan:
-        cache_key = (key_id, rpm, tpm, team, user, model)
+    def plan(
+        self,
+        key_id: str,
+        rpm: int | None,
+        tpm: int | None,
+        team: str | None,
+        user: str | None,
+        model: str,
+        team_rpm: int | None = None,
+        team_tpm: int | None = None,
+    ) -> Plan:
+        cache_key = (key_id, rpm, tpm, team, user, model, team_rpm, team_tpm)
         plan = self._plans.get(cache_key)
         if plan is None:
             windows = _limits_windows(
@@ -135,7 +146,7 @@ class RateLimitAdmission:
                 rpm if rpm is not None else self._defaults.rpm,
                 tpm if tpm is not None else self._defaults.tpm,
             )
-            windows += self._teams.get(team, []) if team else []
+            windows += self._team_windows(team, team_rpm, team_tpm) if team else []
             windows += self._users.get(user, []) if user else []
             windows += self._models.get(model, [])
             plan = Plan(
@@ -148,13 +159,28 @@ class RateLimitAdmission:
             self._plans[cache_key] = plan
         return plan
 
+    def _team_windows(self, team: str, rpm: int | None, tpm: int | None) -> list[Window]:
+        """The team record's rpm/tpm where set; `ratelimit.teams` for the rest."""
+        if rpm is None and tpm is None:
+            return self._teams.get(team, [])
+        conf = self._team_limits.get(team)
+        return _limits_windows(
+            self._prefix,
+            "team",
+            team,
+            rpm if rpm is not None else (conf.rpm if conf else None),
+            tpm if tpm is not None else (conf.tpm if conf else None),
+            conf.rpd if conf else None,
+            conf.tpd if conf else None,
+        )
+
     # --- the Admission protocol --------------------------------------------------------
 
     async def admit(self, ctx: Any) -> None:
         p, route = ctx.principal, ctx.route
         if p is None or route is None:
             return
-        plan = self.plan(p.key_id, p.rpm, p.tpm, p.team, p.user, route.name)
+        plan = self.plan(p.key_id, p.rpm, p.tpm, p.team, p.user, route.name, p.team_rpm, p.team_tpm)
         if not plan.windows:
             return
         tokens = estimate_tokens(ctx.endpoint, ctx.body or {}, self._default_max_tokens) if plan.tokens else 0

@@ -42,3 +42,17 @@ api_keys = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Teams: the budget and limits every key of a team shares (auth/teams.py). `id` is the team name keys carry.
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("max_budget_usd", sa.Float, nullable=True),
+    sa.Column("budget_period", sa.String(16), nullable=True),  # daily | weekly | monthly | total
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+)

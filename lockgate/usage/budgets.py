@@ -169,9 +169,9 @@ def _budgets(principal: Any) -> list[tuple[str, str, float, str]]:
     out = []
     if principal.max_budget_usd is not None:
         out.append(("key", principal.key_id, principal.max_budget_usd, principal.budget_period or "total"))
-    team_max = getattr(principal, "team_max_budget_usd", None)
-    if principal.team and team_max is not None:
-        out.append(("team", principal.team, team_max, getattr(principal, "team_budget_period", None) or "total"))
+    # The team's budget comes from its record (auth/teams.py), copied onto the Principal.
+    if principal.team and principal.team_max_budget_usd is not None:
+        out.append(("team", principal.team, principal.team_max_budget_usd, principal.team_budget_period or "total"))
     return out
 
 
@@ -199,9 +199,9 @@ class BudgetAdmission:
             if self.on_backend_error == "allow":
                 return
             raise BudgetExceeded("The budget could not be checked; try again shortly.", status=503) from None
-        for (scope, _ident, max_usd, period), nanos in zip(budgets, spent):
+        for (scope, ident, max_usd, period), nanos in zip(budgets, spent):
             if nanos >= to_nanos(max_usd):
-                raise BudgetExceeded(_message(scope, nanos, max_usd, period, today))
+                raise BudgetExceeded(_message(scope, ident, nanos, max_usd, period, today))
 
     def settle(self, ctx: Any, record: Any) -> None:
         cost = getattr(record, "cost_usd", None)
@@ -244,8 +244,8 @@ def _scopes(principal: Any) -> Iterable[tuple[str, str]]:
         yield "team", principal.team
 
 
-def _message(scope: str, nanos: int, max_usd: float, period: str, today: dt.date) -> str:
-    who = "This API key" if scope == "key" else "This key's team"
+def _message(scope: str, ident: str, nanos: int, max_usd: float, period: str, today: dt.date) -> str:
+    who = "This API key" if scope == "key" else f"This key's team `{ident}`"
     end = period_end(period, today)
     when = f"It resets at {end.isoformat()}T00:00:00Z." if end else "It does not reset; ask an admin to raise it."
     label = "total" if period == "total" else period

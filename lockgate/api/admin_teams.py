@@ -1,0 +1,143 @@
+"""Admin routes for teams under /admin/teams: a team's shared budget and rate limits.
+
+For the master key or a JWT with the admin role, like the key routes (api/admin.py).
+A team's id is the team name its keys carry (`team` on a key, or a JWT's team
+claim). Changes apply at once on this replica (its team cache is dropped) and
+within `auth.key_cache_ttl_s` on the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import Response
+
+from lockgate.api.admin import BudgetPeriod, _json, require_admin
+from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
+from lockgate.errors import GatewayError, InvalidRequest, NotFound
+
+router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+
+
+class _TeamFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period, shared by the team's keys")
+    budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute, shared by the team's keys")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute, shared by the team's keys")
+    metadata: dict[str, Any] | None = None
+
+
+class TeamCreate(_TeamFields):
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=TEAM_ID.pattern,
+        description="The team name, as keys carry it in `team` (letters, digits and . _ : @ + -)",
+    )
+
+    @model_validator(mode="after")
+    def _budget(self) -> "TeamCreate":
+        if self.budget_period is not None and self.max_budget_usd is None:
+            raise ValueError("budget_period needs max_budget_usd")
+        return self
+
+
+class TeamUpdate(_TeamFields):
+    """Only the fields sent are changed; `null` clears one."""
+
+
+class TeamView(BaseModel):
+    object: Literal["team"] = "team"
+    id: str
+    max_budget_usd: float | None
+    budget_period: BudgetPeriod | None
+    rpm: int | None
+    tpm: int | None
+    metadata: dict[str, Any] | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+
+class TeamList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[TeamView]
+
+
+def _teams(request: Request) -> Teams:
+    teams = request.app.state.gateway.pipeline.authenticator.teams
+    if teams is None:
+        raise GatewayError("No key store is configured.", status=501, type="server_error", code="not_configured")
+    return teams
+
+
+def _found(row: TeamRow | None, team: str) -> TeamRow:
+    if row is None:
+        raise NotFound(f"No team `{team}`.", param="team")
+    return row
+
+
+@router.post("/teams", status_code=201, response_model=TeamView, summary="Create a team")
+async def create_team(body: TeamCreate, request: Request) -> Response:
+    fields = body.model_dump(exclude={"id"})
+    if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
+        fields["budget_period"] = "total"
+    teams = _teams(request)
+    try:
+        row = await teams.repo.create(body.id, **fields)
+    except TeamExists:
+        raise GatewayError(
+            f"A team `{body.id}` already exists; change it with PATCH /admin/teams/{body.id}.",
+            status=409,
+            type="invalid_request_error",
+            code="team_exists",
+            param="id",
+        ) from None
+    teams.invalidate(body.id)  # it may be cached as unknown
+    return _json(row.public(), 201)
+
+
+@router.get("/teams", response_model=TeamList, summary="List teams")
+async def list_teams(
+    request: Request,
+    limit: int = Query(default=1000, ge=1, le=10_000),
+    offset: int = Query(default=0, ge=0),
+) -> Response:
+    rows = await _teams(request).repo.list(limit=limit, offset=offset)
+    return _json({"object": "list", "data": [r.public() for r in rows]})
+
+
+@router.get("/teams/{team}", response_model=TeamView, summary="Get a team")
+async def get_team(team: str, request: Request) -> Response:
+    return _json(_found(await _teams(request).repo.get(team), team).public())
+
+
+@router.patch("/teams/{team}", response_model=TeamView, summary="Change a team's budget or limits")
+async def update_team(team: str, body: TeamUpdate, request: Request) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    teams = _teams(request)
+    current = _found(await teams.repo.get(team), team)
+    budget = changes.get("max_budget_usd", current.max_budget_usd)
+    period = changes.get("budget_period", current.budget_period)
+    if "max_budget_usd" in changes and budget is None:
+        changes["budget_period"] = None  # no budget, no period
+    elif period is not None and budget is None:
+        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
+    elif budget is not None and period is None:
+        changes["budget_period"] = "total"
+    row = _found(await teams.repo.update(team, **changes), team)
+    teams.invalidate(team)
+    return _json(row.public())
+
+
+@router.delete("/teams/{team}", response_model=TeamView, summary="Delete a team's record")
+async def delete_team(team: str, request: Request) -> Response:
+    """Its keys stay and keep their `team`; they lose the team's budget and limits (config limits still apply)."""
+    teams = _teams(request)
+    row = _found(await teams.repo.delete(team), team)
+    teams.invalidate(team)
+    return _json(row.public())

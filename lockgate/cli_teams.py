@@ -1,0 +1,96 @@
+"""`lockgate teams …`: team records in the configured database directly, no server needed.
+
+    lockgate teams create NAME [--budget USD --period monthly] [--rpm R] [--tpm T] [--json]
+    lockgate teams list [--json]
+
+A running gateway sees a change made here within `auth.key_cache_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lockgate.auth.keys import BUDGET_PERIODS
+from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRepository, TeamRow
+from lockgate.cli_keys import _run
+from lockgate.store import Store
+
+
+def _team_id(value: str) -> str:
+    if not TEAM_ID.match(value):
+        raise argparse.ArgumentTypeError(f"not a team name (letters, digits and . _ : @ + -): {value!r}")
+    return value
+
+
+def _limit(value: int | None) -> str:
+    return str(value) if value is not None else "-"
+
+
+def _print_row(row: TeamRow) -> None:
+    budget = f"${row.max_budget_usd:g}/{row.budget_period}" if row.max_budget_usd is not None else "-"
+    print(f"{row.id[:30]:<30} {budget:<20} {_limit(row.rpm):>8} {_limit(row.tpm):>10}")
+
+
+def cmd_teams_create(args: argparse.Namespace) -> int:
+    if args.period and args.budget is None:
+        print("lockgate: --period needs --budget", file=sys.stderr)
+        return 2
+
+    async def action(store: Store) -> int:
+        try:
+            row = await TeamRepository(store).create(
+                args.name,
+                max_budget_usd=args.budget,
+                budget_period=(args.period or "total") if args.budget is not None else None,
+                rpm=args.rpm,
+                tpm=args.tpm,
+            )
+        except TeamExists:
+            print(f"lockgate: a team {args.name} already exists", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(row.public()))
+        else:
+            print(f"Created team {row.id}.")
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_teams_list(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        rows = await TeamRepository(store).list()
+        if args.json:
+            print(json.dumps({"object": "list", "data": [r.public() for r in rows]}))
+            return 0
+        print(f"{'TEAM':<30} {'BUDGET':<20} {'RPM':>8} {'TPM':>10}")
+        for row in rows:
+            _print_row(row)
+        return 0
+
+    return _run(args, action)
+
+
+def add_commands(sub: Any) -> None:
+    """Register `teams` on the main parser's subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+
+    teams = sub.add_parser("teams", help="manage teams (shared budgets and limits) in the configured database")
+    teams_sub = teams.add_subparsers(dest="teams_command", required=True)
+
+    create = teams_sub.add_parser("create", parents=[common], help="create a team record")
+    create.add_argument("name", type=_team_id, help="the team name, as keys carry it")
+    create.add_argument("--budget", type=float, help="max budget in USD, shared by the team's keys")
+    create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
+    create.add_argument("--rpm", type=int)
+    create.add_argument("--tpm", type=int)
+    create.add_argument("--json", action="store_true", help="print the team as JSON")
+    create.set_defaults(func=cmd_teams_create)
+
+    listing = teams_sub.add_parser("list", parents=[common], help="list team records")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_teams_list)
