@@ -26,6 +26,7 @@ import structlog
 
 from lockgate.auth.cache import CachedLookup, Entry, KeyStoreUnavailable  # noqa: F401 (imported from here too)
 from lockgate.auth.principal import Principal
+from lockgate.background import Ticker
 from lockgate.errors import AuthenticationFailed
 from lockgate.store import Store
 from lockgate.store.db import aware, utcnow
@@ -238,8 +239,7 @@ class VirtualKeys(CachedLookup[KeyRow]):
         super().__init__(ttl_s, max_entries=max_entries, max_negative=max_negative)  # cache keys: hashes
         self.repo = repo
         self._used: set[str] = set()
-        self._touch_interval_s = touch_interval_s
-        self._toucher: asyncio.Task[None] | None = None
+        self._toucher = Ticker(self.flush, touch_interval_s, "lockgate-key-touch", error_event="key_touch_failed")
 
     async def authenticate(self, token: str) -> Principal:
         key_hash = hash_key(token)
@@ -270,13 +270,8 @@ class VirtualKeys(CachedLookup[KeyRow]):
 
     def _note_used(self, key_id: str) -> None:
         self._used.add(key_id)
-        if self._toucher is None:
-            self._toucher = asyncio.get_running_loop().create_task(self._touch_loop(), name="lockgate-key-touch")
-
-    async def _touch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._touch_interval_s)
-            await self.flush()
+        if not self._toucher.running:
+            self._toucher.start()
 
     async def flush(self) -> None:
         used, self._used = self._used, set()
@@ -286,11 +281,5 @@ class VirtualKeys(CachedLookup[KeyRow]):
             log.warning("key_touch_failed", error=type(err).__name__, keys=len(used))
 
     async def aclose(self) -> None:
-        if self._toucher is not None:
-            self._toucher.cancel()
-            try:
-                await self._toucher
-            except asyncio.CancelledError:
-                pass
-            self._toucher = None
+        await self._toucher.stop()
         await self.flush()

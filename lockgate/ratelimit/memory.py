@@ -8,10 +8,10 @@ await happens between the check and the charge.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Callable, Sequence
 
+from lockgate.background import Ticker
 from lockgate.ratelimit.base import Decision, Window
 
 Clock = Callable[[], float]  # milliseconds
@@ -87,8 +87,7 @@ class MemoryLimiter:
     def __init__(self, clock: Clock | None = None, sweep_every_s: float = 60.0) -> None:
         self._clock = clock or wall_ms
         self._counters: dict[str, Counter] = {}
-        self._sweep_every_s = sweep_every_s
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Ticker(self.sweep, sweep_every_s, "lockgate-ratelimit-sweep")
 
     def _counter(self, w: Window) -> Counter:
         c = self._counters.get(w.key)
@@ -97,8 +96,7 @@ class MemoryLimiter:
         return c
 
     async def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="lockgate-ratelimit-sweep")
+        self._sweeper.start()
 
     async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
         return self.acquire_now(windows, amounts)
@@ -137,12 +135,5 @@ class MemoryLimiter:
             del self._counters[key]
         return len(idle)
 
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_every_s)
-            self.sweep()
-
     async def aclose(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        await self._sweeper.stop()

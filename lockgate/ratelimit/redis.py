@@ -20,8 +20,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from lockgate.background import Ticker
 from lockgate.ratelimit.base import BackendUnavailable, Decision, Window
 
 log = structlog.get_logger("lockgate.ratelimit")
@@ -158,11 +159,15 @@ def _sha(script: str) -> str:
 
 
 class RedisLimiter:
-    """Acquires and corrections wait in memory for at most one round trip, then go to Redis together.
+    """An uncontended acquire calls its script directly; under contention acquires share round trips.
 
-    One task sends everything pending as one pipeline (one EVALSHA per acquire,
-    so each stays atomic, plus one for all the corrections), so under load the
-    cost of a round trip is shared by every request waiting for it.
+    When no round trip is in progress and nobody waits, an acquire is one EVALSHA
+    from the request's own task (no hand-off: the cheap path at low concurrency).
+    Otherwise it waits in memory for the sender task, which sends everything
+    pending as one pipeline (one EVALSHA per acquire, so each stays atomic, plus
+    one for all the corrections): under load a round trip is shared by every
+    request waiting for it. Corrections never block a request: they go with the
+    sender's next pipeline, at most ``_ADJUST_DELAY_S`` after they were made.
     """
 
     def __init__(
@@ -188,12 +193,11 @@ class RedisLimiter:
         self._acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._adjust_keys: list[str] = []
         self._adjust_args: list[Any] = []
-        self._wake = asyncio.Event()
+        self._sending = 0  # round trips in progress, direct or batched
         self._idle = asyncio.Event()
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._sender = Ticker(self._drain, None, "lockgate-ratelimit-redis", error_event="ratelimit_send_failed")
         self._timer: asyncio.TimerHandle | None = None
-        self._closing = False
         self.errors = 0  # back-end failures (acquire and adjust)
         self.dropped = 0  # corrections dropped because the buffer was full or Redis failed
 
@@ -201,21 +205,25 @@ class RedisLimiter:
         return int(self._clock()) if self._clock is not None else -1
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-ratelimit-redis")
+        self._sender.start()
 
     async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
         if time.monotonic() < self._down_until:
             raise BackendUnavailable("redis marked down")
-        if self._task is None:
-            await self.start()
+        keys = [w.key for w in windows]
         args: list[Any] = [self._now()]
         for w, amount in zip(windows, amounts):
             args += (w.limit, w.window_ms, w.bucket_ms, amount)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._acquires.append(([w.key for w in windows], args, future))
-        self._wake.set()
-        out = await future
+        if self._sending or self._acquires:
+            # Contended: ride the sender's next pipeline with everyone else waiting.
+            if not self._sender.running:
+                self._sender.start()
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._acquires.append((keys, args, future))
+            self._sender.wake()
+            out = await future
+        else:
+            out = await self._acquire_direct(keys, args)
         n = len(windows)
         return Decision(
             allowed=out[0] == 1,
@@ -225,6 +233,16 @@ class RedisLimiter:
             refused=int(out[2]) - 1,
             retry_after_ms=int(out[3]),
         )
+
+    async def _acquire_direct(self, keys: list[str], args: list[Any]) -> Any:
+        try:
+            out = (await self._roundtrip([(keys, args)], [], []))[0]
+        except _ERRORS as err:
+            self._failed(err)
+            raise BackendUnavailable(type(err).__name__) from None
+        if isinstance(out, Exception):
+            raise BackendUnavailable(type(out).__name__)
+        return out
 
     def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int]) -> None:
         for w, delta in zip(windows, deltas):
@@ -236,45 +254,38 @@ class RedisLimiter:
             self._adjust_keys.append(w.key)
             self._adjust_args += (w.window_ms, w.bucket_ms, charged_ms // w.bucket_ms, delta)
         if self._adjust_keys and self._timer is None:
-            # Corrections ride along with the next acquire's round trip, or leave within 50 ms.
+            # Corrections ride along with the next batched acquires, or leave within 50 ms.
             self._timer = asyncio.get_running_loop().call_later(_ADJUST_DELAY_S, self._flush_soon)
 
     def _flush_soon(self) -> None:
         self._timer = None
-        self._wake.set()
+        if not self._sender.running:
+            self._sender.start()
+        self._sender.wake()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+    async def _drain(self) -> None:
+        """The sender's tick: send everything pending, one pipeline at a time."""
+        self._idle.clear()
+        try:
             while self._acquires or self._adjust_keys:
-                self._idle.clear()
                 acquires, self._acquires = self._acquires, []
                 keys, args = self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 del self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 await self._send(acquires, keys, args)
+        finally:
             self._idle.set()
-            if self._closing:
-                return
 
     async def _send(self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]) -> None:
         try:
-            results = await self._pipeline(acquires, keys, args)
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed: load, then again
-                async with asyncio.timeout(self._timeout_s):
-                    await self._redis.script_load(ACQUIRE)
-                    await self._redis.script_load(ADJUST)
-                results = await self._pipeline(acquires, keys, args)
-        except _ERRORS as err:
-            self.errors += 1
-            self._down_until = time.monotonic() + self._breaker_s
+            results = await self._roundtrip([(k, a) for k, a, _ in acquires], keys, args)
+        except BaseException as err:  # whatever it was, no waiting request may hang on it
             failure = BackendUnavailable(type(err).__name__)
             for _, _, future in acquires:
                 if not future.done():
                     future.set_exception(failure)
-            if keys:
-                self.dropped += len(keys)
-                log.warning("ratelimit_adjust_failed", error=type(err).__name__, corrections=len(keys))
+            if not isinstance(err, Exception):
+                raise  # cancelled (shutdown): the waiters are told, the cancellation goes on
+            self._failed(err, len(keys))
             return
         for (_, _, future), result in zip(acquires, results):
             if future.done():
@@ -288,32 +299,60 @@ class RedisLimiter:
             self.dropped += len(keys)
             log.warning("ratelimit_adjust_failed", error=type(results[-1]).__name__, corrections=len(keys))
 
-    async def _pipeline(self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]) -> list[Any]:
-        # EVALSHA directly: redis-py's pipelined Script objects cost a SCRIPT EXISTS round trip per batch.
-        pipe = self._redis.pipeline(transaction=False)
-        for akeys, aargs, _ in acquires:
-            pipe.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)
-        if keys:
-            pipe.evalsha(_ADJUST_SHA, len(keys), *keys, self._now(), *args)
+    def _failed(self, err: BaseException, corrections: int = 0) -> None:
+        self.errors += 1
+        self._down_until = time.monotonic() + self._breaker_s
+        if corrections:
+            self.dropped += corrections
+            log.warning("ratelimit_adjust_failed", error=type(err).__name__, corrections=corrections)
+
+    async def _roundtrip(self, acquires: list[tuple[list[str], list[Any]]], keys: list[str], args: list[Any]) -> list[Any]:
+        """One round trip (two if Redis lost the scripts): a result or an error per command, in order."""
+        self._sending += 1
+        try:
+            results = await self._execute(acquires, keys, args)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted or flushed: load, then again
+                async with asyncio.timeout(self._timeout_s):
+                    await self._redis.script_load(ACQUIRE)
+                    await self._redis.script_load(ADJUST)
+                results = await self._execute(acquires, keys, args)
+            return results
+        finally:
+            self._sending -= 1
+
+    async def _execute(self, acquires: list[tuple[list[str], list[Any]]], keys: list[str], args: list[Any]) -> list[Any]:
+        # EVALSHA directly: redis-py's Script objects cost a SCRIPT EXISTS round trip per pipeline.
         async with asyncio.timeout(self._timeout_s):
+            if len(acquires) == 1 and not keys:
+                akeys, aargs = acquires[0]
+                try:  # one command: no pipeline object to build
+                    return [await self._redis.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)]
+                except ResponseError as err:  # as a pipeline would report it: the command's own error
+                    return [err]
+            pipe = self._redis.pipeline(transaction=False)
+            for akeys, aargs in acquires:
+                pipe.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)
+            if keys:
+                pipe.evalsha(_ADJUST_SHA, len(keys), *keys, self._now(), *args)
             return list(await pipe.execute(raise_on_error=False))
 
     async def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until everything pending has been sent (tests, shutdown)."""
+        if (self._acquires or self._adjust_keys) and not self._sender.running:
+            self._sender.start()
         async with asyncio.timeout(timeout_s):
             while self._acquires or self._adjust_keys or not self._idle.is_set():
-                self._wake.set()
+                self._sender.wake()
                 await self._idle.wait()
                 await asyncio.sleep(0)
 
     async def aclose(self) -> None:
-        if self._task is not None:
+        if self._sender.running:
             try:
                 await self.flush(2.0)
             except TimeoutError:
                 pass
-            self._task.cancel()
-            self._task = None
+        await self._sender.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

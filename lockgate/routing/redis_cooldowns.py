@@ -10,7 +10,6 @@ Redis is down the router keeps working on local health alone.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Callable
 
 import structlog
@@ -19,6 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from lockgate.background import Ticker
+
 log = structlog.get_logger("lockgate.router")
 
 
@@ -26,13 +27,12 @@ class RedisCooldowns:
     def __init__(self, redis: Redis, prefix: str, interval_s: float = 0.5) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._interval_s = interval_s
         self._keys: list[str] = []
         self._mirror: dict[str, float] = {}
         self._pending: dict[str, int | None] = {}  # key -> ms to cool, or None to clear
-        self._wake = asyncio.Event()
         self._clock: Callable[[], float] = lambda: 0.0
-        self._task: asyncio.Task[None] | None = None
+        # Writes pending cool-downs at once, and reads everyone's every interval_s.
+        self._ticker = Ticker(self.sync, interval_s, "lockgate-cooldowns", error_event="cooldown_sync_failed")
         self._failing = False
 
     @classmethod
@@ -44,7 +44,7 @@ class RedisCooldowns:
     async def start(self, keys: list[str], clock: Callable[[], float]) -> None:
         self._keys, self._clock = list(keys), clock
         await self.sync()  # a replica starting up learns at once what the others cooled down
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-cooldowns")
+        self._ticker.start()
 
     def until(self, key: str) -> float | None:
         return self._mirror.get(key)
@@ -53,13 +53,13 @@ class RedisCooldowns:
         self._mirror[key] = max(self._mirror.get(key, 0.0), until)
         if seconds > 0:
             self._pending[key] = max(1, int(seconds * 1000))
-            self._wake.set()
+            self._ticker.wake()
 
     def clear(self, key: str) -> None:
         """A deployment answered again: end its shared cool-down early."""
         if self._mirror.pop(key, None) is not None:
             self._pending[key] = None
-            self._wake.set()
+            self._ticker.wake()
 
     async def sync(self) -> None:
         """Write pending cool-downs, then read every deployment's remaining TTL."""
@@ -91,26 +91,8 @@ class RedisCooldowns:
             elif key not in self._pending:
                 self._mirror.pop(key, None)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.sync()
-            except Exception:  # a bug here must not end sharing for the life of the process
-                log.exception("cooldown_sync_failed")
-
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._ticker.stop()
         if self._pending:
             await self.sync()
         await self._redis.aclose()

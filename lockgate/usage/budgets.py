@@ -22,6 +22,7 @@ from typing import Any, Iterable, Protocol
 import sqlalchemy as sa
 import structlog
 
+from lockgate.background import stop_task
 from lockgate.errors import BudgetExceeded
 from lockgate.usage.tables import usage_daily
 
@@ -149,13 +150,8 @@ class RedisCounters:
             log.warning("budget_redis_failed", error=type(err).__name__, increments=len(batch))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         pending = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())

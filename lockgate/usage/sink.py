@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
+from lockgate.background import Ticker
 from lockgate.records import RequestRecord
 from lockgate.usage.rows import Row, to_row
 from lockgate.usage.spool import Spool
@@ -51,9 +52,9 @@ class UsageSink:
         # Past this many buffered rows (the database is slow), batches go straight to the spool.
         self.max_buffer = max_buffer or batch_size * 10
         self._buffer: list[Row] = []
-        self._wake = asyncio.Event()
         self._io = asyncio.Lock()  # one writer of the database and the spool at a time
-        self._task: asyncio.Task[None] | None = None
+        # Flushes every flush_interval_s, or at once when a batch is full.
+        self._flusher = Ticker(self.flush, flush_interval_s, "lockgate-usage-writer", error_event="usage_flush_failed")
         self._retry_at = 0.0
         self._retry_s = 0.0
         self._closed = False
@@ -66,7 +67,7 @@ class UsageSink:
         adopted = await asyncio.to_thread(self.spool.adopt_orphans)
         if adopted:
             log.info("usage_spool_adopted", batches=adopted)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-usage-writer")
+        self._flusher.start()
         return self
 
     # --- the Sink protocol ---------------------------------------------------------------
@@ -74,7 +75,7 @@ class UsageSink:
     async def handle(self, record: RequestRecord) -> None:
         self._buffer.append(to_row(record))
         if len(self._buffer) >= self.batch_size:
-            self._wake.set()
+            self._flusher.wake()
         if len(self._buffer) >= self.max_buffer:
             # The writer is stuck on a slow database: keep memory bounded, keep the rows durable
             # (waits at most write_timeout_s for the writer to let go of the spool).
@@ -84,13 +85,7 @@ class UsageSink:
     async def aclose(self) -> None:
         """Flush everything: to the database if it answers, else to the spool."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._flusher.stop()
         self._retry_at = 0.0
         while self._buffer:
             batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
@@ -100,20 +95,6 @@ class UsageSink:
         log.info("usage_sink_closed", written=self.written, spooled=self.spooled, spool_pending=pending)
 
     # --- batching ------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never let the writer die: the next tick tries again
-                log.exception("usage_flush_failed")
 
     async def flush(self) -> None:
         """Write what is buffered (in batches), and replay the spool when it is due."""
