@@ -11,7 +11,6 @@ error vocabulary, never by users or keys: cardinality stays fixed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 import structlog
 from prometheus_client import disable_created_metrics, multiprocess
 
+from lockgate.background import Ticker
 from lockgate.records import RequestRecord
 from lockgate.telemetry.cost import CostTable
 
@@ -73,6 +73,35 @@ DEPLOYMENT_COOLDOWN = Gauge(
 SINK_DEPTH = Gauge("lockgate_sink_queue_depth", "Records waiting for the sinks", multiprocess_mode="livesum")
 SINK_DROPPED = Counter("lockgate_sink_dropped", "Records dropped because the sink queue was full")
 POSTHOG_DEPTH = Gauge("lockgate_posthog_queue_depth", "Events waiting in the PostHog client", multiprocess_mode="livesum")
+# Counts kept by components (usage writer, limiter, budgets), copied here by the sampler.
+USAGE_BUFFERED = Gauge("lockgate_usage_buffered_records", "Usage records waiting for the next database write", multiprocess_mode="livesum")
+USAGE_WRITTEN = Counter("lockgate_usage_written_records", "Usage records written to the database (spool replays included)")
+USAGE_SPOOLED = Counter("lockgate_usage_spooled_records", "Usage records appended to the durable spool because the database failed or was slow")
+USAGE_SPOOL_PENDING = Gauge(
+    "lockgate_usage_spool_pending", "1 while a worker's spool holds records not yet replayed (workers with a pending spool)",
+    multiprocess_mode="livesum",
+)
+USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database writes that failed or timed out")
+RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
+RATELIMIT_FAIL_OPEN = Counter(
+    "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (on_backend_error: allow)"
+)
+RATELIMIT_DROPPED = Counter(
+    "lockgate_ratelimit_dropped_corrections", "Token corrections dropped (buffer full or back-end failed)"
+)
+BUDGET_DROPPED = Counter("lockgate_budget_dropped_increments", "Spend increments the shared budget counters (Redis) lost")
+
+# Sampled name -> counter; each is the component's running total, so the sampler adds the difference.
+_SAMPLED_COUNTERS = {
+    "usage_written": USAGE_WRITTEN,
+    "usage_spooled": USAGE_SPOOLED,
+    "usage_write_failures": USAGE_WRITE_FAILURES,
+    "ratelimit_errors": RATELIMIT_BACKEND_ERRORS,
+    "ratelimit_fail_open": RATELIMIT_FAIL_OPEN,
+    "ratelimit_dropped": RATELIMIT_DROPPED,
+    "budget_dropped": BUDGET_DROPPED,
+}
+_SAMPLED_GAUGES = {"usage_buffered": USAGE_BUFFERED, "usage_spool_pending": USAGE_SPOOL_PENDING}
 
 
 def _label(value: str | None) -> str:
@@ -142,14 +171,16 @@ class StateSampler:
     """
 
     def __init__(self, describe: Callable[[], list[dict[str, Any]]], sinks: Any, posthog: Any = None,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, components: Callable[[], dict[str, float]] | None = None) -> None:
         self.describe, self.sinks, self.posthog, self.interval_s = describe, sinks, posthog, interval_s
+        self.components = components
         self._dropped_seen = 0
-        self._task: asyncio.Task[None] | None = None
+        self._seen: dict[str, float] = {}
+        self._ticker = Ticker(self.sample, interval_s, "lockgate-metrics-sampler", error_event="metrics_sample_failed")
 
     def start(self) -> None:
         self.sample()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-metrics-sampler")
+        self._ticker.start()
 
     def sample(self) -> None:
         for model in self.describe():
@@ -164,22 +195,51 @@ class StateSampler:
             self._dropped_seen = dropped
         if self.posthog is not None:
             POSTHOG_DEPTH.set(self.posthog.queue_depth)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                self.sample()
-            except Exception:  # a sampling bug must not end the loop
-                log.exception("metrics_sample_failed")
+        if self.components is not None:
+            for name, current in self.components().items():
+                gauge = _SAMPLED_GAUGES.get(name)
+                if gauge is not None:
+                    gauge.set(current)
+                elif current > self._seen.get(name, 0):
+                    _SAMPLED_COUNTERS[name].inc(current - self._seen.get(name, 0))
+                    self._seen[name] = current
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        await self._ticker.stop()
         if MULTIPROC:
             # This worker's live gauges leave the sums.
             multiprocess.mark_process_dead(os.getpid())
+
+
+def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
+    """What the sampler reads from the gateway's components: running totals and levels."""
+    usage_sink = getattr(getattr(gateway, "usage", None), "sink", None)
+    admission = getattr(gateway, "ratelimit", None)
+    fail_open = gateway.config.ratelimit.on_backend_error == "allow"
+    limiter = getattr(admission, "limiter", None)
+    counters = getattr(getattr(getattr(gateway, "usage", None), "budgets", None), "counters", None)
+
+    def read() -> dict[str, float]:
+        out: dict[str, float] = {}
+        try:
+            stats = usage_sink.stats() if usage_sink is not None else None
+        except (ValueError, OSError):  # closed at shutdown (its spool file with it)
+            stats = None
+        if stats is not None:
+            out["usage_buffered"] = stats["buffered"]
+            out["usage_written"] = stats["written"]
+            out["usage_spooled"] = stats["spooled"]
+            out["usage_write_failures"] = stats["write_failures"]
+            out["usage_spool_pending"] = 1 if stats["spool_pending"] else 0
+        if admission is not None:
+            # Failed checks: admitted unmetered when the policy is allow (a deny is a 503, in requests_total).
+            out["ratelimit_fail_open"] = admission.backend_errors if fail_open else 0
+            out["ratelimit_errors"] = getattr(limiter, "errors", 0)
+            out["ratelimit_dropped"] = getattr(limiter, "dropped", 0)
+        out["budget_dropped"] = getattr(counters, "dropped", 0)
+        return out
+
+    return read
 
 
 def render() -> bytes:

@@ -45,9 +45,11 @@ class Telemetry:
         if self.posthog is not None and not self.posthog.privacy_mode:
             gateway.pipeline.capture_content = True
         if self.metrics is not None:
-            from lockgate.telemetry.metrics import StateSampler
+            from lockgate.telemetry.metrics import StateSampler, gateway_components
 
-            self.sampler = StateSampler(gateway.router.describe, gateway.sinks, self.posthog)
+            self.sampler = StateSampler(
+                gateway.router.describe, gateway.sinks, self.posthog, components=gateway_components(gateway)
+            )
             self.sampler.start()
         from lockgate.telemetry.readiness import Readiness
         from lockgate.telemetry.tracing import Tracing
