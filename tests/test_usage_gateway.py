@@ -74,7 +74,10 @@ def test_every_outcome_is_recorded_once(
             "POST", f"{gw.url}/chat/completions", headers={"authorization": f"Bearer {MASTER_KEY}"},
             json={"model": "gpt-test", "messages": MSG, "stream": True},
         ) as resp:  # fmt: skip
-            next(resp.iter_lines())
+            # Leave once content has been relayed (the fake holds the rest), so the record has tokens to count.
+            for line in resp.iter_lines():
+                if '"Hello ' in line:
+                    break
             cancel_id = resp.headers["x-request-id"]
     fake_openai.hold_after_first.set()
 
