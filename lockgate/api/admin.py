@@ -125,6 +125,18 @@ def _found(row: KeyRow | None, key_id: str) -> KeyRow:
     return row
 
 
+def settle_budget_change(changes: dict[str, Any], budget: float | None, period: str | None) -> None:
+    """Keep a PATCH's budget and period consistent: no budget, no period; a budget alone is `total`."""
+    budget = changes.get("max_budget_usd", budget)
+    period = changes.get("budget_period", period)
+    if "max_budget_usd" in changes and budget is None:
+        changes["budget_period"] = None
+    elif period is not None and budget is None:
+        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
+    elif budget is not None and period is None:
+        changes["budget_period"] = "total"
+
+
 def _json(body: dict[str, Any], status: int = 200) -> Response:
     return json_response(orjson.dumps(body), status)
 
@@ -168,14 +180,7 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response
         raise InvalidRequest("A key's name cannot be cleared.", param="name")
     keys = _keys(request)
     current = _found(await keys.repo.get(key_id), key_id)
-    budget = changes.get("max_budget_usd", current.max_budget_usd)
-    period = changes.get("budget_period", current.budget_period)
-    if "max_budget_usd" in changes and budget is None:
-        changes["budget_period"] = None  # no budget, no period
-    elif period is not None and budget is None:
-        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
-    elif budget is not None and period is None:
-        changes["budget_period"] = "total"
+    settle_budget_change(changes, current.max_budget_usd, current.budget_period)
     row = _found(await keys.repo.update(key_id, **changes), key_id)
     keys.invalidate(key_id)
     return _json(row.public())

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lockgate.api.admin import BudgetPeriod, _json, require_admin
+from lockgate.api.admin import BudgetPeriod, _json, require_admin, settle_budget_change
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
 from lockgate.errors import GatewayError, InvalidRequest, NotFound
 
@@ -121,14 +121,7 @@ async def update_team(team: str, body: TeamUpdate, request: Request) -> Response
     changes = body.model_dump(exclude_unset=True)
     teams = _teams(request)
     current = _found(await teams.repo.get(team), team)
-    budget = changes.get("max_budget_usd", current.max_budget_usd)
-    period = changes.get("budget_period", current.budget_period)
-    if "max_budget_usd" in changes and budget is None:
-        changes["budget_period"] = None  # no budget, no period
-    elif period is not None and budget is None:
-        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
-    elif budget is not None and period is None:
-        changes["budget_period"] = "total"
+    settle_budget_change(changes, current.max_budget_usd, current.budget_period)
     row = _found(await teams.repo.update(team, **changes), team)
     teams.invalidate(team)
     return _json(row.public())

@@ -165,13 +165,7 @@ class JsonPoster:
             raise transport_error(err, self.what) from None
         finally:
             resp.release()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ProviderBadResponse(f"The upstream {self.what} answered with something that is not JSON.") from None
-        if not isinstance(data, dict):
-            raise ProviderBadResponse(f"The upstream {self.what} answered with an unexpected body.")
-        return data
+        return json_object(raw, self.what, "a response")
 
 
 async def next_event(
@@ -184,12 +178,12 @@ async def next_event(
         return await events.__anext__()
 
 
-def parse_event(data: bytes, what: str) -> dict[str, Any]:
-    """One SSE event's JSON object, or the error for an upstream that sent something else."""
+def json_object(data: bytes, what: str, kind: str = "a stream event") -> dict[str, Any]:
+    """A body or SSE event as a JSON object, or the error for an upstream that sent something else."""
     try:
-        event = orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise ProviderBadResponse(f"The upstream {what} sent a stream event that is not JSON.") from None
-    if not isinstance(event, dict):
-        raise ProviderBadResponse(f"The upstream {what} sent an unexpected stream event.")
-    return event
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderBadResponse(f"The upstream {what} sent {kind} that is not a JSON object.")
+    return value

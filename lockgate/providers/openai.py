@@ -13,7 +13,7 @@ import aiohttp
 from lockgate.config import Deployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, parse_event, transport_error
+from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, json_object, transport_error
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
@@ -43,7 +43,7 @@ class OpenAIStream:
                 deadline = None
                 if data == b"[DONE]":
                     return
-                chunk = parse_event(data, self._what)
+                chunk = json_object(data, self._what)
                 if "error" in chunk and not chunk.get("choices"):
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                     raise from_upstream_status(

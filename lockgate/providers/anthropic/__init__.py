@@ -17,7 +17,7 @@ from lockgate.providers.anthropic.request import completions_to_chat, to_anthrop
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, parse_event, transport_error
+from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, json_object, transport_error
 
 __all__ = ["AnthropicProvider", "AnthropicStream"]
 
@@ -58,7 +58,7 @@ class AnthropicStream:
                 except StopAsyncIteration:
                     break
                 deadline = None
-                event = parse_event(data, self._what)
+                event = json_object(data, self._what)
                 for chunk in translator.feed(event):
                     if self._legacy:
                         legacy = text_completion_chunk(chunk)
