@@ -103,6 +103,9 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         version=__version__,
         description="An OpenAI-compatible LLM gateway. Errors are OpenAI error objects.",
         lifespan=lifespan,
+        # Our own tracing (telemetry/tracing.py) is the one source of spans; FastAPI's native
+        # OpenTelemetry would add a second set and per-request checks once a provider is set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gateway = gateway
     app.include_router(openai.router)
