@@ -391,3 +391,27 @@ def test_client_gone_before_the_first_byte_still_releases_the_upstream(
         time.sleep(0.1)
     else:
         pytest.fail("no record for the abandoned stream")
+
+
+def test_random_bad_bodies_never_get_a_5xx(shared_gateway: GatewayProcess, fake_openai: FakeOpenAI) -> None:
+    import random
+
+    rng = random.Random(7)
+    values = [True, "x", -1, 0, 1e308, [], {}, None, "\x00", [1], [{}], {"a": []}]
+    bodies = [b"\xff\xfe", b"[" * 5000, b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "\\ud800"}]}']
+    for _ in range(120):
+        body = {
+            "model": rng.choice(["mock-gpt", "mock-embedding", 1, None, "x" * 300]),
+            "messages": rng.choice([[], [{"role": "user", "content": "hi"}], "s", [1], [{"role": "user"}], [{}]]),
+            rng.choice(["stream", "n", "temperature", "max_tokens", "stop", "tools", "tool_choice", "input", "prompt", "dimensions"]): rng.choice(values),
+        }
+        bodies.append(json.dumps(body).encode())
+    headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+    with httpx.Client(base_url=shared_gateway.base_url, headers=headers, timeout=10) as http:
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+            for raw in bodies:
+                resp = http.post(path, content=raw)
+                assert resp.status_code < 500, (path, raw[:120], resp.text[:200])
+                if resp.status_code >= 400:
+                    assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in shared_gateway.logs()
