@@ -15,9 +15,21 @@ whether the router may retry it. This module imports no web framework.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
+
+# Keys (ours `lg-…`, providers' `sk-…`, also when partly masked as upstreams echo them back),
+# bearer tokens and JWTs: never shown to a client, logged or sent to analytics.
+_SECRET = re.compile(
+    r"(\b(?:sk|lg)-[A-Za-z0-9_\-*.]{4,}|Bearer\s+\S+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
+)
+
+
+def redact(text: str) -> str:
+    """Mask anything in ``text`` that looks like a key or a bearer token."""
+    return _SECRET.sub("[redacted]", text)
 
 
 class GatewayError(Exception):
@@ -237,6 +249,8 @@ def from_upstream_status(
     4xx are the caller's own mistakes seen by the upstream: passed on with their
     status and message. 429 stays 429; 5xx become 502, overload 503, timeouts 504.
     """
+    # Upstreams echo (masked) provider keys back in their messages, e.g. "Incorrect API key provided: sk-pr***".
+    message = redact(message)
     kwargs: dict[str, Any] = {"param": param, "retry_after_s": retry_after_s}
     if status == 429:
         return ProviderRateLimited(message, **kwargs)

@@ -415,3 +415,13 @@ def test_random_bad_bodies_never_get_a_5xx(shared_gateway: GatewayProcess, fake_
                 if resp.status_code >= 400:
                     assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
     assert "Traceback" not in shared_gateway.logs()
+
+
+def test_upstream_messages_never_echo_the_provider_key(client: openai.OpenAI, fake_openai: FakeOpenAI, shared_gateway: GatewayProcess) -> None:
+    fake_openai.faults.append({"status": 401, "message": f"Incorrect API key provided: {UPSTREAM_KEY[:8]}****{UPSTREAM_KEY[-4:]}.",
+                               "code": "invalid_api_key"})
+    with pytest.raises(openai.AuthenticationError) as err:
+        client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
+    message = err.value.body["message"]
+    assert message.startswith("Incorrect API key provided") and UPSTREAM_KEY[:8] not in message
+    assert UPSTREAM_KEY[:8] not in shared_gateway.logs()

@@ -8,7 +8,6 @@ values that look like keys or bearer tokens.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -16,21 +15,14 @@ from typing import Any
 import orjson
 import structlog
 
+from lockgate.errors import redact
 from lockgate.records import RequestRecord
 from lockgate.telemetry.cost import CostTable
-
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|lg-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)")
-
-
-def redact(text: str) -> str:
-    """Mask anything in ``text`` that looks like a key or a bearer token."""
-    return _SECRET.sub("[redacted]", text)
-
 
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if isinstance(value, str) and ("sk-" in value or "lg-" in value or "Bearer" in value or "eyJ" in value):
-            event[key] = _SECRET.sub("[redacted]", value)
+            event[key] = redact(value)
     return event
 
 
