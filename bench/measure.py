@@ -1,5 +1,5 @@
-"""Measuring one target: /proc CPU accounting and the machine's noise, wrk
-runs, the TTFT and paired clients, and the sequence run per target."""
+"""Measuring one target: /proc CPU and memory accounting and the machine's
+noise, wrk runs, the TTFT and paired clients, and the sequence run per target."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from client import HttpConn, smoke
 from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log
 
 # --------------------------------------------------------------------------
-# CPU time from /proc
+# CPU time and resident memory from /proc
 # --------------------------------------------------------------------------
 def _stat(pid: int):
     """(ppid, utime+stime ticks, cutime+cstime ticks) of pid, or None."""
@@ -31,8 +31,8 @@ def _stat(pid: int):
     return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
 
 
-def tree_cpu_ms(root: int) -> float:
-    """CPU ms of root and all its live descendants, plus their reaped children."""
+def _tree_stats(root: int) -> dict:
+    """{pid: _stat(pid)} for root and all its live descendants."""
     stats = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -42,16 +42,35 @@ def tree_cpu_ms(root: int) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total = 0
+    tree = {}
     todo = [root]
     while todo:
         pid = todo.pop()
-        s = stats.get(pid)
-        if s is None:
-            continue
-        total += s[1] + s[2]
-        todo.extend(children.get(pid, ()))
-    return total * 1000.0 / CLK_TCK
+        if pid in stats and pid not in tree:
+            tree[pid] = stats[pid]
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_cpu_ms(root: int) -> float:
+    """CPU ms of root and all its live descendants, plus their reaped children."""
+    return sum(s[1] + s[2] for s in _tree_stats(root).values()) * 1000.0 / CLK_TCK
+
+
+def tree_rss_kb(root: int) -> int:
+    """Resident memory (VmRSS, kB) of root and all its live descendants, summed
+    (pages shared between them, e.g. after fork, count once per process)."""
+    total = 0
+    for pid in _tree_stats(root):
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            pass  # gone meanwhile
+    return total
 
 
 def machine_busy_ms() -> float:
@@ -242,10 +261,17 @@ def run_wrk(args, port: int, path: str, body_file: Path, conns: int, duration: f
     return res
 
 
-
 # --------------------------------------------------------------------------
 # one target, all modes
 # --------------------------------------------------------------------------
+def body_files(tmp: Path) -> dict:
+    """The request bodies wrk posts, per mode, written to tmp."""
+    bodies = {"nonstream": tmp / "body-nonstream.json", "stream": tmp / "body-stream.json"}
+    bodies["nonstream"].write_text(json.dumps(BODY_NS))
+    bodies["stream"].write_text(json.dumps(BODY_S))
+    return bodies
+
+
 def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pid: int,
                  uport: int, tmp: Path) -> dict:
     path = "/v1/chat/completions"
@@ -256,12 +282,12 @@ def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pi
         log(f"{name}: wire-format check FAILED: {problems}")
     else:
         log(f"{name}: wire-format check ok (JSON, SSE with 20 chunks, usage, [DONE])")
-    bodies = {"nonstream": tmp / "body-nonstream.json", "stream": tmp / "body-stream.json"}
-    bodies["nonstream"].write_text(json.dumps(BODY_NS))
-    bodies["stream"].write_text(json.dumps(BODY_S))
+    bodies = body_files(tmp)
     # warm-up: imports, pools, JIT-ish caches
     for mode in ("nonstream", "stream"):
         run_wrk(args, port, path, bodies[mode], 16, args.warmup, server_pid, upstream_pid, uport)
+    sp = server_pid or upstream_pid
+    res["memory"] = {"rss_kb_after_warmup": tree_rss_kb(sp)}
     for mode in args.modes:
         r = res.setdefault(mode, {})
         for conns in (1, args.connections):
@@ -286,4 +312,11 @@ def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pi
                 log(f"{name}: {mode} paired with the upstream at c=1 ({pr['measure']}): "
                     f"upstream {pr['direct_ms_p50']:.3f} ms, via {name} {pr['proxy_ms_p50']:.3f} ms, "
                     f"added {pr['added_ms_p50']:+.3f} ms (median of {pr['n']} pairs)")
+    wait_quiet([sp])
+    mem = res["memory"]
+    mem["rss_kb_after_runs"] = tree_rss_kb(sp)
+    mem["processes"] = len(_tree_stats(sp))
+    log(f"{name}: resident memory {mem['rss_kb_after_warmup'] / 1024:.1f} MB after warm-up, "
+        f"{mem['rss_kb_after_runs'] / 1024:.1f} MB after the measured runs ({mem['processes']} "
+        f"process{'es' if mem['processes'] != 1 else ''})")
     return res

@@ -33,6 +33,20 @@ def _fmt(v, nd=2):
     return str(v)
 
 
+def _mb(kb):
+    return None if kb is None else kb / 1024
+
+
+def _kb(v):
+    return "-" if v is None else f"{v:+,.0f}"
+
+
+def _yes(levelled, alive):
+    if alive is False:
+        return "DIED"
+    return None if levelled is None else ("yes" if levelled else "NO")
+
+
 def report(results: dict, args, order: list[str]) -> str:
     """The text report; order: the targets' columns."""
     names = [t for t in order if t in results["targets"] and results["targets"][t].get("ok")]
@@ -64,6 +78,19 @@ def report(results: dict, args, order: list[str]) -> str:
             (f"{label}: server CPU ms/req @c1", lambda r, m=mode: _g(r, m, "c1", "server_cpu_ms_per_req"), 3),
             (f"{label}: errors (all runs)",
              lambda r, m=mode: sum(_g(r, m, k, "errors_total") or 0 for k in ("c1", f"c{c}")), 0),
+        ]
+    rows += [
+        ("memory: server RSS MB after warm-up", lambda r: _mb(_g(r, "memory", "rss_kb_after_warmup")), 1),
+        ("memory: server RSS MB after measured runs", lambda r: _mb(_g(r, "memory", "rss_kb_after_runs")), 1),
+    ]
+    if args.soak > 0:
+        rows += [
+            (f"soak {args.soak:g}s @c{args.soak_connections}: requests", lambda r: _g(r, "soak", "requests"), 0),
+            ("soak: RSS MB at start", lambda r: _mb(_g(r, "soak", "rss_kb_start")), 1),
+            ("soak: RSS MB at end", lambda r: _mb(_g(r, "soak", "rss_kb_end")), 1),
+            ("soak: RSS growth kB per 10k requests", lambda r: _g(r, "soak", "growth_kb_per_10k"), 0),
+            ("soak: same, middle third -> last third", lambda r: _g(r, "soak", "late_growth_kb_per_10k"), 0),
+            ("soak: levelled off", lambda r: _yes(_g(r, "soak", "levelled_off"), _g(r, "soak", "server_alive")), 0),
         ]
     rows.append(("noise: other processes' % of machine (max of runs)",
                  lambda r: max([_g(r, m, k, "other_cpu_pct") or 0.0 for m in args.modes for k in ("c1", f"c{c}")]
@@ -124,6 +151,22 @@ def report(results: dict, args, order: list[str]) -> str:
         for mode in args.modes:
             v = ratio(_g(lg, mode, f"c{c}", "server_cpu_ms_per_req"), _g(ng, mode, f"c{c}", "server_cpu_ms_per_req"))
             add(f"lockgate_over_nginx_cpu_{mode}", v, f"lockgate / nginx CPU ms/req, {mode}: {_fmt(v, 1)}x")
+    rss = lambda r: _g(r, "memory", "rss_kb_after_runs")  # noqa: E731
+    if lg.get("ok") and ll.get("ok"):
+        v = ratio(rss(ll), rss(lg))
+        add("litellm_over_lockgate_rss", v, f"litellm / lockgate RSS after the measured runs: {_fmt(v, 1)}x")
+    if lg.get("ok") and ng.get("ok"):
+        v = ratio(rss(lg), rss(ng))
+        add("lockgate_over_nginx_rss", v, f"lockgate / nginx RSS after the measured runs: {_fmt(v, 1)}x")
+    for n in names:
+        s = t[n].get("soak")
+        if s and s.get("growth_kb_per_10k") is not None:
+            ratios[f"soak_growth_kb_per_10k_{n}"] = s["growth_kb_per_10k"]
+            ratios[f"soak_levelled_off_{n}"] = s["levelled_off"]
+            lines.append(f"  {n} soak: {_fmt(_mb(s['rss_kb_start']), 1)} -> {_fmt(_mb(s['rss_kb_end']), 1)} MB "
+                         f"over {s['requests']:,} requests, {s['growth_kb_per_10k']:+,.0f} kB per 10k (middle -> last "
+                         f"third: {_kb(s['late_growth_kb_per_10k'])}); levelled off: "
+                         f"{_yes(s['levelled_off'], s['server_alive']) or 'too few rounds'}")
     results["ratios"] = ratios
 
     # targets from issue 2
@@ -183,6 +226,7 @@ def env_info(args) -> dict:
         "gateway_python": args.gateway_python,
         "duration_s": args.duration,
         "connections": args.connections,
+        "soak_s": args.soak,
     }
     lv = Path(args.bench_venv) / "bin" / "python"
     if lv.exists():

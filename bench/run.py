@@ -12,7 +12,10 @@ non-streaming and streaming chat:
     sequential requests, median),
   * the server's CPU milliseconds per request: utime+stime of the process
     and all its descendants from /proc, before and after each run, divided by
-    the chat completions the upstream answered in that window.
+    the chat completions the upstream answered in that window,
+  * the server's resident memory (VmRSS of the process and its descendants)
+    after warm-up and after the measured runs, and with --soak SECONDS its
+    growth under alternating non-streaming and streaming load (soak.py).
 
 Prints a table with ratios and writes JSON to bench/results/.  Everything
 listens on 127.0.0.1; every process started here is stopped on exit.
@@ -36,6 +39,7 @@ from common import BENCH, HOST, REPO, RESULTS, SLOW_DELAY_MS, TARGETS, Proc, _tm
 from measure import bench_target, wait_for_quiet_machine
 from profiling import profile_target
 from report import env_info, print_profiles, report, write_json
+from soak import soak_target
 from targets import start_target
 
 
@@ -69,6 +73,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="after measuring, profile Lockgate with py-spy during c64 runs")
     ap.add_argument("--profile-target", default="lockgate")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                    help="after measuring each proxy, drive alternating non-streaming and streaming load "
+                         "for this long, sampling its resident memory after each round (default 0: off)")
+    ap.add_argument("--soak-round", type=float, default=0.0, metavar="SECONDS",
+                    help="seconds per soak round (default: a 15th of --soak, between 1 and 5)")
+    ap.add_argument("--soak-connections", type=int, default=32)
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -131,6 +141,8 @@ def main(argv=None) -> int:
                 res = bench_target(name, args, port, proc.pid, up.pid, uport, tmp)
                 res["ok"] = True
                 res["pid"] = proc.pid
+                if args.soak > 0:
+                    res["soak"] = soak_target(name, args, port, proc.pid, up.pid, uport, tmp)
                 if args.profile and name == args.profile_target:
                     res["profile"] = profile_target(name, args, port, proc.pid, up.pid, uport, tmp, stamp, out_dir)
                 results["targets"][name] = res
