@@ -67,12 +67,16 @@ class Store:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = async_url(url)
         self.dialect = self.url.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo}
+        # Batched inserts of N rows are N-row statements: pages of at most 50 rows keep the
+        # number of distinct statements (and of prepared ones the drivers cache) bounded.
+        kwargs: dict[str, Any] = {"echo": echo, "insertmanyvalues_page_size": 50}
         if self.dialect == "sqlite":
             if self.url.database in (None, "", ":memory:"):
                 # One shared connection, or every pooled connection would see its own empty database.
                 kwargs["poolclass"] = StaticPool
-            kwargs["connect_args"] = {"timeout": 5}
+            # sqlite3 keeps 128 prepared statements by default; with every batch size a statement
+            # of its own that held ~40 MB and grew with load. 16 keeps the hot ones, bounded.
+            kwargs["connect_args"] = {"timeout": 5, "cached_statements": 16}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
