@@ -15,7 +15,8 @@ from starlette.responses import Response
 from lockgate import __version__
 from lockgate.api import admin, admin_teams, health, openai
 from lockgate.api import usage as usage_api
-from lockgate.api.http import RequestIdMiddleware, json_response
+from lockgate.api.front import Front
+from lockgate.api.http import json_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
@@ -26,6 +27,7 @@ from lockgate.records import Sink, SinkQueue
 from lockgate.router import Router
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
+from lockgate.telemetry.metrics import IN_FLIGHT
 from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
 
@@ -141,9 +143,8 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         from lockgate.api import metrics
 
         app.include_router(metrics.router)
-        app.add_middleware(metrics.InFlightMiddleware)
-    # Outermost, so that even errors rendered by Starlette's own middleware carry an id.
-    app.add_middleware(RequestIdMiddleware)
+    # Outermost of ours: request ids on every response, the in-flight gauge, the inference fast path.
+    app.add_middleware(Front, serve=openai.serve, in_flight=IN_FLIGHT if config.telemetry.metrics else None)
     return app
 
 

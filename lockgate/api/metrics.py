@@ -1,4 +1,4 @@
-"""GET /metrics (Prometheus text format) and the in-flight gauge around inference requests."""
+"""GET /metrics (Prometheus text format). The in-flight gauge is kept by api/front.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lockgate.telemetry import metrics
 
@@ -19,21 +18,3 @@ async def prometheus_metrics() -> Response:
     # Multiprocess rendering reads one file per worker: off the event loop.
     body = await asyncio.to_thread(metrics.render) if metrics.MULTIPROC else metrics.render()
     return Response(body, 200, media_type=CONTENT_TYPE_LATEST)
-
-
-class InFlightMiddleware:
-    """Counts /v1/ requests from arrival until the last byte is sent (streams included)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._gauge = metrics.IN_FLIGHT
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
-            await self.app(scope, receive, send)
-            return
-        self._gauge.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self._gauge.dec()

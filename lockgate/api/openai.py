@@ -14,6 +14,8 @@ from lockgate.pipeline import RequestContext
 from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(tags=["OpenAI-compatible"])
+# The inference POSTs below are served by api/front.py ahead of the framework (same `serve`);
+# these routes are their documented form in the OpenAPI spec.
 
 
 def _body_doc(model: type) -> dict[str, Any]:
@@ -21,7 +23,8 @@ def _body_doc(model: type) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def _serve(request: Request, endpoint: str) -> Response:
+async def serve(request: Request, endpoint: str) -> Response:
+    """One inference request: read the bounded body, run the pipeline, encode its outcome."""
     gateway = request.app.state.gateway
     client = request.client.host if request.client else None
     ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint, client=client)
@@ -34,17 +37,17 @@ async def _serve(request: Request, endpoint: str) -> Response:
 
 @router.post("/v1/chat/completions", openapi_extra=_body_doc(ChatRequest), summary="Create a chat completion")
 async def chat_completions(request: Request) -> Response:
-    return await _serve(request, "chat")
+    return await serve(request, "chat")
 
 
 @router.post("/v1/completions", openapi_extra=_body_doc(CompletionRequest), summary="Create a (legacy) completion")
 async def completions(request: Request) -> Response:
-    return await _serve(request, "completions")
+    return await serve(request, "completions")
 
 
 @router.post("/v1/embeddings", openapi_extra=_body_doc(EmbeddingRequest), summary="Create embeddings")
 async def embeddings(request: Request) -> Response:
-    return await _serve(request, "embeddings")
+    return await serve(request, "embeddings")
 
 
 def _model_object(route: Any) -> dict[str, Any]:
