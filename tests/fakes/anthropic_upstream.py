@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.server import ThreadedServer
 
 UPSTREAM_KEY = "sk-ant-upstream-test-key-0123456789"
 VERSION = "2023-06-01"
@@ -325,9 +326,7 @@ class FakeAnthropic:
     port: int = 0
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-anthropic")
-        self._runner: web.AppRunner | None = None
+        self._server = ThreadedServer(self._routes, "fake-anthropic")
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -337,24 +336,14 @@ class FakeAnthropic:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "FakeAnthropic":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        self.port = self._server.start(self.port)
         return self
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._server.stop()
 
     def reset(self) -> None:
         self.reply = Reply()
