@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lockgate import __version__
+from lockgate import __version__, redaction
 from lockgate.api import admin, admin_teams, health, openai
 from lockgate.api import usage as usage_api
 from lockgate.api.front import Front
@@ -88,6 +88,9 @@ def _error(err: GatewayError) -> Response:
 
 
 def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
+    # Before anything can log or fail: this process's redactor knows every configured secret by value
+    # (each `--workers` process calls this with its own config).
+    redaction.install(redaction.Redactor.from_config(config))
     if configure_logs:
         configure_logging(config.telemetry.log_format, config.telemetry.log_level)
     gateway = Gateway(config)

@@ -15,21 +15,16 @@ whether the router may retry it. This module imports no web framework.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
-# Keys (ours `lg-…`, providers' `sk-…`, also when partly masked as upstreams echo them back),
-# bearer tokens and JWTs: never shown to a client, logged or sent to analytics.
-_SECRET = re.compile(
-    r"(\b(?:sk|lg)-[A-Za-z0-9_\-*.]{4,}|Bearer\s+\S+|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"
-)
+from lockgate import redaction
 
 
 def redact(text: str) -> str:
-    """Mask anything in ``text`` that looks like a key or a bearer token."""
-    return _SECRET.sub("[redacted]", text)
+    """Mask configured secrets (by value), their masked echoes, and anything shaped like a key or token."""
+    return redaction.redact(text)
 
 
 class GatewayError(Exception):
@@ -249,8 +244,10 @@ def from_upstream_status(
     4xx are the caller's own mistakes seen by the upstream: passed on with their
     status and message. 429 stays 429; 5xx become 502, overload 503, timeouts 504.
     """
-    # Upstreams echo (masked) provider keys back in their messages, e.g. "Incorrect API key provided: sk-pr***".
+    # Upstreams echo provider keys back, whole or masked ("Incorrect API key provided: gsk_abc***xyz"):
+    # every upstream word that reaches the client is redacted, the short fields too.
     message = redact(message)
+    type, code, param = _redacted(type), _redacted(code), _redacted(param)
     kwargs: dict[str, Any] = {"param": param, "retry_after_s": retry_after_s}
     if status == 429:
         return ProviderRateLimited(message, **kwargs)
@@ -268,6 +265,10 @@ def from_upstream_status(
         retryable=status in RETRYABLE_UPSTREAM_STATUSES,
         **kwargs,
     )
+
+
+def _redacted(text: str | None) -> str | None:
+    return redact(text) if text else text
 
 
 def parse_retry_after(headers: Any) -> float | None:

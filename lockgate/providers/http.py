@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, AsyncIterator, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -54,6 +55,19 @@ class HttpPool:
     async def aclose(self) -> None:
         await asyncio.gather(*(s.close() for s in self._sessions), return_exceptions=True)
         self._sessions.clear()
+
+
+def upstream_name(model: str, base: str) -> str:
+    """How messages name an upstream: its model and base URL without credentials (userinfo, query)."""
+    try:
+        parts = urlsplit(base)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+        shown = urlunsplit((parts.scheme, host + port, parts.path, "", "")) if parts.scheme else base
+    except ValueError:
+        shown = "its configured address"
+    return f"'{model}' at {shown}"
 
 
 def transport_error(err: BaseException, what: str) -> GatewayError:

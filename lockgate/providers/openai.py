@@ -13,7 +13,15 @@ import aiohttp
 from lockgate.config import Deployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, json_object, transport_error
+from lockgate.providers.http import (
+    TRANSPORT_ERRORS,
+    JsonPoster,
+    iter_sse,
+    json_object,
+    next_event,
+    transport_error,
+    upstream_name,
+)
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
@@ -88,7 +96,7 @@ class OpenAIProvider:
         headers.update(deployment.headers)
         self._headers = headers
         self._stream_usage = deployment.stream_usage
-        self._http = JsonPoster(session, f"'{deployment.model}' at {base}", deployment.first_byte_timeout_s)
+        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment.first_byte_timeout_s)
 
     async def _complete(self, endpoint: str, body: dict[str, Any]) -> ProviderResult:
         resp, _ = await self._http.post(self._urls[endpoint], body, self._headers)

@@ -1,39 +1,93 @@
 """Structured logs (structlog): JSON by default, one access line per request.
 
 Secrets are kept out by construction: records carry no keys, and nothing logs
-request headers. The redaction processor is a second line of defence for
-values that look like keys or bearer tokens.
+request headers. Redaction is the second line of defence: a processor masks
+every configured secret (by value, see lockgate/redaction.py) and key-shaped
+text in every string of every event, the formatted exception included, and a
+log-record factory does the same for the stdlib loggers (uvicorn's, the
+libraries').
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import orjson
 import structlog
 
+from lockgate import redaction
 from lockgate.errors import redact
 from lockgate.records import RequestRecord
 from lockgate.telemetry.cost import CostTable
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+__all__ = ["AccessLogSink", "configure_logging", "redact", "redact_event"]
+
+
+def redact_event(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: every string value, nested ones and the formatted exception included."""
+    redactor = redaction.active()  # read per event: the process's redactor is installed at start-up
+    cached = redactor.cached
     for key, value in event.items():
-        if isinstance(value, str) and ("sk-" in value or "lg-" in value or "Bearer" in value or "eyJ" in value):
-            event[key] = redact(value)
+        if isinstance(value, str):
+            event[key] = cached(value)
+        elif isinstance(value, (dict, list, tuple)):
+            event[key] = redactor.deep(value)
     return event
+
+
+def _redacting_record_factory(make: Any) -> Any:
+    """Wraps the stdlib log-record factory so message, arguments and traceback are redacted when a record is made.
+
+    Arguments stay arguments (formatters such as uvicorn's unpack them): strings are
+    redacted, numbers kept, anything else (an exception, say) replaced by its redacted text.
+    """
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record: logging.LogRecord = make(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        else:
+            record.msg = redact(str(record.msg))
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted_arg(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redacted_arg(v) for k, v in record.args.items()}
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return record
+
+    factory.lockgate_redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
+def _redacted_arg(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(value if isinstance(value, str) else str(value))
+
+
+def _redact_stdlib_logs() -> None:
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "lockgate_redacting", False):
+        logging.setLogRecordFactory(_redacting_record_factory(current))
 
 
 def configure_logging(log_format: str = "json", level: str = "info") -> None:
     """Route structlog (and the stdlib loggers of uvicorn and friends) to stdout in one format."""
     numeric = getattr(logging, level.upper(), logging.INFO)
+    # Redaction after the exception is formatted; level and timestamp (ours) are added after it.
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        structlog.processors.format_exc_info,
+        redact_event,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _redact,
     ]
     if log_format == "console":
         renderer: Any = structlog.dev.ConsoleRenderer(colors=False)
@@ -42,12 +96,13 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         factory = structlog.BytesLoggerFactory(sys.stdout.buffer)
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    _redact_stdlib_logs()
 
 
 # Always on the access line (null when unknown), so log queries can rely on them.

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from lockgate import redaction
 from lockgate.config import PostHogConfig
 from lockgate.records import RequestRecord
 from lockgate.telemetry.cost import CostTable
@@ -96,7 +97,7 @@ def generation_event(record: RequestRecord, costs: CostTable, privacy_mode: bool
     if record.ttft_ms is not None:
         props["$ai_time_to_first_token"] = round(record.ttft_ms / 1000, 6)
     if is_error:
-        props["$ai_error"] = redact(record.error_message or record.error_type or f"HTTP {record.status}")
+        props["$ai_error"] = record.error_message or record.error_type or f"HTTP {record.status}"
         props["$ai_error_type"] = record.error_type
     cost = costs.cost(record)
     if cost is not None:
@@ -132,21 +133,33 @@ def gateway_event(record: RequestRecord) -> Event | None:
                 "lockgate_succeeded": record.status < 400,
             }
         )
-    elif name == AUTH_FAILED:
-        # The credential itself is never in a record; the message is redacted all the same.
-        props["lockgate_reason"] = redact(record.error_message or "")
     else:
-        props["lockgate_reason"] = redact(record.error_message or "")
+        # The credential itself is never in a record; the reason is redacted all the same (events_for).
+        props["lockgate_reason"] = record.error_message or ""
     return name, distinct, props, groups
+
+
+# Captured content (outside privacy mode) is the caller's own text, passed on as it is.
+_CONTENT = frozenset({"$ai_input", "$ai_output_choices"})
+
+
+def _redacted(event: Event) -> Event:
+    """Every string property redacted (error text, base URL, names): configured secrets never leave."""
+    name, distinct, props, groups = event
+    redactor = redaction.active()
+    for key, value in props.items():
+        if isinstance(value, str) and key not in _CONTENT:
+            props[key] = redactor.cached(value)
+    return name, redactor.cached(distinct), props, groups
 
 
 def events_for(record: RequestRecord, costs: CostTable, privacy_mode: bool = True) -> list[Event]:
     events: list[Event] = []
     if record.deployment is not None:  # an upstream was tried
-        events.append(generation_event(record, costs, privacy_mode))
+        events.append(_redacted(generation_event(record, costs, privacy_mode)))
     extra = gateway_event(record)
     if extra is not None:
-        events.append(extra)
+        events.append(_redacted(extra))
     return events
 
 

@@ -18,6 +18,9 @@ Faults (consumed one per request, in order):
     {"drop_after": 2}                                  a stream cut after 2 deltas (no message_stop)
     {"hang_s": 5}                                      wait before answering
     {"not_json": True}                                 a 200 whose body is not JSON
+    {"echo_key": True}                                 a 401 (before the key check) repeating the received key,
+                                                       whole and masked ("sk-ant-a***wxyz")
+    {"echo_key": "stream"}                             the same words in an `error` event after message_start
 """
 
 from __future__ import annotations
@@ -374,6 +377,19 @@ class FakeAnthropic:
             body = None
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(Seen(request.path, dict(request.headers), body, peer[1] if peer else None))
+        echo = self.faults[0].get("echo_key") if self.faults else None
+        if echo:
+            self.faults.pop(0)
+            key = request.headers.get("x-api-key", "")
+            message = f"invalid x-api-key {key[:8]}***{key[-4:]} (received {key})"
+            if echo is True:
+                return self._error(401, "authentication_error", message)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **RATE_LIMIT_HEADERS})
+            await resp.prepare(request)
+            start = stream_events(self.reply, (body or {}).get("model", "m"))[0]
+            await resp.write(sse_text([start, error_body("authentication_error", message)]).encode())
+            await resp.write_eof()
+            return resp
         if request.headers.get("x-api-key") != self.api_key:
             return self._error(401, "authentication_error", "invalid x-api-key")
         if request.headers.get("anthropic-version") != VERSION:

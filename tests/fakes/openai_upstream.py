@@ -13,6 +13,9 @@ Faults (consumed one per request, in order):
     {"close": True}                          drop the connection without an answer
     {"drop_after": 3}                        a stream that breaks after 3 content chunks
     {"not_json": True}                       a 200 whose body is not JSON
+    {"echo_key": True}                       a 401 (before the key check) repeating the received key,
+                                             whole and masked as OpenAI does ("gsk_abc***wxyz")
+    {"echo_key": "stream"}                   the same words in an error event after one chunk of a 200 stream
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ from aiohttp import web
 from tests.fakes.server import ThreadedServer
 
 UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
+
+
+def echo_key_message(request: web.Request) -> str:
+    """What a careless upstream says about a bad key: the key whole, and masked as OpenAI masks it."""
+    auth = request.headers.get("Authorization", "")
+    key = auth.removeprefix("Bearer ") or request.headers.get("api-key", "")
+    masked = f"{key[:7]}***{key[-4:]}"
+    return f"Incorrect API key provided: {masked}. The key {key} is not valid for this organization."
 
 
 @dataclass
@@ -108,6 +119,14 @@ class FakeOpenAI:
         except orjson.JSONDecodeError:
             body = None
         self.requests.append(Seen(request.path, dict(request.headers), body))
+        if self.faults and self.faults[0].get("echo_key") is True:
+            self.faults.pop(0)
+            return body, web.Response(
+                status=401, body=self.error_body(echo_key_message(request), "invalid_request_error", "invalid_api_key"),
+                content_type="application/json",
+            ), None
+        if self.faults and self.faults[0].get("echo_key") == "stream":
+            return body, None, self.faults.pop(0)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return body, web.Response(
                 status=401,
@@ -208,6 +227,11 @@ class FakeOpenAI:
         await resp.prepare(request)
         try:
             await self._send_sse(resp, chunk({"role": "assistant", "content": "", "refusal": None}))
+            if fault and fault.get("echo_key") == "stream":
+                await self._send_sse(resp, {"error": {"message": echo_key_message(request), "type": "invalid_request_error",
+                                                      "code": "invalid_api_key", "status": 401}})
+                await resp.write_eof()
+                return resp
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
             drop_after = fault.get("drop_after") if fault else None

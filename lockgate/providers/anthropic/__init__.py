@@ -17,7 +17,15 @@ from lockgate.providers.anthropic.request import completions_to_chat, to_anthrop
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, json_object, transport_error
+from lockgate.providers.http import (
+    TRANSPORT_ERRORS,
+    JsonPoster,
+    iter_sse,
+    json_object,
+    next_event,
+    transport_error,
+    upstream_name,
+)
 
 __all__ = ["AnthropicProvider", "AnthropicStream"]
 
@@ -109,7 +117,7 @@ class AnthropicProvider:
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._max_tokens_default = deployment.max_tokens_default
         # Errors map by error.type; Anthropic's rate-limit headers are deliberately not passed on.
-        self._http = JsonPoster(session, f"'{deployment.model}' at {base}", deployment.first_byte_timeout_s, ERROR_STATUS)
+        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment.first_byte_timeout_s, ERROR_STATUS)
 
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         payload, ctx = to_anthropic(body, max_tokens_default=self._max_tokens_default)
