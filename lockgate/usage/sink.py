@@ -8,6 +8,8 @@ tasks of its own empty that buffer:
   waiting or ``flush_interval_s`` has passed. A write that fails or takes longer
   than ``write_timeout_s`` is appended to the durable spool instead, and for a
   back-off (at most ``retry_max_s``) later batches go straight to the spool.
+  A slow write is never cancelled (a SQLite write cannot be, and a cancelled
+  one may keep its lock): it is left to finish while its batch is spooled.
   Spooled batches are replayed, oldest first, once the database answers again.
 * the **spiller** moves records to the spool whenever the buffer reaches
   ``max_buffer`` (the database is slower than the traffic, or the writer is
@@ -68,6 +70,7 @@ class UsageSink:
         self._retry_at = 0.0
         self._retry_s = 0.0
         self._spill_retry_at = 0.0
+        self._inflight: asyncio.Future[int] | None = None  # a write that outlived write_timeout_s
         self._closed = False
         # Counters for metrics and tests.
         self.written = 0
@@ -101,6 +104,8 @@ class UsageSink:
         """Flush everything: to the database if it answers, else to the spool."""
         await self._writer.stop()
         await self._spiller.stop()
+        if self._inflight is not None:  # a slow write still running: give it its time to finish
+            await asyncio.wait((self._inflight,), timeout=self.write_timeout_s)
         self._retry_at = 0.0
         while self._buffer:
             if not await self._write_or_spool(self._take(self.batch_size)):
@@ -152,18 +157,46 @@ class UsageSink:
         return False
 
     async def _try_write(self, batch: list[Row]) -> bool:
+        """One database write, waited for at most write_timeout_s; False if it failed or is still running."""
+        if self._inflight is not None:
+            return self._failed("WriteStillRunning", len(batch))
+        # Never cancelled: a SQLite write runs on in its thread whatever we do, and a cancelled one
+        # can leave its connection holding the write lock. One past its time is left to finish (its
+        # batch is spooled meanwhile: a late commit and the replay collapse by request id).
+        write = asyncio.ensure_future(self._write_db(batch))
+        self._inflight = write
         try:
-            self.written += await asyncio.wait_for(self._write_db(batch), self.write_timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # down, slow (timeout) or refusing: spool it
-            self.write_failures += 1
-            self._retry_s = min(self.retry_max_s, max(self.flush_interval_s, self._retry_s * 2 or 0.25))
-            self._retry_at = time.monotonic() + self._retry_s
-            log.warning("usage_db_write_failed", error=type(err).__name__, rows=len(batch), retry_in_s=self._retry_s)
-            return False
+            await asyncio.wait((write,), timeout=self.write_timeout_s)
+        finally:  # also when we are cancelled (shutdown): the write goes on, aclose waits for it
+            if not write.done():
+                write.add_done_callback(self._late_write_done)
+            else:
+                self._inflight = None
+        if not write.done():
+            return self._failed("TimeoutError", len(batch))
+        err = write.exception()
+        if err is not None:  # down or refusing: spool it
+            return self._failed(type(err).__name__, len(batch))
+        self.written += write.result()
         self._retry_s = 0.0
         return True
+
+    def _late_write_done(self, write: asyncio.Future[int]) -> None:
+        self._inflight = None
+        if write.cancelled():
+            return
+        err = write.exception()  # retrieved, so asyncio does not report it as lost
+        if err is None:
+            self.written += write.result()
+        else:
+            log.warning("usage_db_late_write_failed", error=type(err).__name__)
+
+    def _failed(self, error: str, rows: int) -> bool:
+        self.write_failures += 1
+        self._retry_s = min(self.retry_max_s, max(self.flush_interval_s, self._retry_s * 2 or 0.25))
+        self._retry_at = time.monotonic() + self._retry_s
+        log.warning("usage_db_write_failed", error=error, rows=rows, retry_in_s=self._retry_s)
+        return False
 
     async def _replay(self) -> None:
         """Oldest spooled batch first; stop at the first failure (the next tick retries)."""
