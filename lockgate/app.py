@@ -49,15 +49,15 @@ class Gateway:
         self.router = Router(config, self.pool)
         await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
-        sinks: list[Sink] = []
+        # Best-effort sinks: a lane (bounded queue and task) each; they may drop, counted.
+        best_effort: list[Sink] = []
         if config.telemetry.access_log:
-            sinks.append(AccessLogSink(self.telemetry.costs))
-        sinks.extend(self.telemetry.sinks())  # metrics, PostHog
-        # Usage records to SQL (batched, spooled when the database is down) and the budget stage.
+            best_effort.append(AccessLogSink(self.telemetry.costs))
+        best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
+        # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine)
-        if self.usage.sink is not None:
-            sinks.append(self.usage.sink)
-        self.sinks = SinkQueue(sinks, maxsize=config.server.sink_queue_size)
+        accounting = [self.usage.sink] if self.usage.sink is not None else []
+        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
         self.ratelimit = build_admission(config)

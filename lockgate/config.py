@@ -159,6 +159,9 @@ class UsageConfig(_Strict):
     flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a write")
     write_timeout_s: float = Field(default=5.0, gt=0, description="A slower write is spooled instead")
     spool_dir: str = Field(default="lockgate-spool", description="Durable spool of unwritten batches")
+    max_buffered: int = Field(
+        default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
+    )
 
 
 class RateLimitDefaults(_Strict):
@@ -207,7 +210,11 @@ class ServerConfig(_Strict):
     port: int = Field(default=4000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    sink_queue_size: int = Field(default=10_000, ge=1)
+    sink_queue_size: int = Field(
+        default=10_000, ge=1,
+        description="Slots in each best-effort sink's queue (access log, metrics, PostHog); a full one drops, counted. "
+        "Usage records never wait here",
+    )
 
 
 class Config(_Strict):

@@ -207,10 +207,10 @@ async def test_sink_batches_by_count_and_by_time(tmp_path: Path) -> None:
     db = FlakyDB()
     sink = await UsageSink(db.write, tmp_path, batch_size=3, flush_interval_s=0.05).start()
     for i in range(3):
-        await sink.handle(_record(f"r{i}"))
+        sink.accept(_record(f"r{i}"))
     await asyncio.sleep(0.02)
     assert len(db.rows) == 3 and db.calls == 1  # by count, before the interval
-    await sink.handle(_record("r3"))
+    sink.accept(_record("r3"))
     await asyncio.sleep(0.15)
     assert len(db.rows) == 4  # by time
     await sink.aclose()
@@ -221,12 +221,12 @@ async def test_sink_spools_while_down_and_replays_in_order(tmp_path: Path) -> No
     sink = UsageSink(db.write, tmp_path, batch_size=2, flush_interval_s=10)
     db.down = True
     for i in range(5):
-        await sink.handle(_record(f"r{i}"))
+        sink.accept(_record(f"r{i}"))
     await sink.flush()
     assert db.rows == {} and sink.spool.pending and sink.spooled == 5
     db.down = False
     sink._retry_at = 0.0  # the retry delay has passed
-    await sink.handle(_record("r5"))
+    sink.accept(_record("r5"))
     await sink.flush()
     assert db.order == [f"r{i}" for i in range(6)] and not sink.spool.pending
     await sink.aclose()
@@ -236,7 +236,7 @@ async def test_sink_spools_a_slow_write_and_replay_is_idempotent(tmp_path: Path)
     db = FlakyDB()
     sink = UsageSink(db.write, tmp_path, batch_size=10, flush_interval_s=10, write_timeout_s=0.05)
     db.hang_s = 0.2  # slower than the timeout (the fake still "commits" after it: like a late commit)
-    await sink.handle(_record("a"))
+    sink.accept(_record("a"))
     await sink.flush()
     assert sink.spool.pending
     await asyncio.sleep(0.25)
@@ -252,7 +252,7 @@ async def test_aclose_spools_what_the_database_refuses(tmp_path: Path) -> None:
     db.down = True
     sink = UsageSink(db.write, tmp_path, batch_size=100, flush_interval_s=10)
     for i in range(3):
-        await sink.handle(_record(f"r{i}"))
+        sink.accept(_record(f"r{i}"))
     await sink.aclose()
     files = list(tmp_path.glob("usage-*.spool"))
     assert len(files) == 1 and files[0].read_bytes().count(b"\"request_id\"") == 3
@@ -270,7 +270,9 @@ async def test_overflowing_buffer_goes_to_the_spool(tmp_path: Path) -> None:
     db = FlakyDB()
     sink = UsageSink(db.write, tmp_path, batch_size=2, flush_interval_s=10, max_buffer=4)
     for i in range(4):
-        await sink.handle(_record(f"r{i}"))
+        sink.accept(_record(f"r{i}"))
+    assert len(sink._buffer) == 4  # accept only appends: the spiller does the disk work
+    await sink.spill()
     assert sink.spooled == 2 and len(sink._buffer) == 2
     await sink.aclose()
     assert sorted(db.rows) == ["r0", "r1", "r2", "r3"]

@@ -70,8 +70,15 @@ DEPLOYMENT_COOLDOWN = Gauge(
     "lockgate_deployment_cooldown_remaining_seconds", "Seconds left in the deployment's cool-down (max over workers)",
     ["model", "deployment"], multiprocess_mode="livemax",
 )
-SINK_DEPTH = Gauge("lockgate_sink_queue_depth", "Records waiting for the sinks", multiprocess_mode="livesum")
-SINK_DROPPED = Counter("lockgate_sink_dropped", "Records dropped because the sink queue was full")
+# Best-effort sinks only (access_log, metrics, posthog): usage records never wait in these queues.
+SINK_DEPTH = Gauge(
+    "lockgate_sink_queue_depth", "Records waiting in a best-effort sink's queue", ["sink"], multiprocess_mode="livesum"
+)
+SINK_DROPPED = Counter(
+    "lockgate_sink_dropped",
+    "Records a best-effort sink lost: its queue was full (for posthog also events its client's queue refused)",
+    ["sink"],
+)
 POSTHOG_DEPTH = Gauge("lockgate_posthog_queue_depth", "Events waiting in the PostHog client", multiprocess_mode="livesum")
 # Counts kept by components (usage writer, limiter, budgets), copied here by the sampler.
 USAGE_BUFFERED = Gauge("lockgate_usage_buffered_records", "Usage records waiting for the next database write", multiprocess_mode="livesum")
@@ -82,6 +89,9 @@ USAGE_SPOOL_PENDING = Gauge(
     multiprocess_mode="livesum",
 )
 USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database writes that failed or timed out")
+USAGE_SPOOL_FAILURES = Counter(
+    "lockgate_usage_spool_failures", "Spool appends that failed (disk full or gone): the records stay in memory"
+)
 RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
 RATELIMIT_FAIL_OPEN = Counter(
     "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (on_backend_error: allow)"
@@ -96,6 +106,7 @@ _SAMPLED_COUNTERS = {
     "usage_written": USAGE_WRITTEN,
     "usage_spooled": USAGE_SPOOLED,
     "usage_write_failures": USAGE_WRITE_FAILURES,
+    "usage_spool_failures": USAGE_SPOOL_FAILURES,
     "ratelimit_errors": RATELIMIT_BACKEND_ERRORS,
     "ratelimit_fail_open": RATELIMIT_FAIL_OPEN,
     "ratelimit_dropped": RATELIMIT_DROPPED,
@@ -174,8 +185,11 @@ class StateSampler:
                  interval_s: float = 1.0, components: Callable[[], dict[str, float]] | None = None) -> None:
         self.describe, self.sinks, self.posthog, self.interval_s = describe, sinks, posthog, interval_s
         self.components = components
-        self._dropped_seen = 0
+        self._dropped_seen: dict[str, int] = {}
         self._seen: dict[str, float] = {}
+        for name in self.sinks.depth_by_sink():  # every sink's series exists from the start, at 0
+            SINK_DROPPED.labels(name)
+            SINK_DEPTH.labels(name).set(0)
         self._ticker = Ticker(self.sample, interval_s, "lockgate-metrics-sampler", error_event="metrics_sample_failed")
 
     def start(self) -> None:
@@ -188,13 +202,18 @@ class StateSampler:
                 up = 1 if dep.get("state", "healthy") != "cooling" else 0
                 DEPLOYMENT_UP.labels(model["model"], dep["id"]).set(up)
                 DEPLOYMENT_COOLDOWN.labels(model["model"], dep["id"]).set(float(dep.get("cooldown_remaining_s", 0.0)))
-        SINK_DEPTH.set(self.sinks.depth)
-        dropped = self.sinks.dropped
-        if dropped > self._dropped_seen:
-            SINK_DROPPED.inc(dropped - self._dropped_seen)
-            self._dropped_seen = dropped
+        for name, depth in self.sinks.depth_by_sink().items():
+            SINK_DEPTH.labels(name).set(depth)
+        dropped = self.sinks.dropped_by_sink()
         if self.posthog is not None:
             POSTHOG_DEPTH.set(self.posthog.queue_depth)
+            # Events the client's own queue refused are lost to PostHog just the same.
+            dropped[self.posthog.name] = dropped.get(self.posthog.name, 0) + self.posthog.failed
+        for name, total in dropped.items():
+            seen = self._dropped_seen.get(name, 0)
+            if total > seen:
+                SINK_DROPPED.labels(name).inc(total - seen)
+                self._dropped_seen[name] = total
         if self.components is not None:
             for name, current in self.components().items():
                 gauge = _SAMPLED_GAUGES.get(name)
@@ -230,6 +249,7 @@ def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
             out["usage_written"] = stats["written"]
             out["usage_spooled"] = stats["spooled"]
             out["usage_write_failures"] = stats["write_failures"]
+            out["usage_spool_failures"] = stats["spool_failures"]
             out["usage_spool_pending"] = 1 if stats["spool_pending"] else 0
         if admission is not None:
             # Failed checks: admitted unmetered when the policy is allow (a deny is a 503, in requests_total).

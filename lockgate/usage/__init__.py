@@ -15,7 +15,7 @@ log = structlog.get_logger("lockgate.usage")
 
 
 class UsageService:
-    """What the gateway holds for usage: the sink (for the SinkQueue) and the budget stage (an Admission)."""
+    """What the gateway holds for usage: the sink (the SinkQueue's accounting path) and the budget stage (an Admission)."""
 
     def __init__(self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any) -> None:
         self.sink = sink
@@ -33,6 +33,7 @@ class UsageService:
                 batch_size=u.batch_size,
                 flush_interval_s=u.flush_interval_s,
                 write_timeout_s=u.write_timeout_s,
+                max_buffer=u.max_buffered,
             )
             await sink.start()
             await sink.flush()  # replay what a previous run spooled before budgets are rebuilt
@@ -52,5 +53,5 @@ class UsageService:
         return cls(sink, budgets, engine)
 
     async def aclose(self) -> None:
-        """Close what the SinkQueue does not (the sink itself is closed by the SinkQueue's drain)."""
+        """Close what the SinkQueue does not (the sink itself is flushed and closed by SinkQueue.aclose)."""
         await self.budgets.aclose()

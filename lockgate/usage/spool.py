@@ -10,7 +10,9 @@ memory; the file is truncated once every batch has reached the database. A
 batch replayed twice (crash between the write and the truncate) is harmless:
 writes are idempotent by request id.
 
-Every method here does blocking file I/O: call it from a thread.
+Every method here does blocking file I/O: call it from a thread. A lock makes
+the calls take turns, so the usage writer (replaying) and its spiller
+(appending) can use one spool from two threads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +39,7 @@ class Spool:
         self.path = self.directory / f"usage-{os.getpid()}-{secrets.token_hex(4)}.spool"
         self._file: BinaryIO = open(self.path, "a+b")
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock = threading.Lock()
         self._replayed = 0  # bytes of the file already written to the database
         self.spooled_batches = 0
 
@@ -43,18 +47,23 @@ class Spool:
 
     def append(self, rows: list[Row]) -> None:
         """Append one batch as one line and fsync it; a failed write leaves no torn line behind."""
-        line = orjson.dumps(rows) + b"\n"
-        f = self._file
-        f.seek(0, os.SEEK_END)
-        before = f.tell()
-        try:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError:
-            f.truncate(before)
-            raise
-        self.spooled_batches += 1
+        self.append_many([rows])
+
+    def append_many(self, batches: list[list[Row]]) -> None:
+        """Append batches, one line each, with one fsync for all; all or none are kept."""
+        data = b"".join(orjson.dumps(rows) + b"\n" for rows in batches)
+        with self._lock:
+            f = self._file
+            f.seek(0, os.SEEK_END)
+            before = f.tell()
+            try:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(before)
+                raise
+            self.spooled_batches += len(batches)
 
     def adopt_orphans(self) -> int:
         """Take over the spool files of dead processes; returns how many batches were adopted."""
@@ -90,6 +99,10 @@ class Spool:
 
     def next_batch(self) -> tuple[int, list[Row]] | None:
         """The oldest batch not yet replayed and the file offset just past it."""
+        with self._lock:
+            return self._next_batch()
+
+    def _next_batch(self) -> tuple[int, list[Row]] | None:
         f = self._file
         while True:
             f.seek(self._replayed)
@@ -107,15 +120,17 @@ class Spool:
 
     def mark_replayed(self, offset: int) -> None:
         """Everything before `offset` is in the database; empty the file once all is."""
-        self._replayed = offset
-        if self._replayed >= self._size():
-            self._file.truncate(0)
-            os.fsync(self._file.fileno())
-            self._replayed = 0
+        with self._lock:
+            self._replayed = offset
+            if self._replayed >= self._size():
+                self._file.truncate(0)
+                os.fsync(self._file.fileno())
+                self._replayed = 0
 
     def close(self, remove_if_empty: bool = True) -> None:
-        empty = not self.pending
-        self._file.close()  # releases the lock
+        with self._lock:
+            empty = not self.pending
+            self._file.close()  # releases the flock
         if remove_if_empty and empty:
             try:
                 self.path.unlink()
