@@ -215,7 +215,7 @@ def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
     """What the sampler reads from the gateway's components: running totals and levels."""
     usage_sink = getattr(getattr(gateway, "usage", None), "sink", None)
     admission = getattr(gateway, "ratelimit", None)
-    fail_open = gateway.config.ratelimit.on_backend_error == "allow"
+    fail_open = gateway.config.redis.on_error == "allow"
     limiter = getattr(admission, "limiter", None)
     counters = getattr(getattr(getattr(gateway, "usage", None), "budgets", None), "counters", None)
 
