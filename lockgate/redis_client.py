@@ -10,8 +10,9 @@ use one connection pool with one set of timeouts (the ``redis:`` section):
   one that refuses them (socket timeouts alone bound each read, and a call can
   make several: the connection's handshake, then the command);
 - a call that finds the pool full waits for a free connection within the same bound;
-- after a failure the request path fails fast for ``breaker_s`` instead of
-  paying the timeout again on every request, for every feature at once.
+- after a failure on the request path, the request path fails fast for
+  ``breaker_s`` instead of paying the timeout again on every request, for
+  every feature at once (the limiter's failure spares the budget check its wait).
 
 What a request does when Redis fails is one policy, ``redis.on_error``
 (``deny`` is ``self.deny``), which each feature on the request path applies.
@@ -57,7 +58,7 @@ class SharedRedis:
         )
         self.client = Redis(connection_pool=pool)
         self._down_until = 0.0
-        self.failures = 0  # calls that failed, every feature together
+        self.failures = 0  # request-path calls that failed, every feature together
 
     def key(self, feature: str) -> str:
         """The key prefix of one feature: ``{redis.key_prefix}{feature}:``."""
@@ -69,29 +70,32 @@ class SharedRedis:
         return time.monotonic() < self._down_until
 
     def failed(self) -> None:
-        """Record a failed call: the request path fails fast for a moment."""
+        """A call on the request path failed: the request path fails fast for a moment."""
         self.failures += 1
         self._down_until = time.monotonic() + self.breaker_s
 
     @asynccontextmanager
-    async def call(self, *, fail_fast: bool = True) -> AsyncIterator[Redis]:
-        """One bounded use of the client: ``RedisUnavailable`` when down, late or failing.
+    async def call(self, *, request_path: bool = True) -> AsyncIterator[Redis]:
+        """One bounded use of the client: ``RedisUnavailable`` when marked down, late or failing.
 
-        ``fail_fast`` (the request path) refuses at once while the breaker is open;
-        background loops pass False, so their next round is what finds Redis back.
+        On the request path a call refuses at once while the breaker is open, and
+        its failure opens it. Background loops and the probe (``request_path=False``)
+        always try, and leave the breaker to what requests saw: each feature counts
+        its own failures, and one that a background loop hit is not one a request waited on.
         """
-        if fail_fast and self.down:
+        if request_path and self.down:
             raise RedisUnavailable("redis marked down")
         try:
             async with asyncio.timeout(self.deadline_s):
                 yield self.client
         except REDIS_ERRORS as err:
-            self.failed()
+            if request_path:
+                self.failed()
             raise RedisUnavailable(type(err).__name__) from None
 
     async def ping(self) -> None:
         """A real round trip whatever the breaker says (the readiness probe)."""
-        async with self.call(fail_fast=False) as client:
+        async with self.call(request_path=False) as client:
             await client.ping()
 
     async def aclose(self) -> None:

@@ -253,6 +253,12 @@ class RedisLimiter:
         try:
             while self._acquires or self._adjust_keys:
                 acquires, self._acquires = self._acquires, []
+                if acquires and self._shared.down:
+                    # A round trip failed while these waited: they fail fast instead of paying it again.
+                    _fail(acquires, BackendUnavailable("redis marked down"))
+                    acquires = []
+                    if not self._adjust_keys:
+                        break
                 keys, args = self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 del self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 await self._send(acquires, keys, args)
@@ -263,10 +269,7 @@ class RedisLimiter:
         try:
             results = await self._roundtrip([(k, a) for k, a, _ in acquires], keys, args)
         except BaseException as err:  # whatever it was, no waiting request may hang on it
-            failure = BackendUnavailable(type(err).__name__)
-            for _, _, future in acquires:
-                if not future.done():
-                    future.set_exception(failure)
+            _fail(acquires, BackendUnavailable(type(err).__name__))
             if not isinstance(err, Exception):
                 raise  # cancelled (shutdown): the waiters are told, the cancellation goes on
             self._failed(err, len(keys))
@@ -340,6 +343,12 @@ class RedisLimiter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _fail(acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], failure: BackendUnavailable) -> None:
+    for _, _, future in acquires:
+        if not future.done():
+            future.set_exception(failure)
 
 
 _ACQUIRE_SHA = _sha(ACQUIRE)

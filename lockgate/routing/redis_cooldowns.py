@@ -58,7 +58,7 @@ class RedisCooldowns:
         """Write pending cool-downs, then read every deployment's remaining TTL."""
         pending, self._pending = self._pending, {}
         try:
-            async with self._shared.call(fail_fast=False) as client:  # off the request path: always try
+            async with self._shared.call(request_path=False) as client:  # off the request path: always try
                 async with client.pipeline(transaction=False) as pipe:
                     for key, ms in pending.items():
                         if ms is None:

@@ -134,7 +134,7 @@ class RedisCounters:
     async def load(self, baseline: dict[str, tuple[str, int]]) -> None:
         items = list(baseline.items())
         for i in range(0, len(items), _LOAD_CHUNK):  # each chunk one bounded round trip
-            async with self._shared.call(fail_fast=False) as client:
+            async with self._shared.call(request_path=False) as client:
                 async with client.pipeline(transaction=False) as pipe:
                     for key, (period, nanos) in items[i : i + _LOAD_CHUNK]:
                         pipe.set(self.prefix + key, nanos, nx=True, ex=_TTL_S[period])
@@ -149,7 +149,7 @@ class RedisCounters:
 
     async def _send(self, batch: list[tuple[str, str, int]]) -> None:
         try:
-            async with self._shared.call(fail_fast=False) as client:
+            async with self._shared.call(request_path=False) as client:
                 async with client.pipeline(transaction=False) as pipe:
                     for key, period, nanos in batch:
                         pipe.incrby(self.prefix + key, nanos)
