@@ -84,7 +84,7 @@ USAGE_SPOOL_PENDING = Gauge(
 USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database writes that failed or timed out")
 RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
 RATELIMIT_FAIL_OPEN = Counter(
-    "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (on_backend_error: allow)"
+    "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (redis.on_error: allow)"
 )
 RATELIMIT_DROPPED = Counter(
     "lockgate_ratelimit_dropped_corrections", "Token corrections dropped (buffer full or back-end failed)"
