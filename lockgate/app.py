@@ -24,7 +24,9 @@ from lockgate.pipeline import Admission, Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
+from lockgate.redis_client import SharedRedis, build_redis
 from lockgate.router import Router
+from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
 from lockgate.telemetry.metrics import IN_FLIGHT
@@ -40,13 +42,16 @@ class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started = False
+        self.redis: SharedRedis | None = None
 
     async def start(self) -> None:
         config = self.config
         self.pool = HttpPool()
+        # One Redis client for every feature whose backend is redis (limiter, budgets, cool-downs, readiness).
+        self.redis = build_redis(config)
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
-        self.router = Router(config, self.pool)
+        self.router = Router(config, self.pool, cooldowns=build_cooldowns(config, self.redis))
         await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
         # Best-effort sinks: a lane (bounded queue and task) each; they may drop, counted.
@@ -55,18 +60,18 @@ class Gateway:
             best_effort.append(AccessLogSink(self.telemetry.costs))
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
-        self.usage = await UsageService.start(config, self.store.engine)
+        self.usage = await UsageService.start(config, self.store.engine, self.redis)
         accounting = [self.usage.sink] if self.usage.sink is not None else []
         self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
-        self.ratelimit = build_admission(config)
+        self.ratelimit = build_admission(config, self.redis)
         await self.ratelimit.start()
         admissions: list[Admission] = [self.ratelimit, self.usage.budgets]
         self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=admissions)
         self.telemetry.start(self)  # gauges sampler, tracing, prompt capture for analytics
         self.started = True
-        log.info("started", version=__version__, models=[m.name for m in config.models])
+        log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
 
     async def stop(self) -> None:
         if not self.started:
@@ -78,6 +83,8 @@ class Gateway:
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
         await self.router.aclose()
+        if self.redis is not None:  # after every feature that used it
+            await self.redis.aclose()
         await self.pool.aclose()
         await self.store.aclose()
         log.info("stopped")

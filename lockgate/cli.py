@@ -117,7 +117,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: valid; {len(config.models)} model(s):")
     print("\n".join(_describe(config)))
+    print(_backends(config))
     return 0
+
+
+def _backends(config: Config) -> str:
+    """Where each stateful feature lives: each says its own, none follows another."""
+    return (
+        f"back-ends: ratelimit {config.ratelimit.backend}, budgets {config.budgets.backend}, "
+        f"cool-downs {config.router.cooldown.backend}"
+        + (f"; Redis on_error {config.redis.on_error}" if config.redis_users() else "")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 # A fixed key for the embedded default on loopback only, so the README's curl works as written.
 DEV_MASTER_KEY = "sk-lockgate-dev"
@@ -101,10 +101,15 @@ class Backoff(_Strict):
     jitter: Literal["full", "none"] = "full"
 
 
+# Where a feature keeps its state: this process alone, or the Redis of the `redis:` section (shared by replicas).
+Backend = Literal["memory", "redis"]
+
+
 class Cooldown(_Strict):
     failures: int = Field(default=3, ge=1)
     window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, ge=0)
+    backend: Backend = Field(default="memory", description="redis: cool-downs shared by every replica")
 
 
 class RouterConfig(_Strict):
@@ -170,17 +175,36 @@ class RateLimitDefaults(_Strict):
 
 
 class RateLimitConfig(_Strict):
-    backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    on_backend_error: Literal["allow", "deny"] = "allow"
+    backend: Backend = Field(default="memory", description="The limiter only; budgets and cool-downs say their own")
     defaults: RateLimitDefaults = RateLimitDefaults()
     default_max_tokens: int = Field(default=1024, ge=0, description="Token estimate when max_tokens is absent")
-    # Storage keys start with this (Redis), so gateways can share a Redis or keep apart.
-    key_prefix: str = "lockgate:rl:"
-    redis_timeout_s: float = Field(default=0.25, gt=0, description="Socket timeout for each Redis call")
     # Limits shared by every key of a team or a user.
     teams: dict[str, ModelLimits] = Field(default_factory=dict)
     users: dict[str, ModelLimits] = Field(default_factory=dict)
+
+
+class BudgetsConfig(_Strict):
+    backend: Backend = Field(default="memory", description="redis: spend counters shared by every replica")
+
+
+class RedisConfig(_Strict):
+    """The one Redis client (lockgate/redis_client.py) of every feature whose backend is redis."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    timeout_s: float = Field(default=0.25, gt=0, description="Longest wait for Redis' answer to one call")
+    connect_timeout_s: float = Field(default=0.25, gt=0, description="Longest wait to open a connection")
+    max_connections: int = Field(default=64, ge=1, description="Connection pool size; a call waits for a free one")
+    # Keys start with this (then rl:, budget:, cd:), so gateways can share a Redis or keep apart.
+    key_prefix: str = "lockgate:"
+    # When Redis fails on the request path: allow (fail open: unmetered, counted) or deny (503).
+    on_error: Literal["allow", "deny"] = "allow"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url
 
 
 class PostHogConfig(_Strict):
@@ -225,6 +249,8 @@ class Config(_Strict):
     database: DatabaseConfig = DatabaseConfig()
     usage: UsageConfig = UsageConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    redis: RedisConfig = RedisConfig()
     posthog: PostHogConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
 
@@ -240,6 +266,15 @@ class Config(_Strict):
                 if fb not in known:
                     raise ValueError(f"models[{i}].fallbacks names unknown model {fb!r}")
         return self
+
+    def redis_users(self) -> list[str]:
+        """The features whose backend is redis (they share the one client of ``redis:``)."""
+        backends = {
+            "ratelimit": self.ratelimit.backend,
+            "budgets": self.budgets.backend,
+            "cooldowns": self.router.cooldown.backend,
+        }
+        return [name for name, backend in backends.items() if backend == "redis"]
 
     def model(self, name: str) -> ModelGroup | None:
         for group in self.models:
@@ -283,14 +318,32 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+# Settings that left their old place: the error says where they went (docs/ratelimits.md#redis).
+MOVED_FIELDS = {
+    "ratelimit.redis_url": "redis.url",
+    "ratelimit.redis_timeout_s": "redis.timeout_s (and redis.connect_timeout_s)",
+    "ratelimit.key_prefix": "redis.key_prefix (limiter keys now start with {redis.key_prefix}rl:)",
+    "ratelimit.on_backend_error": "redis.on_error (it applies to every feature that uses Redis)",
+}
+_BACKENDS_NOTE = (
+    "note: ratelimit.backend now moves only the limiter to Redis; budgets.backend and "
+    "router.cooldown.backend say where budgets and cool-downs live (default memory); see docs/ratelimits.md"
+)
+
+
 def format_validation_error(err: ValidationError) -> str:
     lines = []
+    moved = False
     for e in err.errors(include_url=False):
         where = _loc(tuple(e["loc"])) or "config"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+            if where in MOVED_FIELDS:
+                msg, moved = f"moved to {MOVED_FIELDS[where]}", True
         lines.append(f"{where}: {msg}")
+    if moved:
+        lines.append(_BACKENDS_NOTE)
     return "\n".join(lines)
 
 

@@ -61,8 +61,10 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start `lockgate serve` processes for one test; all are stopped afterwards."""
     started: list[GatewayProcess] = []
 
-    def start(config: dict[str, Any], env: dict[str, str] | None = None, workers: int = 1) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path, env=env, workers=workers).start()
+    def start(
+        config: dict[str, Any], env: dict[str, str] | None = None, workers: int = 1, wait_for: str = "/health/ready"
+    ) -> GatewayProcess:
+        gw = GatewayProcess(config, tmp_path, env=env, workers=workers).start(wait_for=wait_for)
         started.append(gw)
         return gw
 

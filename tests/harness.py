@@ -45,7 +45,8 @@ class GatewayProcess:
     def url(self) -> str:
         return f"{self.base_url}/v1"
 
-    def start(self, timeout_s: float = 30.0) -> "GatewayProcess":
+    def start(self, timeout_s: float = 30.0, wait_for: str = "/health/ready") -> "GatewayProcess":
+        """Start and wait until ``wait_for`` answers 200 (``/health/live`` for a gateway meant to be not ready)."""
         self.config_path.write_text(yaml.safe_dump(self.config))
         log = open(self.log_path, "ab")
         cmd = [sys.executable, "-m", "lockgate", "serve", "--config", str(self.config_path), "--port", str(self.port)]
@@ -57,7 +58,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"lockgate exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}{wait_for}", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

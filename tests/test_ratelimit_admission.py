@@ -43,10 +43,11 @@ class Ctx:
     attempts: list[Any] = field(default_factory=lambda: [object()])
 
 
-def config(**ratelimit: Any) -> Any:
+def config(redis: dict[str, Any] | None = None, **ratelimit: Any) -> Any:
     return parse_config(
         {
             "ratelimit": ratelimit,
+            "redis": redis or {},
             "models": [
                 {"name": "m", "limits": {"rpm": 5, "tpm": 10_000}, "deployments": [{"provider": "mock", "model": "m"}]},
                 {"name": "free", "deployments": [{"provider": "mock", "model": "free"}]},
@@ -173,13 +174,13 @@ class DownLimiter:
 
 
 async def test_backend_error_policies() -> None:
-    allow = build_admission(config(on_backend_error="allow"))
+    allow = build_admission(config(redis={"on_error": "allow"}))
     allow.limiter = DownLimiter()
     ctx = Ctx(MASTER, Route("m"), chat())
     await allow.admit(ctx)
     await allow.admit(ctx)
     assert allow.backend_errors == 2 and ctx.headers == {}
-    deny = build_admission(config(on_backend_error="deny"))
+    deny = build_admission(config(redis={"on_error": "deny"}))
     deny.limiter = DownLimiter()
     with pytest.raises(LimiterUnavailable) as caught:
         await deny.admit(Ctx(MASTER, Route("m"), chat()))

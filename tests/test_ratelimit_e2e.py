@@ -20,8 +20,10 @@ from tests.harness import MASTER_KEY, GatewayProcess, free_port, require_service
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
-def limited_config(fake: FakeOpenAI, limits: dict[str, int] | None = None, **ratelimit: Any) -> dict[str, Any]:
-    cfg = basic_config(fake, ratelimit={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:", **ratelimit})
+def limited_config(
+    fake: FakeOpenAI, limits: dict[str, int] | None = None, redis: dict[str, Any] | None = None, **ratelimit: Any
+) -> dict[str, Any]:
+    cfg = basic_config(fake, ratelimit=ratelimit, redis={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:", **(redis or {})})
     if limits:
         cfg["models"][0]["limits"] = limits
     return cfg
@@ -161,8 +163,8 @@ def test_redis_stopped_mid_test(
 ) -> None:
     port, proc = own_redis
     gw = start_gateway(limited_config(
-        fake_openai, {"rpm": 100}, backend="redis", redis_url=f"redis://127.0.0.1:{port}/0",
-        on_backend_error=policy, redis_timeout_s=0.2,
+        fake_openai, {"rpm": 100}, backend="redis",
+        redis={"url": f"redis://127.0.0.1:{port}/0", "on_error": policy, "timeout_s": 0.2, "connect_timeout_s": 0.2},
     ))
     ok = chat(gw)
     assert ok.status_code == 200 and ok.headers["x-ratelimit-remaining-requests"] == "99"

@@ -16,7 +16,7 @@ TTL_S = 0.3
 
 
 def config(fake: FakeOpenAI, **ratelimit: Any) -> dict[str, Any]:
-    cfg = basic_config(fake, ratelimit={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:", **ratelimit})
+    cfg = basic_config(fake, ratelimit=ratelimit, redis={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:"})
     cfg["auth"].update(key_cache_ttl_s=TTL_S)
     return cfg
 

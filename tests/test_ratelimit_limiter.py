@@ -11,7 +11,9 @@ import pytest
 
 from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Window
 from lockgate.ratelimit.memory import MemoryLimiter
+from lockgate.config import RedisConfig
 from lockgate.ratelimit.redis import RedisLimiter
+from lockgate.redis_client import SharedRedis
 from tests.harness import free_port, require_service
 
 # 50.5 s past a minute: a fixed-window limiter would reset 9.5 s later; a sliding one must not.
@@ -37,6 +39,18 @@ def win(prefix: str, name: str, kind: str = "requests", limit: int = 3, period: 
 Factory = Callable[[Clock], object]
 
 
+def redis_limiter(url: str = "redis://127.0.0.1:6379/0", timeout_s: float = 0.25, **kwargs: object) -> RedisLimiter:
+    """A limiter on a client of its own, as one gateway's would be (the factory's settings)."""
+    shared = SharedRedis(RedisConfig(url=url, timeout_s=timeout_s, connect_timeout_s=timeout_s))
+    return RedisLimiter(shared, **kwargs)  # type: ignore[arg-type]
+
+
+async def close(lim: object) -> None:
+    await lim.aclose()  # type: ignore[attr-defined]
+    if isinstance(lim, RedisLimiter):
+        await lim._shared.aclose()  # the limiter never closes the gateway's client
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Factory, str]]:
     """A limiter factory (sharing one store per test, as replicas would) and a unique key prefix."""
@@ -54,7 +68,7 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Factory, s
         require_service("Redis", "127.0.0.1", 6379)
 
         def factory(clock: Clock) -> RedisLimiter:
-            lim = RedisLimiter("redis://127.0.0.1:6379/0", clock=clock)
+            lim = redis_limiter(clock=clock)
             made.append(lim)
             return lim
 
@@ -64,7 +78,7 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Factory, s
             keys = [k async for k in lim._redis.scan_iter(match=f"{prefix}*")]
             if keys:
                 await lim._redis.delete(*keys)
-        await lim.aclose()
+        await close(lim)
 
 
 async def settle(lim: object) -> None:
@@ -222,7 +236,7 @@ async def test_memory_sweep_forgets_idle_windows() -> None:
 
 async def test_redis_uses_its_own_clock_by_default() -> None:
     require_service("Redis", "127.0.0.1", 6379)
-    lim = RedisLimiter("redis://127.0.0.1:6379/0")
+    lim = redis_limiter()
     prefix = f"lgtest:{uuid.uuid4().hex[:12]}:"
     try:
         w = [win(prefix, "srv", limit=1)]
@@ -232,11 +246,11 @@ async def test_redis_uses_its_own_clock_by_default() -> None:
         assert 0 < await lim._redis.pttl(w[0].key) <= 62_000  # idle keys expire by themselves
     finally:
         await lim._redis.delete(w[0].key)
-        await lim.aclose()
+        await close(lim)
 
 
 async def test_redis_unreachable_fails_fast_and_then_skips_for_a_moment() -> None:
-    lim = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    lim = redis_limiter(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
     w = [win("lgtest:down:", "x")]
     try:
         started = time.monotonic()
@@ -247,7 +261,7 @@ async def test_redis_unreachable_fails_fast_and_then_skips_for_a_moment() -> Non
         assert time.monotonic() - started < 1.0
         assert lim.errors == 1
     finally:
-        await lim.aclose()
+        await close(lim)
 
 
 async def test_redis_that_never_answers_times_out_quickly() -> None:
@@ -258,21 +272,21 @@ async def test_redis_that_never_answers_times_out_quickly() -> None:
     server.bind(("127.0.0.1", 0))
     server.listen(16)
     port = server.getsockname()[1]
-    lim = RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
+    lim = redis_limiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.1)
     try:
         started = time.monotonic()
         results = await asyncio.gather(*[lim.acquire([win("lgtest:hang:", "x")], [1]) for _ in range(5)], return_exceptions=True)
         assert all(isinstance(r, BackendUnavailable) for r in results)
         assert time.monotonic() - started < 1.0
     finally:
-        await lim.aclose()
+        await close(lim)
         server.close()
 
 
 async def test_redis_corrections_are_batched_and_bounded() -> None:
     require_service("Redis", "127.0.0.1", 6379)
     clock = Clock()
-    lim = RedisLimiter("redis://127.0.0.1:6379/0", clock=clock, queue_size=3)
+    lim = redis_limiter(clock=clock, queue_size=3)
     prefix = f"lgtest:{uuid.uuid4().hex[:12]}:"
     w = [win(prefix, f"b{i}", kind="tokens", limit=1000) for i in range(5)]
     try:
@@ -284,4 +298,4 @@ async def test_redis_corrections_are_batched_and_bounded() -> None:
         assert used == [90, 90, 90, 100, 100]
     finally:
         await lim._redis.delete(*[x.key for x in w])
-        await lim.aclose()
+        await close(lim)

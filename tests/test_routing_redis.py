@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from lockgate.config import parse_config
+from lockgate.config import RedisConfig, parse_config
 from lockgate.errors import ProviderRateLimited
 from lockgate.router import Router, Upstream
+from lockgate.redis_client import SharedRedis
 from lockgate.routing.redis_cooldowns import RedisCooldowns
 from tests.conftest import openai_deployment
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -26,6 +27,19 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def prefix() -> Iterator[str]:
     require_service("Redis", "127.0.0.1", 6379)
     yield f"lockgate-test-{os.getpid()}-{time.time_ns()}:"
+
+
+class OwnClient(RedisCooldowns):
+    """A store on a Redis client of its own, closed with it (in a gateway the client is the gateway's)."""
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._shared.aclose()
+
+
+def cooldowns(url: str, prefix: str, timeout_s: float = 0.25, interval_s: float = 0.5) -> RedisCooldowns:
+    shared = SharedRedis(RedisConfig(url=url, timeout_s=timeout_s, connect_timeout_s=timeout_s))
+    return OwnClient(shared, prefix, interval_s)
 
 
 class NoProvider:
@@ -43,7 +57,7 @@ def replica(prefix: str) -> Router:
         },
         env={},
     )
-    store = RedisCooldowns.from_url(REDIS_URL, prefix + "cd:", interval_s=0.05)
+    store = cooldowns(REDIS_URL, prefix + "cd:", interval_s=0.05)
     return Router(cfg, None, cooldowns=store, providers=lambda d: NoProvider())  # type: ignore[arg-type,return-value]
 
 
@@ -102,7 +116,7 @@ async def test_a_replica_starting_later_learns_current_cool_downs(prefix: str) -
 
 async def test_redis_down_keeps_routing_on_local_health() -> None:
     cfg = parse_config({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "a", "id": "a"}]}]}, env={})
-    store = RedisCooldowns.from_url("redis://127.0.0.1:1/0", "x:", timeout_s=0.1, interval_s=0.05)
+    store = cooldowns("redis://127.0.0.1:1/0", "x:", timeout_s=0.1, interval_s=0.05)
     router = Router(cfg, None, cooldowns=store, providers=lambda d: NoProvider())  # type: ignore[arg-type,return-value]
     started = time.monotonic()
     await router.start()
@@ -118,7 +132,8 @@ def test_two_gateways_share_cool_downs(prefix: str, start_gateway: Callable[...,
     try:
         config: dict[str, Any] = {
             "auth": {"master_key": MASTER_KEY},
-            "ratelimit": {"backend": "redis", "redis_url": REDIS_URL, "key_prefix": prefix},
+            "router": {"cooldown": {"backend": "redis"}},  # the limiter stays in process: cool-downs say their own
+            "redis": {"url": REDIS_URL, "key_prefix": prefix},
             "models": [{"name": "smart", "deployments": [openai_deployment(a, id="a"), openai_deployment(b, id="b")]}],
         }
         gw1, gw2 = start_gateway(config), start_gateway(config)

@@ -29,7 +29,7 @@ ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 
 
 def _config(fake: FakeOpenAI, url: str, ttl_s: float = 60.0, **ratelimit: Any) -> dict[str, Any]:
-    cfg = basic_config(fake, ratelimit={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:", **ratelimit})
+    cfg = basic_config(fake, ratelimit=ratelimit, redis={"key_prefix": f"lgtest:{uuid.uuid4().hex[:12]}:"})
     cfg["models"] = [
         {"name": "gpt-test", "deployments": [openai_deployment(fake, first_byte_timeout_s=3, **PRICED)]},
         {"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt"}]},

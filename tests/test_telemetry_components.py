@@ -58,16 +58,12 @@ def test_usage_writes_that_time_out_are_spooled_and_counted(start_gateway, fake_
 
 
 def test_rate_limiter_backend_down_fails_open_and_is_counted(start_gateway, fake_openai: FakeOpenAI) -> None:
-    """Redis where nothing listens, on_backend_error: allow: every request served, unmetered, and counted."""
+    """Redis where nothing listens, redis.on_error: allow: every request served, unmetered, and counted."""
     cfg = telemetry_config(
         fake_openai,
-        ratelimit={
-            "backend": "redis",
-            "redis_url": f"redis://127.0.0.1:{free_port()}/0",
-            "redis_timeout_s": 0.1,
-            "on_backend_error": "allow",
-            "defaults": {"rpm": 1000, "tpm": 1_000_000},
-        },
+        ratelimit={"backend": "redis", "defaults": {"rpm": 1000, "tpm": 1_000_000}},
+        budgets={"backend": "redis"},
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0", "timeout_s": 0.1, "connect_timeout_s": 0.1, "on_error": "allow"},
     )
     gw = start_gateway(cfg)
     _send(gw.url, 5)  # all answered: fail open

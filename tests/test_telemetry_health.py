@@ -72,9 +72,9 @@ def test_ready_reports_each_part(start_gateway, fake_openai: FakeOpenAI) -> None
 
 
 def test_redis_outage_makes_it_not_ready_when_the_limiter_denies(start_gateway, fake_openai: FakeOpenAI, own_redis: OwnRedis) -> None:
-    ratelimit = {"backend": "redis", "redis_url": f"redis://127.0.0.1:{own_redis.port}/0", "on_backend_error": "deny",
-                 "key_prefix": f"lgtest:{own_redis.port}:"}
-    gw = start_gateway(telemetry_config(fake_openai, ratelimit=ratelimit))
+    ratelimit = {"backend": "redis"}
+    redis = {"url": f"redis://127.0.0.1:{own_redis.port}/0", "on_error": "deny", "key_prefix": f"lgtest:{own_redis.port}:"}
+    gw = start_gateway(telemetry_config(fake_openai, ratelimit=ratelimit, redis=redis))
     assert _ready(gw.base_url)[0] == 200
     own_redis.stop()
     status, body = _ready(gw.base_url)
@@ -88,9 +88,9 @@ def test_redis_outage_makes_it_not_ready_when_the_limiter_denies(start_gateway, 
 
 
 def test_redis_outage_only_degrades_when_the_limiter_allows(start_gateway, fake_openai: FakeOpenAI, own_redis: OwnRedis) -> None:
-    ratelimit = {"backend": "redis", "redis_url": f"redis://127.0.0.1:{own_redis.port}/0", "on_backend_error": "allow",
-                 "key_prefix": f"lgtest:{own_redis.port}:"}
-    gw = start_gateway(telemetry_config(fake_openai, ratelimit=ratelimit))
+    ratelimit = {"backend": "redis"}
+    redis = {"url": f"redis://127.0.0.1:{own_redis.port}/0", "on_error": "allow", "key_prefix": f"lgtest:{own_redis.port}:"}
+    gw = start_gateway(telemetry_config(fake_openai, ratelimit=ratelimit, redis=redis))
     own_redis.stop()
     status, body = _ready(gw.base_url)
     assert (status, body["status"], body["degraded"]) == (200, "degraded", ["redis"])

@@ -97,6 +97,8 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
 
     from lockgate.auth import Principal
     from lockgate.errors import BudgetExceeded
+    from lockgate.config import RedisConfig
+    from lockgate.redis_client import SharedRedis
     from lockgate.usage.budgets import RedisCounters
     from tests.harness import require_service
 
@@ -105,7 +107,8 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
     day = dt.date(2026, 11, 20)
     replicas = []
     for _ in range(2):
-        counters = RedisCounters("redis://127.0.0.1:6379/0", prefix=prefix)
+        shared = SharedRedis(RedisConfig(url="redis://127.0.0.1:6379/0"))  # one client per replica
+        counters = RedisCounters(shared, prefix=prefix)
         counters.start()
         replicas.append(BudgetAdmission(counters, today=lambda: day))
     a, b = replicas
@@ -125,3 +128,4 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
         await a.counters.redis.delete(*[k async for k in a.counters.redis.scan_iter(prefix + "*")])  # type: ignore[attr-defined]
         for r in replicas:
             await r.aclose()
+            await r.counters._shared.aclose()  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 import structlog
@@ -21,6 +21,9 @@ import structlog
 from lockgate.config import Config, ModelLimits
 from lockgate.errors import RateLimited
 from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, LimiterUnavailable, Window, go_duration
+
+if TYPE_CHECKING:
+    from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate.ratelimit")
 
@@ -106,14 +109,14 @@ class RateLimitAdmission:
     def __init__(self, config: Config, limiter: Limiter) -> None:
         rl = config.ratelimit
         self.limiter = limiter
-        self._deny = rl.on_backend_error == "deny"
+        self._deny = config.redis.on_error == "deny"  # only a Redis limiter can fail
         self._default_max_tokens = rl.default_max_tokens
-        self._prefix = rl.key_prefix
+        self._prefix = prefix = f"{config.redis.key_prefix}rl:"
         self._defaults = rl.defaults
         self._team_limits = rl.teams  # what a team record leaves unset (and rpd/tpd, which records lack)
-        self._teams = {name: _from_limits(rl.key_prefix, "team", name, lim) for name, lim in rl.teams.items()}
-        self._users = {name: _from_limits(rl.key_prefix, "user", name, lim) for name, lim in rl.users.items()}
-        self._models = {m.name: _from_limits(rl.key_prefix, "model", m.name, m.limits) for m in config.models}
+        self._teams = {name: _from_limits(prefix, "team", name, lim) for name, lim in rl.teams.items()}
+        self._users = {name: _from_limits(prefix, "user", name, lim) for name, lim in rl.users.items()}
+        self._models = {m.name: _from_limits(prefix, "model", m.name, m.limits) for m in config.models}
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self.backend_errors = 0
         self._unlogged_errors = 0
@@ -272,14 +275,17 @@ class RateLimitAdmission:
             self._last_error_log = now
 
 
-def build_admission(config: Config, clock: Callable[[], float] | None = None) -> RateLimitAdmission:
-    """The admission for this config: the in-process limiter, or the shared Redis one."""
-    rl = config.ratelimit
+def build_admission(
+    config: Config, redis: "SharedRedis | None" = None, clock: Callable[[], float] | None = None
+) -> RateLimitAdmission:
+    """The admission for this config: the in-process limiter, or the Redis one on the gateway's client."""
     limiter: Limiter
-    if rl.backend == "redis":
+    if config.ratelimit.backend == "redis":
         from lockgate.ratelimit.redis import RedisLimiter
 
-        limiter = RedisLimiter(rl.redis_url, timeout_s=rl.redis_timeout_s, clock=clock)
+        if redis is None:
+            raise ValueError("ratelimit.backend is redis but no Redis client was given")
+        limiter = RedisLimiter(redis, clock=clock)
     else:
         from lockgate.ratelimit.memory import MemoryLimiter
 

@@ -56,7 +56,7 @@ class BackendUnavailable(Exception):
 
 
 class LimiterUnavailable(GatewayError):
-    """on_backend_error: deny, and the limiter's back-end is down."""
+    """redis.on_error: deny, and the limiter's back-end is down."""
 
     kind = "gateway_limiter_unavailable"
     status = 503

@@ -3,9 +3,10 @@
 The script keeps each window as a hash: bucket index -> amount, plus ``t``
 (the running total), ``e`` (the oldest bucket still holding something) and
 ``l`` (the newest bucket charged). It uses Redis' own clock unless a test
-injects one. A Redis that is down or slow never hangs a request: sockets have
-short timeouts, redis-py's retries are off, and after a failure the limiter
-fails fast for a moment instead of paying the timeout again on every request.
+injects one. A Redis that is down or hangs never holds a request past the
+shared client's deadline (lockgate/redis_client.py: one client, retries off,
+one bound per round trip), and after a failure every feature on Redis fails
+fast for a moment instead of paying the timeout again on every request.
 Corrections (token reconciliation) wait in a bounded buffer for the same task.
 """
 
@@ -13,17 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from typing import Any, Callable, Sequence
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from lockgate.background import Ticker
 from lockgate.ratelimit.base import BackendUnavailable, Decision, Window
+from lockgate.redis_client import REDIS_ERRORS, SharedRedis
 
 log = structlog.get_logger("lockgate.ratelimit")
 
@@ -149,7 +147,7 @@ return 1
 """
 
 Clock = Callable[[], float]  # milliseconds
-_ERRORS = (RedisError, OSError, TimeoutError)
+_ERRORS = REDIS_ERRORS
 _MAX_ADJUST_KEYS = 512  # corrections per script call
 _ADJUST_DELAY_S = 0.05
 
@@ -170,25 +168,11 @@ class RedisLimiter:
     sender's next pipeline, at most ``_ADJUST_DELAY_S`` after they were made.
     """
 
-    def __init__(
-        self,
-        url: str,
-        timeout_s: float = 0.25,
-        clock: Clock | None = None,
-        queue_size: int = 10_000,
-        breaker_s: float = 0.5,
-    ) -> None:
-        self._redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),  # redis-py retries 10 times with backoff by default: a hang
-            health_check_interval=0,
-        )
-        self._timeout_s = timeout_s * 2
+    def __init__(self, redis: SharedRedis, clock: Clock | None = None, queue_size: int = 10_000) -> None:
+        self._shared = redis  # the gateway's one client: its owner closes it
+        self._redis = redis.client
+        self._timeout_s = redis.deadline_s  # one round trip, connection included
         self._clock = clock
-        self._breaker_s = breaker_s
-        self._down_until = 0.0
         self._queue_size = queue_size
         self._acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._adjust_keys: list[str] = []
@@ -208,7 +192,7 @@ class RedisLimiter:
         self._sender.start()
 
     async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
-        if time.monotonic() < self._down_until:
+        if self._shared.down:  # a call by any feature failed a moment ago
             raise BackendUnavailable("redis marked down")
         keys = [w.key for w in windows]
         args: list[Any] = [self._now()]
@@ -269,6 +253,12 @@ class RedisLimiter:
         try:
             while self._acquires or self._adjust_keys:
                 acquires, self._acquires = self._acquires, []
+                if acquires and self._shared.down:
+                    # A round trip failed while these waited: they fail fast instead of paying it again.
+                    _fail(acquires, BackendUnavailable("redis marked down"))
+                    acquires = []
+                    if not self._adjust_keys:
+                        break
                 keys, args = self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 del self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 await self._send(acquires, keys, args)
@@ -279,10 +269,7 @@ class RedisLimiter:
         try:
             results = await self._roundtrip([(k, a) for k, a, _ in acquires], keys, args)
         except BaseException as err:  # whatever it was, no waiting request may hang on it
-            failure = BackendUnavailable(type(err).__name__)
-            for _, _, future in acquires:
-                if not future.done():
-                    future.set_exception(failure)
+            _fail(acquires, BackendUnavailable(type(err).__name__))
             if not isinstance(err, Exception):
                 raise  # cancelled (shutdown): the waiters are told, the cancellation goes on
             self._failed(err, len(keys))
@@ -301,7 +288,7 @@ class RedisLimiter:
 
     def _failed(self, err: BaseException, corrections: int = 0) -> None:
         self.errors += 1
-        self._down_until = time.monotonic() + self._breaker_s
+        self._shared.failed()
         if corrections:
             self.dropped += corrections
             log.warning("ratelimit_adjust_failed", error=type(err).__name__, corrections=corrections)
@@ -356,7 +343,12 @@ class RedisLimiter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await self._redis.aclose()
+
+
+def _fail(acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], failure: BackendUnavailable) -> None:
+    for _, _, future in acquires:
+        if not future.done():
+            future.set_exception(failure)
 
 
 _ACQUIRE_SHA = _sha(ACQUIRE)

@@ -1,11 +1,13 @@
-"""Cool-downs shared by replicas through Redis (``ratelimit.backend: redis``).
+"""Cool-downs shared by replicas through Redis (``router.cooldown.backend: redis``).
 
-One key per cooled deployment, ``{prefix}cd:{model}/{deployment}``, expiring when
-the cool-down ends (Redis' own expiry, so replicas need no agreed clock). One
-background task writes this replica's new cool-downs and reads everyone's
-remaining TTLs every ``interval_s`` into a local mirror; the request path only
-reads the mirror and marks writes pending, so it never waits on Redis. When
-Redis is down the router keeps working on local health alone.
+One key per cooled deployment, ``{redis.key_prefix}cd:{model}/{deployment}``,
+expiring when the cool-down ends (Redis' own expiry, so replicas need no agreed
+clock). One background task writes this replica's new cool-downs and reads
+everyone's remaining TTLs every ``interval_s`` into a local mirror; the request
+path only reads the mirror and marks writes pending, so it never waits on Redis.
+Each round is one call on the gateway's Redis client, bounded by its deadline
+(a Redis that hangs holds the task no longer); when Redis is down the router
+keeps working on local health alone.
 """
 
 from __future__ import annotations
@@ -13,20 +15,17 @@ from __future__ import annotations
 from typing import Callable
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from lockgate.background import Ticker
+from lockgate.redis_client import RedisUnavailable, SharedRedis
 
 log = structlog.get_logger("lockgate.router")
 
 
 class RedisCooldowns:
-    def __init__(self, redis: Redis, prefix: str, interval_s: float = 0.5) -> None:
-        self._redis = redis
-        self._prefix = prefix
+    def __init__(self, redis: SharedRedis, prefix: str | None = None, interval_s: float = 0.5) -> None:
+        self._shared = redis  # the gateway's one client: its owner closes it
+        self._prefix = redis.key("cd") if prefix is None else prefix
         self._keys: list[str] = []
         self._mirror: dict[str, float] = {}
         self._pending: dict[str, int | None] = {}  # key -> ms to cool, or None to clear
@@ -34,12 +33,6 @@ class RedisCooldowns:
         # Writes pending cool-downs at once, and reads everyone's every interval_s.
         self._ticker = Ticker(self.sync, interval_s, "lockgate-cooldowns", error_event="cooldown_sync_failed")
         self._failing = False
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str, timeout_s: float = 0.25, interval_s: float = 0.5) -> "RedisCooldowns":
-        # No redis-py retries: a slow Redis must not hold the sync task (the next round retries).
-        redis = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
-        return cls(redis, prefix, interval_s)
 
     async def start(self, keys: list[str], clock: Callable[[], float]) -> None:
         self._keys, self._clock = list(keys), clock
@@ -65,20 +58,21 @@ class RedisCooldowns:
         """Write pending cool-downs, then read every deployment's remaining TTL."""
         pending, self._pending = self._pending, {}
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, ms in pending.items():
-                    if ms is None:
-                        pipe.delete(self._prefix + key)
-                    else:
-                        pipe.set(self._prefix + key, "1", px=ms)
-                for key in self._keys:
-                    pipe.pttl(self._prefix + key)
-                results = await pipe.execute()
-        except (RedisError, OSError) as err:
+            async with self._shared.call(request_path=False) as client:  # off the request path: always try
+                async with client.pipeline(transaction=False) as pipe:
+                    for key, ms in pending.items():
+                        if ms is None:
+                            pipe.delete(self._prefix + key)
+                        else:
+                            pipe.set(self._prefix + key, "1", px=ms)
+                    for key in self._keys:
+                        pipe.pttl(self._prefix + key)
+                    results = await pipe.execute()
+        except RedisUnavailable as err:
             for key, ms in pending.items():  # try again next round
                 self._pending.setdefault(key, ms)
             if not self._failing:
-                log.warning("cooldown_store_unavailable", error=type(err).__name__)
+                log.warning("cooldown_store_unavailable", error=str(err))
             self._failing = True
             return
         if self._failing:
@@ -95,4 +89,3 @@ class RedisCooldowns:
         await self._ticker.stop()
         if self._pending:
             await self.sync()
-        await self._redis.aclose()

@@ -2,7 +2,8 @@
 
 The request path never waits on the store: ``until`` reads a local mirror and
 ``publish`` only schedules a write. A back-end that shares state (Redis) keeps
-the mirror fresh from a background task.
+the mirror fresh from a background task. Which one serves is the config's
+``router.cooldown.backend``, not the limiter's.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     from lockgate.config import Config
+    from lockgate.redis_client import SharedRedis
 
 
 class CooldownStore(Protocol):
@@ -50,11 +52,12 @@ class LocalCooldowns:
         return None
 
 
-def build_cooldowns(config: "Config") -> CooldownStore:
-    """Shared through Redis when the rate limiter uses Redis; else this process alone."""
-    rl = config.ratelimit
-    if rl.backend != "redis":
+def build_cooldowns(config: "Config", redis: "SharedRedis | None" = None) -> CooldownStore:
+    """Shared through the gateway's Redis client with ``router.cooldown.backend: redis``; else this process alone."""
+    if config.router.cooldown.backend != "redis":
         return LocalCooldowns()
+    if redis is None:
+        raise ValueError("router.cooldown.backend is redis but no Redis client was given")
     from lockgate.routing.redis_cooldowns import RedisCooldowns
 
-    return RedisCooldowns.from_url(rl.redis_url, rl.key_prefix + "cd:", timeout_s=rl.redis_timeout_s)
+    return RedisCooldowns(redis)

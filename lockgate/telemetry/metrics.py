@@ -94,7 +94,7 @@ USAGE_SPOOL_FAILURES = Counter(
 )
 RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
 RATELIMIT_FAIL_OPEN = Counter(
-    "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (on_backend_error: allow)"
+    "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (redis.on_error: allow)"
 )
 RATELIMIT_DROPPED = Counter(
     "lockgate_ratelimit_dropped_corrections", "Token corrections dropped (buffer full or back-end failed)"
@@ -234,7 +234,7 @@ def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
     """What the sampler reads from the gateway's components: running totals and levels."""
     usage_sink = getattr(getattr(gateway, "usage", None), "sink", None)
     admission = getattr(gateway, "ratelimit", None)
-    fail_open = gateway.config.ratelimit.on_backend_error == "allow"
+    fail_open = gateway.config.redis.on_error == "allow"
     limiter = getattr(admission, "limiter", None)
     counters = getattr(getattr(getattr(gateway, "usage", None), "budgets", None), "counters", None)
 

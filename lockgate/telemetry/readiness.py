@@ -2,9 +2,11 @@
 
 Not ready (503) when the gateway cannot answer inference requests: still
 starting, the database (which holds the keys) unreachable, Redis unreachable
-while the limiter is configured to deny on errors, or every deployment of
-every model cooling down. A part that only degrades service (Redis with
-fail-open, some models cooling) makes the status "degraded" with 200.
+(or not answering) while the limiter or budgets use it with ``redis.on_error:
+deny``, or every deployment of every model cooling down. A part that only
+degrades service (Redis with fail-open, or holding only shared cool-downs;
+some models cooling) makes the status "degraded" with 200. Redis is probed
+with a PING on the gateway's one client, within its deadline.
 PostHog is best-effort: its queue is reported, never a reason to refuse.
 """
 
@@ -26,16 +28,11 @@ class Readiness:
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
         config = gateway.config
-        self._redis: Any = None
-        self._redis_required = False
-        if config.ratelimit.backend == "redis":
-            from redis.asyncio import Redis
-
-            # Our own tiny client: the probe must not queue behind the limiter's traffic.
-            self._redis = Redis.from_url(
-                config.ratelimit.redis_url, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S
-            )
-            self._redis_required = config.ratelimit.on_backend_error == "deny"
+        self._redis = getattr(gateway, "redis", None)  # the gateway's one client (owned by the gateway)
+        users = config.redis_users()
+        self._redis_users = users
+        # Requests wait on Redis only in the limiter and budgets; with deny, they cannot be served without it.
+        self._redis_required = config.redis.on_error == "deny" and bool({"ratelimit", "budgets"} & set(users))
 
     async def _database(self) -> dict[str, Any] | None:
         store = getattr(self.gateway, "store", None)
@@ -55,11 +52,11 @@ class Readiness:
         if self._redis is None:
             return None
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S):
-                await self._redis.ping()
-            return {"status": "ok"}
+            await self._redis.ping()  # bounded by the client's deadline
+            return {"status": "ok", "used_by": self._redis_users}
         except Exception as err:
-            return {"status": "down", "error": type(err).__name__, "required": self._redis_required}
+            return {"status": "down", "error": str(err) or type(err).__name__, "required": self._redis_required,
+                    "used_by": self._redis_users}
 
     def _posthog(self) -> dict[str, Any] | None:
         sink = getattr(getattr(self.gateway, "telemetry", None), "posthog", None)
@@ -105,5 +102,4 @@ class Readiness:
         return (503 if problems else 200), body
 
     async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        return None  # the Redis client is the gateway's, closed by it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -10,6 +10,9 @@ from lockgate.config import Config
 from lockgate.usage.budgets import BudgetAdmission, MemoryCounters, RedisCounters
 from lockgate.usage.sink import UsageSink
 from lockgate.usage.store import UsageStore
+
+if TYPE_CHECKING:
+    from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate.usage")
 
@@ -23,7 +26,7 @@ class UsageService:
         self.engine = engine
 
     @classmethod
-    async def start(cls, config: Config, engine: Any) -> "UsageService":
+    async def start(cls, config: Config, engine: Any, redis: "SharedRedis | None" = None) -> "UsageService":
         sink = None
         if config.usage.enabled:
             u = config.usage
@@ -37,17 +40,19 @@ class UsageService:
             )
             await sink.start()
             await sink.flush()  # replay what a previous run spooled before budgets are rebuilt
-        rl = config.ratelimit
+        backend = config.budgets.backend
         counters: Any
-        if rl.backend == "redis":
-            counters = RedisCounters(rl.redis_url, prefix=rl.key_prefix + "budget:")
+        if backend == "redis":
+            if redis is None:
+                raise ValueError("budgets.backend is redis but no Redis client was given")
+            counters = RedisCounters(redis)
             counters.start()
         else:
             counters = MemoryCounters()
-        budgets = BudgetAdmission(counters, on_backend_error=rl.on_backend_error)
+        budgets = BudgetAdmission(counters, on_backend_error=config.redis.on_error)
         try:
             loaded = await budgets.rebuild(engine)
-            log.info("budgets_rebuilt", counters=loaded, backend=rl.backend)
+            log.info("budgets_rebuilt", counters=loaded, backend=backend)
         except Exception as err:  # the gateway still serves; spend counts from zero
             log.error("budgets_rebuild_failed", error=type(err).__name__)
         return cls(sink, budgets, engine)

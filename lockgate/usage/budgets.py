@@ -3,8 +3,11 @@
 Spend is counted in integer nano-dollars (exact sums, exact boundaries) per
 (scope, id, period), for every period kind at once, so a budget set or changed
 later counts from the right total. Counters live in memory (one process) or in
-Redis (shared by replicas, like the rate limiter), and are rebuilt from the
-daily roll-ups at start-up (in Redis only where no replica has them already).
+Redis (``budgets.backend: redis``, shared by replicas, on the gateway's one
+Redis client), and are rebuilt from the daily roll-ups at start-up (in Redis
+only where no replica has them already). Reading them is the one Redis call a
+budgeted request waits on: it is bounded by the client's deadline and fails
+fast while Redis is marked down, and ``redis.on_error`` decides what follows.
 
 A request is admitted while the spend is below the budget; its cost is added
 when it ends. Requests in flight at the same time all see the same spend, so
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -26,12 +29,16 @@ from lockgate.background import stop_task
 from lockgate.errors import BudgetExceeded
 from lockgate.usage.tables import usage_daily
 
+if TYPE_CHECKING:
+    from lockgate.redis_client import SharedRedis
+
 log = structlog.get_logger("lockgate.usage.budgets")
 
 NANO = 1_000_000_000
 PERIODS = ("daily", "weekly", "monthly", "total")
 # Redis expiry per period kind: the counter outlives its period by a day.
 _TTL_S = {"daily": 2 * 86400, "weekly": 8 * 86400, "monthly": 32 * 86400, "total": None}
+_LOAD_CHUNK = 1000  # counters per round trip when rebuilding
 
 
 def to_nanos(usd: float) -> int:
@@ -100,11 +107,10 @@ class MemoryCounters:
 class RedisCounters:
     """Counters in Redis; increments are queued and sent in pipelined batches off the request path."""
 
-    def __init__(self, url: str, prefix: str = "lockgate:budget:") -> None:
-        import redis.asyncio as redis
-
-        self.redis = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.prefix = prefix
+    def __init__(self, redis: "SharedRedis", prefix: str | None = None) -> None:
+        self._shared = redis  # the gateway's one client: its owner closes it
+        self.redis = redis.client
+        self.prefix = redis.key("budget") if prefix is None else prefix
         self._queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue(maxsize=10_000)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -113,7 +119,9 @@ class RedisCounters:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-budget-redis")
 
     async def get(self, keys: list[str]) -> list[int]:
-        values = await self.redis.mget([self.prefix + k for k in keys])
+        """On the request path: bounded by the client's deadline, RedisUnavailable when it fails."""
+        async with self._shared.call() as client:
+            values = await client.mget([self.prefix + k for k in keys])
         return [int(v) if v is not None else 0 for v in values]
 
     def add(self, increments: list[tuple[str, str, int]]) -> None:
@@ -124,10 +132,13 @@ class RedisCounters:
                 self.dropped += 1
 
     async def load(self, baseline: dict[str, tuple[str, int]]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, (period, nanos) in baseline.items():
-                pipe.set(self.prefix + key, nanos, nx=True, ex=_TTL_S[period])
-            await pipe.execute()
+        items = list(baseline.items())
+        for i in range(0, len(items), _LOAD_CHUNK):  # each chunk one bounded round trip
+            async with self._shared.call(request_path=False) as client:
+                async with client.pipeline(transaction=False) as pipe:
+                    for key, (period, nanos) in items[i : i + _LOAD_CHUNK]:
+                        pipe.set(self.prefix + key, nanos, nx=True, ex=_TTL_S[period])
+                    await pipe.execute()
 
     async def _run(self) -> None:
         while True:
@@ -138,16 +149,17 @@ class RedisCounters:
 
     async def _send(self, batch: list[tuple[str, str, int]]) -> None:
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key, period, nanos in batch:
-                    pipe.incrby(self.prefix + key, nanos)
-                    ttl = _TTL_S[period]
-                    if ttl:
-                        pipe.expire(self.prefix + key, ttl)
-                await pipe.execute()
+            async with self._shared.call(request_path=False) as client:
+                async with client.pipeline(transaction=False) as pipe:
+                    for key, period, nanos in batch:
+                        pipe.incrby(self.prefix + key, nanos)
+                        ttl = _TTL_S[period]
+                        if ttl:
+                            pipe.expire(self.prefix + key, ttl)
+                    await pipe.execute()
         except Exception as err:
             self.dropped += len(batch)
-            log.warning("budget_redis_failed", error=type(err).__name__, increments=len(batch))
+            log.warning("budget_redis_failed", error=str(err) or type(err).__name__, increments=len(batch))
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
@@ -157,7 +169,6 @@ class RedisCounters:
             pending.append(self._queue.get_nowait())
         if pending:
             await self._send(pending)
-        await self.redis.aclose()
 
 
 def _budgets(principal: Any) -> list[tuple[str, str, float, str]]:
@@ -191,7 +202,7 @@ class BudgetAdmission:
         try:
             spent = await self.counters.get(keys)
         except Exception as err:
-            log.warning("budget_backend_error", error=type(err).__name__)
+            log.warning("budget_backend_error", error=str(err) or type(err).__name__)
             if self.on_backend_error == "allow":
                 return
             raise BudgetExceeded("The budget could not be checked; try again shortly.", status=503) from None
