@@ -18,7 +18,7 @@ import orjson
 import structlog
 
 from lockgate.auth import Authenticator, Principal
-from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied
+from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import Attempt, ModelRoute, Router, Upstream
@@ -149,11 +149,9 @@ class Pipeline:
     def fail(self, ctx: RequestContext, err: GatewayError) -> JsonOutcome:
         """Render an error and record the request (used by the web layer for errors before the pipeline)."""
         # Which deployments were tried shows on errors too.
-        headers = {**(self._served_headers(ctx) if ctx.attempts else ctx.headers), **err.headers}
-        if err.retry_after_s is not None and err.status in (429, 503):
-            headers.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
+        rendered = render(err, headers=self._served_headers(ctx) if ctx.attempts else ctx.headers)
         self._finish(ctx, err.status, err)
-        return JsonOutcome(err.status, err.to_json(), headers)
+        return JsonOutcome(rendered.status, rendered.body, rendered.headers)
 
     # --- route and call ------------------------------------------------------------------
 
@@ -270,7 +268,7 @@ class Pipeline:
             except GatewayError as err:
                 # The response has started: the error travels in the stream, as OpenAI's does.
                 status, error = err.status, err
-                yield b"data: " + err.to_json() + b"\n\n"
+                yield b"data: " + render(err).body + b"\n\n"
         finally:
             await stream.aclose()
             ctx.usage = stream.usage

@@ -10,7 +10,8 @@ import pytest
 from lockgate.auth import MASTER, Principal
 from lockgate.config import parse_config
 from lockgate.errors import RateLimited
-from lockgate.ratelimit import LimiterUnavailable, build_admission, go_duration
+from lockgate.errors import LimiterUnavailable
+from lockgate.ratelimit import build_admission, go_duration
 from lockgate.ratelimit.admission import estimate_tokens
 from lockgate.ratelimit.base import BackendUnavailable
 from lockgate.records import RequestRecord
@@ -183,4 +184,4 @@ async def test_backend_error_policies() -> None:
     deny.limiter = DownLimiter()
     with pytest.raises(LimiterUnavailable) as caught:
         await deny.admit(Ctx(MASTER, Route("m"), chat()))
-    assert caught.value.status == 503 and caught.value.body()["error"]["code"] == "rate_limiter_unavailable"
+    assert caught.value.status == 503 and caught.value.code == "rate_limiter_unavailable"

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 import structlog
 
-from lockgate.auth.cache import CachedLookup, Entry, KeyStoreUnavailable  # noqa: F401 (imported from here too)
+from lockgate.auth.cache import CachedLookup, Entry
 from lockgate.auth.principal import Principal
 from lockgate.background import Ticker
 from lockgate.errors import AuthenticationFailed

@@ -19,8 +19,8 @@ import orjson
 import structlog
 
 from lockgate.config import Config, ModelLimits
-from lockgate.errors import RateLimited
-from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, LimiterUnavailable, Window, go_duration
+from lockgate.errors import LimiterUnavailable, RateLimited
+from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, Window, go_duration
 
 log = structlog.get_logger("lockgate.ratelimit")
 

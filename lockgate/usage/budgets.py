@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import structlog
 
 from lockgate.background import stop_task
-from lockgate.errors import BudgetExceeded
+from lockgate.errors import BudgetExceeded, BudgetUnavailable
 from lockgate.usage.tables import usage_daily
 
 log = structlog.get_logger("lockgate.usage.budgets")
@@ -194,7 +194,7 @@ class BudgetAdmission:
             log.warning("budget_backend_error", error=type(err).__name__)
             if self.on_backend_error == "allow":
                 return
-            raise BudgetExceeded("The budget could not be checked; try again shortly.", status=503) from None
+            raise BudgetUnavailable("The budget could not be checked; try again shortly.", retry_after_s=1.0) from None
         for (scope, ident, max_usd, period), nanos in zip(budgets, spent):
             if nanos >= to_nanos(max_usd):
                 raise BudgetExceeded(_message(scope, ident, nanos, max_usd, period, today))
