@@ -20,7 +20,8 @@ from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
-from lockgate.pipeline import Admission, Pipeline
+from lockgate.context import Admission
+from lockgate.pipeline import Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue

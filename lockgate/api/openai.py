@@ -12,7 +12,7 @@ from lockgate.api.deps import authenticate, client_address
 from lockgate.api.http import encode, json_response, read_body, request_id_of
 from lockgate.auth import Principal
 from lockgate.errors import GatewayError, ModelNotFound
-from lockgate.pipeline import RequestContext
+from lockgate.context import RequestContext
 from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(tags=["OpenAI-compatible"])
