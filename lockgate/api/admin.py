@@ -17,10 +17,8 @@ from starlette.responses import Response
 
 from lockgate.api.deps import require_admin
 from lockgate.api.http import json_response
-from lockgate.auth.keys import KeyRepository, KeyRow, VirtualKeys
+from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
-
-BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 

@@ -20,7 +20,7 @@ import structlog
 
 from lockgate.config import Config, ModelLimits
 from lockgate.errors import LimiterUnavailable, RateLimited
-from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, Window, go_duration
+from lockgate.ratelimit.base import WINDOW_PERIODS, BackendUnavailable, Decision, Limiter, Window, go_duration
 
 if TYPE_CHECKING:
     from lockgate.context import RequestContext
@@ -57,7 +57,7 @@ def _limits_windows(prefix: str, scope: str, name: str, rpm: int | None, tpm: in
     out = []
     for kind, period, limit in (("requests", "min", rpm), ("tokens", "min", tpm), ("requests", "day", rpd), ("tokens", "day", tpd)):
         if limit:
-            window_ms, bucket_ms = PERIODS[period]
+            window_ms, bucket_ms = WINDOW_PERIODS[period]
             key = f"{prefix}{scope}:{name}:{kind[0]}{period}"
             out.append(Window(key, scope, name, kind, period, limit, window_ms, bucket_ms))
     return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 # period -> (window length, bucket length) in milliseconds
-PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}
+WINDOW_PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Protocol
 import sqlalchemy as sa
 import structlog
 
+from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.background import stop_task
 from lockgate.errors import BudgetExceeded, BudgetUnavailable
 from lockgate.usage.tables import usage_daily
@@ -29,7 +30,6 @@ from lockgate.usage.tables import usage_daily
 log = structlog.get_logger("lockgate.usage.budgets")
 
 NANO = 1_000_000_000
-PERIODS = ("daily", "weekly", "monthly", "total")
 # Redis expiry per period kind: the counter outlives its period by a day.
 _TTL_S = {"daily": 2 * 86400, "weekly": 8 * 86400, "monthly": 32 * 86400, "total": None}
 
@@ -209,7 +209,7 @@ class BudgetAdmission:
         increments = [
             (counter_key(scope, ident, period, today), period, nanos)
             for scope, ident in _scopes(principal)
-            for period in PERIODS
+            for period in BUDGET_PERIODS
         ]
         self.counters.add(increments)
 
@@ -218,7 +218,7 @@ class BudgetAdmission:
         today = self.today()
         baseline: dict[str, tuple[str, int]] = {}
         async with engine.connect() as conn:
-            for period in PERIODS:
+            for period in BUDGET_PERIODS:
                 start = period_start(period, today)
                 for scope, column in (("key", usage_daily.c.key_id), ("team", usage_daily.c.team)):
                     query = sa.select(column, sa.func.sum(usage_daily.c.cost_usd)).where(column != "").group_by(column)
