@@ -16,11 +16,12 @@ from lockgate import __version__, redaction
 from lockgate.api import admin, admin_teams, health, openai
 from lockgate.api import usage as usage_api
 from lockgate.api.front import Front
-from lockgate.api.http import json_response
+from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
-from lockgate.pipeline import Admission, Pipeline
+from lockgate.context import Admission
+from lockgate.pipeline import Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
@@ -90,10 +91,6 @@ class Gateway:
         log.info("stopped")
 
 
-def _error(err: GatewayError) -> Response:
-    return json_response(err.to_json(), err.status, err.headers)
-
-
 def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     # Before anything can log or fail: this process's redactor knows every configured secret by value
     # (each `--workers` process calls this with its own config).
@@ -129,25 +126,25 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return _error(NotFound(f"Unknown route: {request.method} {request.url.path}"))
+            return error_response(NotFound(f"Unknown route: {request.method} {request.url.path}"))
         if exc.status_code == 405:
-            return _error(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
-        return _error(GatewayError(str(exc.detail), status=exc.status_code, type="invalid_request_error"))
+            return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
+        return error_response(InvalidRequest(str(exc.detail), status=exc.status_code))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return _error(InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}", param=param))
+        return error_response(InvalidRequest(f"Invalid value for '{param}': {first.get('msg')}", param=param))
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> Response:
-        return _error(exc)
+        return error_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled_error", path=request.url.path)
-        return _error(GatewayInternal("The gateway failed to process this request."))
+        return error_response(GatewayInternal("The gateway failed to process this request."))
 
     if config.telemetry.metrics:
         from lockgate.api import metrics

@@ -1,21 +1,26 @@
-"""The gateway's closed error vocabulary and its OpenAI JSON rendering.
+"""The gateway's closed error vocabulary and the one function that renders it.
 
 Every failure a client can see is one of these classes, named by who is at
-fault:
+fault (its fault domain, the first word of its ``kind``):
 
     GatewayError
-    ├── caller_*    the client's mistake: bad request, bad key, unknown model, too large
+    ├── caller_*    the client's mistake: bad request, bad key, unknown model, too large, conflict
     ├── policy_*    a rule said no: model not allowed, rate limited, budget exhausted
     ├── provider_*  the upstream failed: its own 4xx, rate limit, overload, 5xx, timeout, garbage
-    └── gateway_*   our own bug
+    └── gateway_*   the gateway itself: its bug, a back-end of its own down, a feature not there
 
-Each instance knows its HTTP status, its OpenAI ``type``/``code``/``param`` and
-whether the router may retry it. This module imports no web framework.
+A subclass that does not declare its ``kind`` (so its domain) fails at import,
+and GatewayError itself cannot be raised: metrics and alerts count by kind.
+Each instance knows its HTTP status, its OpenAI ``type``/``code``/``param``,
+whether the router may retry it and how long the caller should wait.
+``render`` turns one into status, headers and body in the caller's dialect.
+This module imports no web framework.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 import orjson
 
@@ -27,10 +32,15 @@ def redact(text: str) -> str:
     return redaction.redact(text)
 
 
-class GatewayError(Exception):
-    """Base of every error the gateway renders to a client."""
+Domain = Literal["caller", "policy", "provider", "gateway"]
+DOMAINS: tuple[Domain, ...] = ("caller", "policy", "provider", "gateway")
 
-    kind: str = "gateway_internal"
+
+class GatewayError(Exception):
+    """Base of every error the gateway renders to a client (abstract: raise a subclass)."""
+
+    kind: str  # <domain>_<what>, declared by every subclass
+    domain: Domain  # derived from kind at class creation
     status: int = 500
     type: str = "server_error"
     code: str | None = None
@@ -48,6 +58,8 @@ class GatewayError(Exception):
         headers: dict[str, str] | None = None,
         retry_after_s: float | None = None,
     ) -> None:
+        if self.__class__ is GatewayError:
+            raise TypeError("GatewayError is abstract: raise the subclass that names the fault domain")
         super().__init__(message)
         self.message = message
         self.param = param
@@ -63,11 +75,15 @@ class GatewayError(Exception):
         # Seconds the upstream (or a limiter) asked us to wait; the router honours it.
         self.retry_after_s = retry_after_s
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.body())
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        domain = kind.split("_", 1)[0] if isinstance(kind, str) else None
+        if domain not in DOMAINS:
+            raise TypeError(
+                f"{cls.__name__} must declare kind = '<domain>_<what>' with a domain of {', '.join(DOMAINS)}"
+            )
+        cls.domain = domain  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status}, {self.message!r})"
@@ -120,6 +136,15 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class Conflict(GatewayError):
+    """The request contradicts the state of what it names (a team that exists, a revoked key)."""
+
+    kind = "caller_conflict"
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 # --- policy_*: a rule said no ----------------------------------------------------------
@@ -220,10 +245,46 @@ class ProviderBadResponse(ProviderError):
 
 
 class GatewayInternal(GatewayError):
+    """Our own bug."""
+
     kind = "gateway_internal"
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class NotImplementedHere(GatewayError):
+    """A route this deployment of the gateway does not serve (e.g. key admin without a key store)."""
+
+    kind = "gateway_not_implemented"
+    status = 501
+    type = "server_error"
+    code = "not_configured"
+
+
+class KeyStoreUnavailable(GatewayError):
+    kind = "gateway_key_store_unavailable"
+    status = 503
+    type = "server_error"
+    code = "key_store_unavailable"
+
+
+class LimiterUnavailable(GatewayError):
+    """redis.on_error: deny, and the limiter's back-end is down."""
+
+    kind = "gateway_limiter_unavailable"
+    status = 503
+    type = "server_error"
+    code = "rate_limiter_unavailable"
+
+
+class BudgetUnavailable(GatewayError):
+    """on_backend_error: deny, and the budget counters could not be read: no policy said no."""
+
+    kind = "gateway_budget_unavailable"
+    status = 503
+    type = "server_error"
+    code = "budget_unavailable"
 
 
 # Upstream HTTP statuses the router may retry (the upstream may answer differently next time).
@@ -269,6 +330,34 @@ def from_upstream_status(
 
 def _redacted(text: str | None) -> str | None:
     return redact(text) if text else text
+# --- rendering ------------------------------------------------------------------------------
+
+Dialect = Literal["openai"]  # "anthropic" joins when /v1/messages does
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An error as the client receives it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes  # the error object (JSON); a stream carries the same object as an SSE event
+
+
+def _openai_body(err: GatewayError) -> bytes:
+    return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
+
+
+_BODIES: dict[str, Callable[[GatewayError], bytes]] = {"openai": _openai_body}
+
+
+def render(err: GatewayError, dialect: Dialect = "openai", headers: dict[str, str] | None = None) -> Rendered:
+    """The one rendering of an error: its status, headers (``headers`` first, then the error's own,
+    Retry-After from the error on a 429/503) and body in the caller's dialect."""
+    out = {**headers, **err.headers} if headers else dict(err.headers)
+    if err.retry_after_s is not None and err.status in (429, 503):
+        out.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
+    return Rendered(err.status, out, _BODIES[dialect](err))
 
 
 def parse_retry_after(headers: Any) -> float | None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 import structlog
 
 from lockgate.auth import Authenticator, Principal
-from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied
+from lockgate.context import Admission, RequestContext
+from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import Attempt, ModelRoute, Router, Upstream
@@ -30,43 +31,6 @@ log = structlog.get_logger("lockgate.pipeline")
 
 SSE_DONE = b"data: [DONE]\n\n"
 STATUS_CLIENT_CLOSED = 499  # nginx's convention for "the client went away"
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """Everything known about one request while it is served."""
-
-    request_id: str
-    endpoint: str  # chat | completions | embeddings
-    client: str | None = None
-    started: float = field(default_factory=time.perf_counter)
-    started_at: float = field(default_factory=time.time)
-    principal: Principal | None = None
-    body: dict[str, Any] | None = None
-    route: ModelRoute | None = None
-    stream: bool = False
-    include_usage: bool = False
-    attempts: list[Attempt] = field(default_factory=list)
-    usage: Usage | None = None
-    ttft_ms: float | None = None
-    # Headers every outcome carries (rate-limit state, deployment, attempts…).
-    headers: dict[str, str] = field(default_factory=dict)
-    # Per-request state of the admissions (e.g. a rate-limit reservation to settle).
-    state: dict[str, Any] = field(default_factory=dict)
-    # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
-    content: dict[str, Any] | None = None
-
-    @property
-    def upstream(self) -> Upstream | None:
-        return self.attempts[-1].upstream if self.attempts else None
-
-
-class Admission(Protocol):
-    """A policy stage (rate limits, budgets): refuse by raising, settle when the request ends."""
-
-    async def admit(self, ctx: RequestContext) -> None: ...
-
-    def settle(self, ctx: RequestContext, record: RequestRecord) -> None: ...
 
 
 @dataclass(slots=True)
@@ -149,11 +113,9 @@ class Pipeline:
     def fail(self, ctx: RequestContext, err: GatewayError) -> JsonOutcome:
         """Render an error and record the request (used by the web layer for errors before the pipeline)."""
         # Which deployments were tried shows on errors too.
-        headers = {**(self._served_headers(ctx) if ctx.attempts else ctx.headers), **err.headers}
-        if err.retry_after_s is not None and err.status in (429, 503):
-            headers.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
+        rendered = render(err, ctx.dialect, headers=self._served_headers(ctx) if ctx.attempts else ctx.headers)
         self._finish(ctx, err.status, err)
-        return JsonOutcome(err.status, err.to_json(), headers)
+        return JsonOutcome(rendered.status, rendered.body, rendered.headers)
 
     # --- route and call ------------------------------------------------------------------
 
@@ -216,9 +178,9 @@ class Pipeline:
         relay = self._relay(ctx, route, routed, routed.__aiter__(), first)
 
         async def abandon() -> None:
-            if "relay_started" in ctx.state:
+            if ctx.relay_started:
                 return  # the relay's own clean-up ran or is running
-            ctx.state["relay_started"] = True
+            ctx.relay_started = True
             await routed.aclose()
             self._record_failed_attempts(ctx)
             self._finish(ctx, STATUS_CLIENT_CLOSED, None, partial=True)
@@ -236,7 +198,7 @@ class Pipeline:
         first: dict[str, Any] | None,
     ) -> AsyncIterator[bytes]:
         """Encode chunks as SSE the moment they arrive; record the request when the stream ends."""
-        ctx.state["relay_started"] = True
+        ctx.relay_started = True
         public = route.name
         include_usage = ctx.include_usage
         delivered_chars = 0
@@ -270,7 +232,7 @@ class Pipeline:
             except GatewayError as err:
                 # The response has started: the error travels in the stream, as OpenAI's does.
                 status, error = err.status, err
-                yield b"data: " + err.to_json() + b"\n\n"
+                yield b"data: " + render(err, ctx.dialect).body + b"\n\n"
         finally:
             await stream.aclose()
             ctx.usage = stream.usage

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from lockgate.errors import GatewayError, ProviderBadResponse, ProviderOverloaded
-from lockgate.providers.anthropic.request import JSON_TOOL_NAME, RequestContext
+from lockgate.providers.anthropic.request import JSON_TOOL_NAME, TranslationContext
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
 from lockgate.providers.http import iter_sse
 from tests.fakes.anthropic_upstream import Reply, sse_text, stream_events, text, tool_use
@@ -33,8 +33,8 @@ async def events_of(raw: str) -> list[dict[str, Any]]:
     return out
 
 
-async def translate(raw: str, ctx: RequestContext | None = None) -> tuple[list[dict[str, Any]], ChunkTranslator]:
-    translator = ChunkTranslator(ctx or RequestContext(model="claude-test"), created=1)
+async def translate(raw: str, ctx: TranslationContext | None = None) -> tuple[list[dict[str, Any]], ChunkTranslator]:
+    translator = ChunkTranslator(ctx or TranslationContext(model="claude-test"), created=1)
     chunks: list[dict[str, Any]] = []
     for event in await events_of(raw):
         chunks += translator.feed(event)
@@ -114,7 +114,7 @@ async def test_thinking_stream_and_restated_usage_are_not_double_counted() -> No
 
 
 async def test_error_event_after_200_raises_with_partial_usage() -> None:
-    translator = ChunkTranslator(RequestContext(model="claude-test"))
+    translator = ChunkTranslator(TranslationContext(model="claude-test"))
     out: list[dict[str, Any]] = []
     with pytest.raises(ProviderOverloaded) as err:
         for event in await events_of(fixture("stream_error.sse")):
@@ -134,7 +134,7 @@ async def test_error_event_after_200_raises_with_partial_usage() -> None:
     ],
 )
 def test_error_event_types_map_to_statuses(etype: str, status: int, retryable: bool) -> None:
-    translator = ChunkTranslator(RequestContext(model="m"))
+    translator = ChunkTranslator(TranslationContext(model="m"))
     with pytest.raises(GatewayError) as err:
         translator.feed({"type": "error", "error": {"type": etype, "message": "boom"}})
     assert (err.value.status, err.value.retryable) == (status, retryable)
@@ -149,7 +149,7 @@ async def test_stream_cut_before_message_stop_is_not_finished() -> None:
 
 
 async def test_events_before_message_start_are_a_bad_response() -> None:
-    translator = ChunkTranslator(RequestContext(model="m"))
+    translator = ChunkTranslator(TranslationContext(model="m"))
     assert translator.feed({"type": "ping"}) == []
     with pytest.raises(ProviderBadResponse):
         translator.feed({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}})
@@ -158,7 +158,7 @@ async def test_events_before_message_start_are_a_bad_response() -> None:
 async def test_forced_json_tool_streams_as_content() -> None:
     reply = Reply(content=[tool_use("toolu_9", JSON_TOOL_NAME, {"answer": 42, "items": ["a", "b"]})], stop_reason="tool_use")
     raw = sse_text(stream_events(reply, "claude-test"))
-    chunks, _ = await translate(raw, RequestContext(model="m", json_tool=JSON_TOOL_NAME))
+    chunks, _ = await translate(raw, TranslationContext(model="m", json_tool=JSON_TOOL_NAME))
     check_openai_shape(chunks)
     assert not any("tool_calls" in d for d in deltas(chunks))
     assert len([d for d in deltas(chunks) if d.get("content")]) > 1  # as it is written, not at the end
@@ -166,13 +166,13 @@ async def test_forced_json_tool_streams_as_content() -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     # a wrapped (non-object) schema is unwrapped at block stop
     reply.content = [tool_use("toolu_9", JSON_TOOL_NAME, {"value": [1, 2, 3]})]
-    chunks, _ = await translate(sse_text(stream_events(reply, "m")), RequestContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True))
+    chunks, _ = await translate(sse_text(stream_events(reply, "m")), TranslationContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True))
     assert json.loads("".join(d.get("content") or "" for d in deltas(chunks))) == [1, 2, 3]
 
 
 async def test_text_then_real_tool_with_json_mode_reports_tool_calls() -> None:
     reply = Reply(content=[text("Calling."), tool_use("toolu_1", "f", {"x": 1})], stop_reason="tool_use")
-    chunks, _ = await translate(sse_text(stream_events(reply, "m")), RequestContext(model="m", json_tool=JSON_TOOL_NAME))
+    chunks, _ = await translate(sse_text(stream_events(reply, "m")), TranslationContext(model="m", json_tool=JSON_TOOL_NAME))
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
 
 
@@ -188,7 +188,7 @@ async def test_legacy_completion_chunks() -> None:
 
 
 async def test_tool_call_without_input_fragments_ends_as_empty_object() -> None:
-    translator = ChunkTranslator(RequestContext(model="m"))
+    translator = ChunkTranslator(TranslationContext(model="m"))
     events: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}},

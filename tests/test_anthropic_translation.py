@@ -12,7 +12,7 @@ import pytest
 from lockgate.errors import InvalidRequest, ProviderBadResponse
 from lockgate.providers.anthropic.request import (
     JSON_TOOL_NAME,
-    RequestContext,
+    TranslationContext,
     completions_to_chat,
     to_anthropic,
 )
@@ -26,7 +26,7 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def translate(body: dict[str, Any], default: int = 4096) -> tuple[dict[str, Any], RequestContext]:
+def translate(body: dict[str, Any], default: int = 4096) -> tuple[dict[str, Any], TranslationContext]:
     payload, ctx = to_anthropic(body, max_tokens_default=default)
     validate(payload)  # whatever we send must pass the fake's copy of Anthropic's rules
     return payload, ctx
@@ -312,7 +312,7 @@ def test_hints_are_dropped_and_noop_values_accepted() -> None:
 
 
 def test_tool_use_message_becomes_tool_calls() -> None:
-    body, usage = chat_completion(fixture("message_tool_use.json"), RequestContext(model="claude-test"), created=1)
+    body, usage = chat_completion(fixture("message_tool_use.json"), TranslationContext(model="claude-test"), created=1)
     choice = body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] == "I'll check the current weather in San Francisco for you."
@@ -329,7 +329,7 @@ def test_tool_use_message_becomes_tool_calls() -> None:
 
 
 def test_cached_usage_counts_cache_reads_and_writes_as_prompt() -> None:
-    body, usage = chat_completion(fixture("message_text_cached.json"), RequestContext(model="m"))
+    body, usage = chat_completion(fixture("message_text_cached.json"), TranslationContext(model="m"))
     assert body["choices"][0]["message"]["content"] == "Hi! My name is Claude. How can I help?"
     assert body["choices"][0]["finish_reason"] == "stop"
     assert "tool_calls" not in body["choices"][0]["message"]
@@ -340,7 +340,7 @@ def test_cached_usage_counts_cache_reads_and_writes_as_prompt() -> None:
 
 
 def test_thinking_becomes_reasoning_content() -> None:
-    body, _ = chat_completion(fixture("message_thinking.json"), RequestContext(model="m"))
+    body, _ = chat_completion(fixture("message_thinking.json"), TranslationContext(model="m"))
     message = body["choices"][0]["message"]
     assert message["reasoning_content"].startswith("To approach this")
     assert message["content"] == "Yes, there are infinitely many prime numbers such that n mod 4 = 3."
@@ -365,18 +365,18 @@ def test_forced_json_tool_is_returned_as_content() -> None:
         "content": [{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL_NAME, "input": {"answer": 42, "why": "é"}}],
         "usage": {"input_tokens": 5, "output_tokens": 6},
     }
-    body, _ = chat_completion(message, RequestContext(model="m", json_tool=JSON_TOOL_NAME))
+    body, _ = chat_completion(message, TranslationContext(model="m", json_tool=JSON_TOOL_NAME))
     choice = body["choices"][0]
     assert json.loads(choice["message"]["content"]) == {"answer": 42, "why": "é"}
     assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
     message["content"][0]["input"] = {"value": ["a", "b"]}
-    body, _ = chat_completion(message, RequestContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True))
+    body, _ = chat_completion(message, TranslationContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True))
     assert json.loads(body["choices"][0]["message"]["content"]) == ["a", "b"]
 
 
 def test_not_a_message_is_a_bad_response() -> None:
     with pytest.raises(ProviderBadResponse):
-        chat_completion({"type": "error", "error": {}}, RequestContext(model="m"))
+        chat_completion({"type": "error", "error": {}}, TranslationContext(model="m"))
 
 
 # --- legacy completions ------------------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ def test_completions_prompt_becomes_one_user_message() -> None:
 
 
 def test_text_completion_shape() -> None:
-    body, _ = chat_completion(fixture("message_text_cached.json"), RequestContext(model="m"), created=5)
+    body, _ = chat_completion(fixture("message_text_cached.json"), TranslationContext(model="m"), created=5)
     legacy = text_completion(body)
     assert legacy["object"] == "text_completion"
     assert legacy["choices"] == [

@@ -10,7 +10,8 @@ import pytest
 from lockgate.auth import MASTER, Principal
 from lockgate.config import parse_config
 from lockgate.errors import RateLimited
-from lockgate.ratelimit import LimiterUnavailable, build_admission, go_duration
+from lockgate.errors import LimiterUnavailable
+from lockgate.ratelimit import build_admission, go_duration
 from lockgate.ratelimit.admission import estimate_tokens
 from lockgate.ratelimit.base import BackendUnavailable
 from lockgate.records import RequestRecord
@@ -39,7 +40,7 @@ class Ctx:
     body: dict[str, Any]
     endpoint: str = "chat"
     headers: dict[str, str] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
+    rate_limit_charge: Any = None
     attempts: list[Any] = field(default_factory=lambda: [object()])
 
 
@@ -105,7 +106,7 @@ async def test_model_limits_headers_and_refusal() -> None:
     )
     assert err.retry_after_s == 61.0 and err.headers["retry-after-ms"] == "61000"
     assert ctx.headers["x-ratelimit-remaining-requests"] == "0"  # headers on the refusal too
-    assert "ratelimit" not in ctx.state
+    assert ctx.rate_limit_charge is None
 
 
 async def test_defaults_apply_to_every_key_and_own_limits_win() -> None:
@@ -161,7 +162,7 @@ async def test_no_limits_means_no_work_and_no_headers() -> None:
     adm = build_admission(config(), clock=Clock())
     ctx = Ctx(MASTER, Route("free"), chat())
     await adm.admit(ctx)
-    assert ctx.headers == {} and ctx.state == {}
+    assert ctx.headers == {} and ctx.rate_limit_charge is None
 
 
 class DownLimiter:
@@ -184,4 +185,4 @@ async def test_backend_error_policies() -> None:
     deny.limiter = DownLimiter()
     with pytest.raises(LimiterUnavailable) as caught:
         await deny.admit(Ctx(MASTER, Route("m"), chat()))
-    assert caught.value.status == 503 and caught.value.body()["error"]["code"] == "rate_limiter_unavailable"
+    assert caught.value.status == 503 and caught.value.code == "rate_limiter_unavailable"

@@ -9,7 +9,7 @@ from typing import AsyncIterator, Callable
 
 import pytest
 
-from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Window
+from lockgate.ratelimit.base import WINDOW_PERIODS, BackendUnavailable, Window
 from lockgate.ratelimit.memory import MemoryLimiter
 from lockgate.config import RedisConfig
 from lockgate.ratelimit.redis import RedisLimiter
@@ -32,7 +32,7 @@ class Clock:
 
 
 def win(prefix: str, name: str, kind: str = "requests", limit: int = 3, period: str = "min", scope: str = "model") -> Window:
-    window_ms, bucket_ms = PERIODS[period]
+    window_ms, bucket_ms = WINDOW_PERIODS[period]
     return Window(f"{prefix}{scope}:{name}:{kind[0]}{period}", scope, name, kind, period, limit, window_ms, bucket_ms)
 
 

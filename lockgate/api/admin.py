@@ -11,32 +11,14 @@ import datetime as dt
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.responses import Response
 
+from lockgate.api.deps import require_admin
 from lockgate.api.http import json_response
-from lockgate.auth import Principal
-from lockgate.auth.keys import KeyRepository, KeyRow, VirtualKeys
-from lockgate.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-
-# Documents the bearer scheme in the OpenAPI spec; the check itself is the gateway's authenticator.
-_bearer = HTTPBearer(auto_error=False, description="The master key, or a JWT with the admin role")
-
-BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
-
-
-async def require_admin(
-    request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
-) -> Principal:
-    """The caller, if an admin: 401 without valid credentials, 403 for anyone else."""
-    client = request.client.host if request.client else None
-    principal: Principal = await request.app.state.gateway.pipeline.authenticator.authenticate(request.headers, client)
-    if not principal.is_admin:
-        raise PermissionDenied("This endpoint needs the master key or an admin token.", code="admin_required")
-    return principal
-
+from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys
+from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -111,7 +93,7 @@ class KeyList(BaseModel):
 def _keys(request: Request) -> VirtualKeys:
     keys = request.app.state.gateway.pipeline.authenticator.keys
     if keys is None:
-        raise GatewayError("No key store is configured.", status=501, type="server_error", code="not_configured")
+        raise NotImplementedHere("No key store is configured.")
     return keys
 
 
@@ -200,7 +182,7 @@ async def rotate_key(key_id: str, request: Request) -> Response:
     rotated = await keys.repo.rotate(key_id)
     if rotated is None:
         _found(await keys.repo.get(key_id), key_id)
-        raise GatewayError("A revoked key cannot be rotated.", status=409, type="invalid_request_error", code="key_revoked")
+        raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
     keys.invalidate(key_id)
     row, token = rotated
     return _json(_with_key(row, token))

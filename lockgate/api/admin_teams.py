@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lockgate.api.admin import BudgetPeriod, _json, require_admin, settle_budget_change
+from lockgate.api.admin import BudgetPeriod, _json, settle_budget_change
+from lockgate.api.deps import require_admin
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
-from lockgate.errors import GatewayError, InvalidRequest, NotFound
+from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -71,7 +72,7 @@ class TeamList(BaseModel):
 def _teams(request: Request) -> Teams:
     teams = request.app.state.gateway.pipeline.authenticator.teams
     if teams is None:
-        raise GatewayError("No key store is configured.", status=501, type="server_error", code="not_configured")
+        raise NotImplementedHere("No key store is configured.")
     return teams
 
 
@@ -90,12 +91,8 @@ async def create_team(body: TeamCreate, request: Request) -> Response:
     try:
         row = await teams.repo.create(body.id, **fields)
     except TeamExists:
-        raise GatewayError(
-            f"A team `{body.id}` already exists; change it with PATCH /admin/teams/{body.id}.",
-            status=409,
-            type="invalid_request_error",
-            code="team_exists",
-            param="id",
+        raise Conflict(
+            f"A team `{body.id}` already exists; change it with PATCH /admin/teams/{body.id}.", code="team_exists", param="id"
         ) from None
     teams.invalidate(body.id)  # it may be cached as unknown
     return _json(row.public(), 201)

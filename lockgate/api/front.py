@@ -16,7 +16,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lockgate.api.http import json_response, new_request_id
+from lockgate.api.http import error_response, new_request_id
 from lockgate.errors import GatewayInternal
 
 log = structlog.get_logger("lockgate.api")
@@ -64,7 +64,7 @@ class Front:
                 log.exception("unhandled_error", path=scope["path"], request_id=request_id)
                 if not started:
                     err = GatewayInternal("The gateway failed to process this request.")
-                    await json_response(err.to_json(), err.status)(scope, receive, send_with_id)
+                    await error_response(err)(scope, receive, send_with_id)
         finally:
             if gauge is not None:
                 gauge.dec()

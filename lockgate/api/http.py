@@ -1,4 +1,4 @@
-"""Small pieces every route shares: reading a bounded body, encoding outcomes, request ids."""
+"""Small pieces every route shares: reading a bounded body, encoding outcomes and errors, request ids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from lockgate.errors import PayloadTooLarge
+from lockgate.errors import Dialect, GatewayError, PayloadTooLarge, render
 from lockgate.pipeline import JsonOutcome, Outcome, StreamOutcome
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -63,3 +63,9 @@ def encode(outcome: Outcome) -> Response:
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, Any] | None = None) -> Response:
     return Response(body, status, headers, media_type="application/json")
+
+
+def error_response(err: GatewayError, dialect: Dialect = "openai") -> Response:
+    """An error outside the pipeline (admin, models, usage, framework errors), rendered by errors.render."""
+    rendered = render(err, dialect)
+    return json_response(rendered.body, rendered.status, rendered.headers)

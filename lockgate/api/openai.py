@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from lockgate.api.deps import authenticate, client_address
 from lockgate.api.http import encode, json_response, read_body, request_id_of
+from lockgate.auth import Principal
 from lockgate.errors import GatewayError, ModelNotFound
-from lockgate.pipeline import RequestContext
+from lockgate.context import RequestContext
 from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -26,8 +28,7 @@ def _body_doc(model: type) -> dict[str, Any]:
 async def serve(request: Request, endpoint: str) -> Response:
     """One inference request: read the bounded body, run the pipeline, encode its outcome."""
     gateway = request.app.state.gateway
-    client = request.client.host if request.client else None
-    ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint, client=client)
+    ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint, client=client_address(request))
     try:
         raw = await read_body(request, gateway.config.server.max_body_bytes)
     except GatewayError as err:
@@ -56,28 +57,15 @@ def _model_object(route: Any) -> dict[str, Any]:
 
 
 @router.get("/v1/models", summary="List the models this caller may use")
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     gateway = request.app.state.gateway
-    try:
-        principal = await gateway.pipeline.authenticator.authenticate(request.headers, _client(request))
-    except GatewayError as err:
-        return json_response(err.to_json(), err.status, err.headers)
     data = [_model_object(r) for r in gateway.router.routes.values() if principal.allows(r.name)]
     return json_response(orjson.dumps({"object": "list", "data": data}))
 
 
 @router.get("/v1/models/{model_id:path}", summary="Retrieve a model")
-async def get_model(model_id: str, request: Request) -> Response:
-    gateway = request.app.state.gateway
-    try:
-        principal = await gateway.pipeline.authenticator.authenticate(request.headers, _client(request))
-        route = gateway.router.get(model_id)
-        if route is None or not principal.allows(model_id):
-            raise ModelNotFound(model_id)
-    except GatewayError as err:
-        return json_response(err.to_json(), err.status, err.headers)
+async def get_model(model_id: str, request: Request, principal: Principal = Depends(authenticate)) -> Response:
+    route = request.app.state.gateway.router.get(model_id)
+    if route is None or not principal.allows(model_id):
+        raise ModelNotFound(model_id)
     return json_response(orjson.dumps(_model_object(route)))
-
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None

@@ -6,21 +6,16 @@ import datetime as dt
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from lockgate.api.deps import authenticate, ensure_admin
 from lockgate.api.http import json_response
 from lockgate.auth import Principal
-from lockgate.errors import GatewayError, InvalidRequest, PermissionDenied
+from lockgate.errors import InvalidRequest
 from lockgate.usage.queries import DEFAULT_DAYS, GROUPS, parse_day, report
 
 router = APIRouter(tags=["Usage"])
-
-
-async def _principal(request: Request) -> Principal:
-    gateway = request.app.state.gateway
-    client = request.client.host if request.client else None
-    return await gateway.pipeline.authenticator.authenticate(request.headers, client)
 
 
 def _range(request: Request) -> tuple[dt.date, dt.date]:
@@ -51,20 +46,11 @@ async def _answer(request: Request, group_by: str, key_id: str | None) -> Respon
 
 
 @router.get("/admin/usage", summary="Usage and spend by key, model, team or day (admins)")
-async def admin_usage(request: Request) -> Response:
-    try:
-        principal = await _principal(request)
-        if not principal.is_admin:
-            raise PermissionDenied("Usage reports for all keys need the master key or an admin token.", code="forbidden")
-        return await _answer(request, _group_by(request, tuple(GROUPS)), None)
-    except GatewayError as err:
-        return json_response(err.to_json(), err.status, err.headers)
+async def admin_usage(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+    ensure_admin(principal, "Usage reports for all keys need the master key or an admin token.", "forbidden")
+    return await _answer(request, _group_by(request, tuple(GROUPS)), None)
 
 
 @router.get("/v1/usage", summary="This key's own usage and spend, by day or model")
-async def own_usage(request: Request) -> Response:
-    try:
-        principal = await _principal(request)
-        return await _answer(request, _group_by(request, ("day", "model")), principal.key_id)
-    except GatewayError as err:
-        return json_response(err.to_json(), err.status, err.headers)
+async def own_usage(request: Request, principal: Principal = Depends(authenticate)) -> Response:
+    return await _answer(request, _group_by(request, ("day", "model")), principal.key_id)

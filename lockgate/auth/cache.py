@@ -15,16 +15,9 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from lockgate.auth.principal import Principal
-from lockgate.errors import GatewayError
+from lockgate.errors import KeyStoreUnavailable
 
 log = structlog.get_logger("lockgate.auth.keys")
-
-
-class KeyStoreUnavailable(GatewayError):
-    kind = "gateway_key_store_unavailable"
-    status = 503
-    type = "server_error"
-    code = "key_store_unavailable"
 
 
 @dataclass(slots=True)

@@ -19,12 +19,12 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_args
 
 import sqlalchemy as sa
 import structlog
 
-from lockgate.auth.cache import CachedLookup, Entry, KeyStoreUnavailable  # noqa: F401 (imported from here too)
+from lockgate.auth.cache import CachedLookup, Entry
 from lockgate.auth.principal import Principal
 from lockgate.background import Ticker
 from lockgate.errors import AuthenticationFailed
@@ -37,7 +37,9 @@ log = structlog.get_logger("lockgate.auth.keys")
 KEY_PREFIX = "lg-"
 KEY_BYTES = 32
 DISPLAY_CHARS = 8  # random characters kept for display after the prefix
-BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
+# The one list of budget periods (keys, teams, the admin API, the CLI, the budget counters).
+BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
+BUDGET_PERIODS: tuple[str, ...] = get_args(BudgetPeriod)
 # Fields a caller may set on create and change with PATCH.
 EDITABLE = ("name", "user", "team", "models", "rpm", "tpm", "max_budget_usd", "budget_period", "expires_at", "metadata")
 _COLUMN = {"user": "user_id", "team": "team_id"}

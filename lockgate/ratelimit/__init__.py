@@ -1,6 +1,6 @@
 """Rate limits: sliding windows on requests and tokens, in process or shared through Redis."""
 
 from lockgate.ratelimit.admission import RateLimitAdmission, build_admission
-from lockgate.ratelimit.base import Decision, Limiter, LimiterUnavailable, Window, go_duration
+from lockgate.ratelimit.base import Decision, Limiter, Window, go_duration
 
-__all__ = ["Decision", "Limiter", "LimiterUnavailable", "RateLimitAdmission", "Window", "build_admission", "go_duration"]
+__all__ = ["Decision", "Limiter", "RateLimitAdmission", "Window", "build_admission", "go_duration"]

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import orjson
 import structlog
 
 from lockgate.config import Config, ModelLimits
-from lockgate.errors import RateLimited
-from lockgate.ratelimit.base import PERIODS, BackendUnavailable, Decision, Limiter, LimiterUnavailable, Window, go_duration
+from lockgate.errors import LimiterUnavailable, RateLimited
+from lockgate.ratelimit.base import WINDOW_PERIODS, BackendUnavailable, Decision, Limiter, Window, go_duration
+
+if TYPE_CHECKING:
+    from lockgate.context import RequestContext
+    from lockgate.records import RequestRecord
 
 if TYPE_CHECKING:
     from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate.ratelimit")
 
-STATE_KEY = "ratelimit"
 _SCOPE_NAMES = {"key": "key", "team": "team", "user": "user", "model": "model"}
 _NON_TEXT_PART_CHARS = 340  # an image or audio part: ~85 tokens, OpenAI's low-detail image cost
 _MAX_PLANS = 50_000
@@ -45,11 +48,19 @@ class Plan:
         return [tokens if w.kind == "tokens" else 1 for w in self.windows]
 
 
+class Charge(NamedTuple):
+    """What one admission charged (kept on the RequestContext until the request ends)."""
+
+    plan: Plan
+    charged_ms: int
+    estimate: int  # tokens charged before the real count was known
+
+
 def _limits_windows(prefix: str, scope: str, name: str, rpm: int | None, tpm: int | None, rpd: int | None = None, tpd: int | None = None) -> list[Window]:
     out = []
     for kind, period, limit in (("requests", "min", rpm), ("tokens", "min", tpm), ("requests", "day", rpd), ("tokens", "day", tpd)):
         if limit:
-            window_ms, bucket_ms = PERIODS[period]
+            window_ms, bucket_ms = WINDOW_PERIODS[period]
             key = f"{prefix}{scope}:{name}:{kind[0]}{period}"
             out.append(Window(key, scope, name, kind, period, limit, window_ms, bucket_ms))
     return out
@@ -179,7 +190,7 @@ class RateLimitAdmission:
 
     # --- the Admission protocol --------------------------------------------------------
 
-    async def admit(self, ctx: Any) -> None:
+    async def admit(self, ctx: RequestContext) -> None:
         p, route = ctx.principal, ctx.route
         if p is None or route is None:
             return
@@ -201,10 +212,10 @@ class RateLimitAdmission:
         ctx.headers.update(self.headers(plan, decision))
         if not decision.allowed:
             raise self.refusal(plan, decision, amounts)
-        ctx.state[STATE_KEY] = (plan, decision.now_ms, tokens)
+        ctx.rate_limit_charge = Charge(plan, decision.now_ms, tokens)
 
-    def settle(self, ctx: Any, record: Any) -> None:
-        held = ctx.state.pop(STATE_KEY, None)
+    def settle(self, ctx: RequestContext, record: RequestRecord) -> None:
+        held, ctx.rate_limit_charge = ctx.rate_limit_charge, None
         if held is None:
             return
         plan, charged_ms, estimate = held

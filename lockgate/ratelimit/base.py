@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from lockgate.errors import GatewayError
-
 # period -> (window length, bucket length) in milliseconds
-PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}
+WINDOW_PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +51,6 @@ class Decision:
 
 class BackendUnavailable(Exception):
     """The shared back-end did not answer in time; the admission's policy decides."""
-
-
-class LimiterUnavailable(GatewayError):
-    """redis.on_error: deny, and the limiter's back-end is down."""
-
-    kind = "gateway_limiter_unavailable"
-    status = 503
-    type = "server_error"
-    code = "rate_limiter_unavailable"
 
 
 class Limiter(Protocol):

@@ -25,7 +25,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from lockgate.errors import GatewayError
-from lockgate.pipeline import JsonOutcome, Pipeline, RequestContext, StreamOutcome
+from lockgate.context import RequestContext
+from lockgate.pipeline import JsonOutcome, Pipeline, StreamOutcome
 
 _OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 # Per request (contextvars follow the request's task): when authentication ended, which operation.

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Protocol
 import sqlalchemy as sa
 import structlog
 
+from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.background import stop_task
-from lockgate.errors import BudgetExceeded
+from lockgate.errors import BudgetExceeded, BudgetUnavailable
 from lockgate.usage.tables import usage_daily
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lockgate.usage.budgets")
 
 NANO = 1_000_000_000
-PERIODS = ("daily", "weekly", "monthly", "total")
 # Redis expiry per period kind: the counter outlives its period by a day.
 _TTL_S = {"daily": 2 * 86400, "weekly": 8 * 86400, "monthly": 32 * 86400, "total": None}
 _LOAD_CHUNK = 1000  # counters per round trip when rebuilding
@@ -205,7 +205,7 @@ class BudgetAdmission:
             log.warning("budget_backend_error", error=str(err) or type(err).__name__)
             if self.on_backend_error == "allow":
                 return
-            raise BudgetExceeded("The budget could not be checked; try again shortly.", status=503) from None
+            raise BudgetUnavailable("The budget could not be checked; try again shortly.", retry_after_s=1.0) from None
         for (scope, ident, max_usd, period), nanos in zip(budgets, spent):
             if nanos >= to_nanos(max_usd):
                 raise BudgetExceeded(_message(scope, ident, nanos, max_usd, period, today))
@@ -220,7 +220,7 @@ class BudgetAdmission:
         increments = [
             (counter_key(scope, ident, period, today), period, nanos)
             for scope, ident in _scopes(principal)
-            for period in PERIODS
+            for period in BUDGET_PERIODS
         ]
         self.counters.add(increments)
 
@@ -229,7 +229,7 @@ class BudgetAdmission:
         today = self.today()
         baseline: dict[str, tuple[str, int]] = {}
         async with engine.connect() as conn:
-            for period in PERIODS:
+            for period in BUDGET_PERIODS:
                 start = period_start(period, today)
                 for scope, column in (("key", usage_daily.c.key_id), ("team", usage_daily.c.team)):
                     query = sa.select(column, sa.func.sum(usage_daily.c.cost_usd)).where(column != "").group_by(column)

@@ -48,7 +48,7 @@ _NOOP_VALUES: dict[str, tuple[Any, ...]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class RequestContext:
+class TranslationContext:
     """What the response translation needs to know about how the request was translated."""
 
     model: str
@@ -181,7 +181,7 @@ def _thinking(effort: Any, max_tokens: int, client_set: bool) -> tuple[dict[str,
     return {"type": "enabled", "budget_tokens": min(budget, max_tokens - 1)}, max_tokens
 
 
-def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict[str, Any], RequestContext]:
+def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict[str, Any], TranslationContext]:
     """Translate an OpenAI chat request into an Anthropic Messages request."""
     check_params(body)
     system, messages = convert_messages(body.get("messages"))
@@ -222,7 +222,7 @@ def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict
     if tool_choice and tool_choice["type"] == "tool" and tool_choice["name"] not in {t["name"] for t in tools}:
         raise InvalidRequest(f"tool_choice names an unknown function {tool_choice['name']!r}.", param="tool_choice")
 
-    ctx = RequestContext(model=body["model"])
+    ctx = TranslationContext(model=body["model"])
     forced, wrapped = json_tool(body["response_format"]) if body.get("response_format") is not None else (None, False)
     if forced is not None and (tool_choice is None or tool_choice["type"] in ("auto", "none")):
         # The answer must be JSON: force our tool, or (with client tools on auto) let the
@@ -233,7 +233,7 @@ def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict
         else:
             tool_choice = {"type": "any"}
         tools = tools + [forced]
-        ctx = RequestContext(model=body["model"], json_tool=JSON_TOOL_NAME, json_wrapped=wrapped)
+        ctx = TranslationContext(model=body["model"], json_tool=JSON_TOOL_NAME, json_wrapped=wrapped)
     # With tool_choice required or a named function the answer is a tool call: response_format has no say.
 
     if body.get("parallel_tool_calls") is False and tools:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from lockgate.errors import ProviderBadResponse
-from lockgate.providers.anthropic.request import RequestContext
+from lockgate.providers.anthropic.request import TranslationContext
 from lockgate.providers.base import Usage
 
 FINISH_REASONS: dict[str, str] = {
@@ -70,7 +70,7 @@ def unwrap_json_text(raw: str) -> str:
         return raw
 
 
-def chat_completion(message: Any, ctx: RequestContext, *, created: int | None = None) -> tuple[dict[str, Any], Usage]:
+def chat_completion(message: Any, ctx: TranslationContext, *, created: int | None = None) -> tuple[dict[str, Any], Usage]:
     """A complete Anthropic Message as an OpenAI chat.completion body, and its usage."""
     if not isinstance(message, dict) or message.get("type") != "message" or not isinstance(message.get("content"), list):
         raise ProviderBadResponse("The upstream Anthropic model answered with something that is not a Message.")

@@ -14,7 +14,7 @@ from typing import Any
 
 from lockgate.errors import ProviderBadResponse
 from lockgate.providers.anthropic.errors import error_from_event
-from lockgate.providers.anthropic.request import RequestContext
+from lockgate.providers.anthropic.request import TranslationContext
 from lockgate.providers.anthropic.response import finish_reason, openai_usage, unwrap_json_text, usage_from_anthropic
 from lockgate.providers.base import Usage
 
@@ -22,7 +22,7 @@ from lockgate.providers.base import Usage
 class ChunkTranslator:
     """Feed it Anthropic events in order; it returns the chat.completion.chunk dicts each one makes."""
 
-    def __init__(self, ctx: RequestContext, *, what: str = "Anthropic model", created: int | None = None) -> None:
+    def __init__(self, ctx: TranslationContext, *, what: str = "Anthropic model", created: int | None = None) -> None:
         self._ctx = ctx
         self._what = what
         self._created = int(time.time()) if created is None else created
