@@ -41,12 +41,14 @@ class Deployment(_Strict):
     api_base: str | None = None
     api_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
-    # Timeouts (seconds): connect, first byte (time to first token for streams),
-    # longest gap between stream chunks, and the whole request.
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    first_byte_timeout_s: float | None = Field(default=None, gt=0)
-    stream_idle_timeout_s: float = Field(default=120.0, gt=0)
-    timeout_s: float = Field(default=600.0, gt=0)
+    # Timeouts in seconds, per attempt (docs/routing.md, "Timeouts"). A stream is never
+    # capped by timeout_s once its first event arrived, only by its idle gaps and,
+    # when set, max_stream_duration_s.
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect and TLS handshake")
+    timeout_s: float = Field(default=600.0, gt=0, description="A whole non-streamed answer; a stream's first event")
+    first_byte_timeout_s: float | None = Field(default=None, gt=0, description="A stream's first event; timeout_s when absent")
+    stream_idle_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence after a stream's first event")
+    max_stream_duration_s: float | None = Field(default=None, gt=0, description="A whole stream; no cap when absent")
     max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
     # Always ask OpenAI-protocol upstreams for the usage chunk; off for servers that reject it.
     stream_usage: bool = True

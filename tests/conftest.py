@@ -42,7 +42,7 @@ def basic_config(fake: FakeOpenAI, **top: Any) -> dict[str, Any]:
         "router": {"max_attempts": 1},
         "models": [
             {"name": "gpt-test", "deployments": [openai_deployment(fake, first_byte_timeout_s=3)]},
-            {"name": "gpt-slow", "deployments": [openai_deployment(fake, first_byte_timeout_s=0.5)]},
+            {"name": "gpt-slow", "deployments": [openai_deployment(fake, first_byte_timeout_s=0.5, timeout_s=0.5)]},
             {"name": "gpt-dead", "deployments": [openai_deployment(fake, api_base=f"http://127.0.0.1:{closed_port()}/v1")]},
             {"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt"}]},
             {"name": "mock-embedding", "deployments": [{"provider": "mock", "model": "mock-embedding"}]},

@@ -187,7 +187,7 @@ async def test_not_json_and_timeouts_and_unreachable(fake: FakeAnthropic, make: 
         await make(fake).chat_stream(body(stream=True))
     fake.faults.append({"hang_s": 2})
     with pytest.raises(ProviderTimeout):
-        await make(fake, first_byte_timeout_s=0.3).chat(body())
+        await make(fake, timeout_s=0.3).chat(body())
     with pytest.raises(ProviderUnavailable):
         await make(api_base=f"http://127.0.0.1:{free_port()}").chat(body())
 

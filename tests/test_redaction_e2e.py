@@ -63,7 +63,7 @@ def _config(openai_fake: FakeOpenAI, anthropic_fake: FakeAnthropic, capture: Cap
         "auth": {"master_key": MASTER_KEY},
         "router": {"max_attempts": 1},
         # Collected at start-up though unused here (the memory back-end): a password in a Redis URL.
-        "ratelimit": {"redis_url": "redis://:redis-pass-Hk39dLq@127.0.0.1:6379/0"},
+        "redis": {"url": "redis://:redis-pass-Hk39dLq@127.0.0.1:6379/0"},
         "posthog": {"api_key": POSTHOG_KEY, "host": capture.url, "flush_interval_s": 0.1, "flush_at": 1},
         "models": [
             *(openai_model(name, key) for name, key in KEYS.items()),

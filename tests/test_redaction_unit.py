@@ -60,7 +60,7 @@ def test_configured_secrets_are_found_everywhere() -> None:
         {
             "auth": {"master_key": "sk-master-123456", "jwt": {"hs256_secret": "jwt-secret-value"}},
             "database": {"url": "postgresql+asyncpg://u:p%40ss-word@127.0.0.1/test"},
-            "ratelimit": {"redis_url": "redis://:redispw123@127.0.0.1:6379/0"},
+            "redis": {"url": "redis://:redispw123@127.0.0.1:6379/0"},
             "posthog": {"api_key": "phc_abcdefgh"},
             "models": [{"name": "a", "deployments": [{
                 "provider": "openai", "model": "m", "api_key": GROQ,

@@ -233,7 +233,7 @@ def test_all_failing_returns_the_last_error_openai_shaped(fakes: list[FakeOpenAI
 
 def test_deadline_stops_failover(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
     a, b, _ = fakes
-    models = [{"name": "smart", "deployments": [*deps(("a", a), first_byte_timeout_s=0.6), *deps(("b", b))]}]
+    models = [{"name": "smart", "deployments": [*deps(("a", a), timeout_s=0.6), *deps(("b", b))]}]
     gw = gateway(start_gateway, models, deadline_s=0.5)
     a.faults.append({"hang_s": 1.2})
     with httpx.Client(timeout=20) as http:

@@ -40,11 +40,8 @@ class HttpPool:
         )
         session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=dep.timeout_s,
-                sock_connect=dep.connect_timeout_s,
-                sock_read=dep.stream_idle_timeout_s,
-            ),
+            # Each request passes its own timeouts (JsonPoster); this only bounds the connect.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=dep.connect_timeout_s),
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
@@ -70,8 +67,10 @@ def upstream_name(model: str, base: str) -> str:
     return f"'{model}' at {shown}"
 
 
-def transport_error(err: BaseException, what: str) -> GatewayError:
+def transport_error(err: BaseException, what: str, connect_timeout_s: float | None = None) -> GatewayError:
     """A client-side failure talking to an upstream, as the error the client should see."""
+    if isinstance(err, aiohttp.ConnectionTimeoutError) and connect_timeout_s is not None:
+        return ProviderTimeout(f"The upstream {what} could not be connected to within connect_timeout_s ({connect_timeout_s:g} s).")
     if isinstance(err, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return ProviderTimeout(f"The upstream {what} did not answer in time.")
     if isinstance(err, aiohttp.ClientPayloadError):
@@ -134,62 +133,171 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 class JsonPoster:
     """POSTs JSON to one upstream and turns every failure into the error a client should see.
 
-    The first-byte timeout is one deadline for the whole wait (headers, then the
-    first stream event), not a fresh timeout for each step.
+    The deadlines (decided in docs/routing.md, "Timeouts"), per attempt:
+    - connect_timeout_s: TCP connect and TLS handshake of a new connection (aiohttp's sock_connect);
+    - a non-streamed answer: timeout_s for everything, from the pool to the last byte of the body;
+    - a stream: one deadline from sending until its first event (first_byte_timeout_s, else
+      timeout_s, never past max_stream_duration_s); after it, see StreamTimer.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         what: str,
-        first_byte_timeout_s: float | None,
+        deployment: Deployment,
         status_for_type: Mapping[str, int] | None = None,
     ) -> None:
         self._session = session
         self.what = what  # names the upstream in messages, never its key
-        self._first_byte_timeout_s = first_byte_timeout_s
         self._status_for_type = status_for_type
+        connect_s = self._connect_s = deployment.connect_timeout_s
+        self._total_s = deployment.timeout_s
+        # Built once: aiohttp's total covers the body too, so it must stay off for streams.
+        self._answer_timeout = aiohttp.ClientTimeout(total=deployment.timeout_s, sock_connect=connect_s)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
+        if deployment.first_byte_timeout_s is not None:
+            self._first_s, self._first_name = deployment.first_byte_timeout_s, "first_byte_timeout_s"
+        else:
+            self._first_s, self._first_name = deployment.timeout_s, "timeout_s"
+        self._idle_s = deployment.stream_idle_timeout_s
+        self._max_s = deployment.max_stream_duration_s
 
-    async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, float | None]:
-        """A 2xx response with its headers read, and the first-byte deadline (loop time) still running."""
-        data = orjson.dumps(payload)
-        deadline = asyncio.get_running_loop().time() + self._first_byte_timeout_s if self._first_byte_timeout_s else None
+    async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """A 2xx response to a non-streamed request, its headers read; timeout_s runs on through the body."""
         try:
-            if deadline is not None:
-                async with asyncio.timeout_at(deadline):
-                    resp = await self._session.post(url, data=data, headers=headers)
-            else:
-                resp = await self._session.post(url, data=data, headers=headers)
+            resp = await self._session.post(url, data=orjson.dumps(payload), headers=headers, timeout=self._answer_timeout)
+            await self._raise_for_status(resp)
         except TRANSPORT_ERRORS as err:
-            raise transport_error(err, self.what) from None
-        if resp.status >= 400:
-            try:
-                raise await error_from_response(resp, self.what, self._status_for_type)
-            except TRANSPORT_ERRORS as err:
-                raise transport_error(err, self.what) from None
-            finally:
-                resp.release()
-        return resp, deadline
+            raise self._answer_error(err) from None
+        return resp
+
+    async def post_stream(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[aiohttp.ClientResponse, "StreamTimer"]:
+        """A 2xx response to a streamed request, its headers read, and the timer of its deadlines."""
+        data = orjson.dumps(payload)
+        now = asyncio.get_running_loop().time()
+        end = now + self._max_s if self._max_s is not None else None
+        first = now + self._first_s
+        first_name = self._first_name
+        if end is not None and end < first:
+            first, first_name = end, "max_stream_duration_s"
+        timer = StreamTimer(self.what, first, f"{first_name} ({(first - now):g} s)", self._idle_s, end, self._max_s)
+        try:
+            async with asyncio.timeout_at(first):
+                resp = await self._session.post(url, data=data, headers=headers, timeout=self._stream_timeout)
+                await self._raise_for_status(resp)
+        except TRANSPORT_ERRORS as err:
+            raise timer.error(err, self._connect_s) from None
+        return resp, timer
+
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status < 400:
+            return
+        try:
+            raise await error_from_response(resp, self.what, self._status_for_type)
+        finally:
+            resp.release()
+
+    def _answer_error(self, err: BaseException) -> GatewayError:
+        if isinstance(err, asyncio.TimeoutError) and not isinstance(err, aiohttp.ServerTimeoutError):
+            return ProviderTimeout(f"The upstream {self.what} did not answer within timeout_s ({self._total_s:g} s).")
+        return transport_error(err, self.what, self._connect_s)
 
     async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
         """The whole body of a 2xx response as a JSON object."""
         try:
             raw = await resp.read()
         except TRANSPORT_ERRORS as err:
-            raise transport_error(err, self.what) from None
+            raise self._answer_error(err) from None
         finally:
             resp.release()
         return json_object(raw, self.what, "a response")
 
 
-async def next_event(
-    events: AsyncIterator[tuple[str | None, bytes]], deadline: float | None
-) -> tuple[str | None, bytes]:
-    """The next SSE event, within the first-byte deadline when one is still running."""
-    if deadline is None:
-        return await events.__anext__()
-    async with asyncio.timeout_at(deadline):
-        return await events.__anext__()
+class StreamDurationExceeded(asyncio.TimeoutError):
+    """Set on a stream's body when max_stream_duration_s is reached."""
+
+
+class StreamTimer:
+    """The deadlines of one open stream, in the order they apply.
+
+    Until the first event: the deadline set by JsonPoster.post_stream. From the first event on:
+    aiohttp's socket read timeout becomes stream_idle_timeout_s (any bytes count as life, SSE
+    comments and pings included; a client slow to read pauses it, as it pauses the socket), and
+    max_stream_duration_s, when set, ends the stream at its deadline. One timer handle per
+    stream at most: nothing per event but a comparison.
+    """
+
+    __slots__ = ("_what", "_first", "_first_label", "_idle_s", "_end", "_max_s", "_handle", "_resp", "expired")
+
+    def __init__(
+        self, what: str, first: float, first_label: str, idle_s: float, end: float | None, max_s: float | None
+    ) -> None:
+        self._what = what
+        self._first: float | None = first  # loop time; None once the first event arrived
+        self._first_label = first_label
+        self._idle_s = idle_s
+        self._end = end
+        self._max_s = max_s
+        self._handle: asyncio.TimerHandle | None = None
+        self._resp: aiohttp.ClientResponse | None = None
+        self.expired = False
+
+    async def next(
+        self, events: AsyncIterator[tuple[str | None, bytes]], resp: aiohttp.ClientResponse
+    ) -> tuple[str | None, bytes]:
+        """The next SSE event of ``resp``'s body, within whichever deadline applies."""
+        if self._first is None:
+            return await events.__anext__()
+        async with asyncio.timeout_at(self._first):
+            event = await events.__anext__()
+        self._first = None
+        self._started(resp)
+        return event
+
+    def _started(self, resp: aiohttp.ClientResponse) -> None:
+        # The body may have ended already (a short stream in one read): then nothing is left to time.
+        if resp.content.is_eof():
+            return
+        conn = resp.connection
+        if conn is not None and conn.protocol is not None:
+            conn.protocol.read_timeout = self._idle_s  # aiohttp resets it for the connection's next request
+            conn.protocol.start_timeout()
+        if self._end is not None:
+            self._resp = resp
+            self._handle = asyncio.get_running_loop().call_at(self._end, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        resp = self._resp
+        if resp is not None:
+            resp.content.set_exception(StreamDurationExceeded())
+            resp.close()  # frees the upstream now, even while the relay waits on the client
+
+    def error(self, err: BaseException, connect_timeout_s: float | None = None) -> GatewayError:
+        """The error for a failure while the stream was open (or opening), naming the deadline that ended it."""
+        what = self._what
+        if self.expired:
+            # The operator's cap, not the deployment's fault: not retried, not resumed, not counted against it.
+            return ProviderTimeout(
+                f"The stream from the upstream {what} reached max_stream_duration_s ({self._max_s:g} s).",
+                code="max_stream_duration",
+                retryable=False,
+            )
+        if isinstance(err, aiohttp.ConnectionTimeoutError):
+            return transport_error(err, what, connect_timeout_s)
+        if self._first is not None and isinstance(err, asyncio.TimeoutError):
+            return ProviderTimeout(f"The upstream {what} sent no stream event within {self._first_label}.")
+        if isinstance(err, aiohttp.SocketTimeoutError):
+            return ProviderTimeout(f"The upstream {what} sent nothing for stream_idle_timeout_s ({self._idle_s:g} s) mid-stream.")
+        return transport_error(err, what)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._resp = None
 
 
 def json_object(data: bytes, what: str, kind: str = "a stream event") -> dict[str, Any]:

@@ -16,10 +16,9 @@ from lockgate.providers.base import ProviderResult, Usage
 from lockgate.providers.http import (
     TRANSPORT_ERRORS,
     JsonPoster,
+    StreamTimer,
     iter_sse,
     json_object,
-    next_event,
-    transport_error,
     upstream_name,
 )
 
@@ -29,26 +28,25 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 class OpenAIStream:
     """An open OpenAI SSE stream, yielding chunk dicts as their events arrive."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, what: str, first_byte_deadline: float | None) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, what: str, timer: StreamTimer) -> None:
         self._resp = resp
         self._what = what
-        self._deadline = first_byte_deadline
+        self._timer = timer
         self.usage: Usage | None = None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
-        events = iter_sse(self._resp.content).__aiter__()
-        deadline = self._deadline
+        resp, timer = self._resp, self._timer
+        events = iter_sse(resp.content).__aiter__()
         finished = False
         try:
             while True:
                 try:
-                    _, data = await next_event(events, deadline)
+                    _, data = await timer.next(events, resp)
                 except StopAsyncIteration:
                     break
-                deadline = None
                 if data == b"[DONE]":
                     return
                 chunk = json_object(data, self._what)
@@ -67,14 +65,16 @@ class OpenAIStream:
         except GatewayError:
             raise
         except TRANSPORT_ERRORS as err:
-            raise transport_error(err, self._what) from None
+            raise timer.error(err) from None
         finally:
-            self._resp.release()
+            timer.cancel()
+            resp.release()
         if not finished:
             raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
 
     async def aclose(self) -> None:
         # Closing (not releasing) drops a half-read connection instead of draining it.
+        self._timer.cancel()
         self._resp.close()
 
 
@@ -96,10 +96,10 @@ class OpenAIProvider:
         headers.update(deployment.headers)
         self._headers = headers
         self._stream_usage = deployment.stream_usage
-        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment.first_byte_timeout_s)
+        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment)
 
     async def _complete(self, endpoint: str, body: dict[str, Any]) -> ProviderResult:
-        resp, _ = await self._http.post(self._urls[endpoint], body, self._headers)
+        resp = await self._http.post(self._urls[endpoint], body, self._headers)
         data = await self._http.read_json(resp)
         return ProviderResult(body=data, usage=Usage.from_openai(data.get("usage")))
 
@@ -107,8 +107,8 @@ class OpenAIProvider:
         if self._stream_usage:
             options = body.get("stream_options")
             body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-        resp, deadline = await self._http.post(self._urls[endpoint], body, self._headers)
-        return OpenAIStream(resp, self._http.what, deadline)
+        resp, timer = await self._http.post_stream(self._urls[endpoint], body, self._headers)
+        return OpenAIStream(resp, self._http.what, timer)
 
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         return await self._complete("chat", body)

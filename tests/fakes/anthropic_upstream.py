@@ -21,6 +21,9 @@ Faults (consumed one per request, in order):
     {"echo_key": True}                                 a 401 (before the key check) repeating the received key,
                                                        whole and masked ("sk-ant-a***wxyz")
     {"echo_key": "stream"}                             the same words in an `error` event after message_start
+    {"first_event_delay_s": 2}                         a stream: headers at once, message_start 2 s later
+    {"gap_after": 2, "gap_s": 3}                       a stream that goes silent for 3 s after 2 deltas
+    {..., "keepalive_s": 0.2}                          while waiting (the two above), a ping event every 0.2 s
 """
 
 from __future__ import annotations
@@ -369,6 +372,20 @@ class FakeAnthropic:
             headers={"request-id": "req_fake_0001", **RATE_LIMIT_HEADERS, **(headers or {})},
         )
 
+    @staticmethod
+    async def _pause(resp: web.StreamResponse, seconds: float | None, keepalive_s: float | None) -> None:
+        """Wait (a stalled upstream), optionally sending ping events meanwhile (one that is alive)."""
+        if not seconds:
+            return
+        if not keepalive_s:
+            await asyncio.sleep(seconds)
+            return
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(keepalive_s, left))
+            await resp.write(sse_text([{"type": "ping"}]).encode())
+
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -418,6 +435,7 @@ class FakeAnthropic:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "request-id": "req_fake_0001", **RATE_LIMIT_HEADERS}
         )
         await resp.prepare(request)
+        await self._pause(resp, fault.get("first_event_delay_s"), fault.get("keepalive_s"))
         if reply.raw_sse is not None:
             await resp.write(reply.raw_sse.encode())
             await resp.write_eof()
@@ -436,6 +454,8 @@ class FakeAnthropic:
                     return resp
                 deltas += 1
             await resp.write(sse_text([event]).encode())
+            if event["type"] == "content_block_delta" and deltas == fault.get("gap_after"):
+                await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
         await resp.write_eof()

@@ -16,6 +16,10 @@ Faults (consumed one per request, in order):
     {"echo_key": True}                       a 401 (before the key check) repeating the received key,
                                              whole and masked as OpenAI does ("gsk_abc***wxyz")
     {"echo_key": "stream"}                   the same words in an error event after one chunk of a 200 stream
+    {"body_delay_s": 2}                      a non-streamed answer: headers at once, the body 2 s later
+    {"first_event_delay_s": 2}               a stream: headers at once, its first event 2 s later
+    {"gap_after": 2, "gap_s": 3}             a stream that goes silent for 3 s after 2 content chunks
+    {..., "keepalive_s": 0.2}                while waiting (the two above), an SSE comment every 0.2 s
 """
 
 from __future__ import annotations
@@ -175,6 +179,19 @@ class FakeOpenAI:
             },
         }
 
+    @staticmethod
+    async def _pause(resp: web.StreamResponse, seconds: float | None, keepalive_s: float | None) -> None:
+        """Wait (a stalled upstream), optionally sending SSE comments meanwhile (one that is alive)."""
+        if not seconds:
+            return
+        if not keepalive_s:
+            await asyncio.sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(keepalive_s, left))
+            await resp.write(b": keep-alive\n\n")
+
     async def _send_sse(self, resp: web.StreamResponse, payload: Any) -> None:
         data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         await resp.write(b"data: " + data + b"\n\n")
@@ -188,11 +205,12 @@ class FakeOpenAI:
         r = self.reply
         cid, created, model = "chatcmpl-fake0001", int(time.time()), body.get("model")
         finish = "tool_calls" if r.tool_calls else "stop"
+        fault = fault or {}
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None, "annotations": []}
             if r.tool_calls:
                 message["tool_calls"] = r.tool_calls
-            return web.Response(
+            answer = web.Response(
                 body=orjson.dumps(
                     {
                         "id": cid,
@@ -208,6 +226,15 @@ class FakeOpenAI:
                 content_type="application/json",
                 headers={"x-request-id": "req_upstream_1", "x-ratelimit-remaining-requests": "99"},
             )
+            if "body_delay_s" not in fault:
+                return answer
+            assert answer.body is not None
+            slow = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(answer.body))})
+            await slow.prepare(request)  # the headers go now
+            await asyncio.sleep(fault["body_delay_s"])
+            await slow.write(answer.body)  # type: ignore[arg-type]
+            await slow.write_eof()
+            return slow
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
@@ -226,6 +253,7 @@ class FakeOpenAI:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         try:
+            await self._pause(resp, fault.get("first_event_delay_s"), fault.get("keepalive_s"))
             await self._send_sse(resp, chunk({"role": "assistant", "content": "", "refusal": None}))
             if fault and fault.get("echo_key") == "stream":
                 await self._send_sse(resp, {"error": {"message": echo_key_message(request), "type": "invalid_request_error",
@@ -234,13 +262,15 @@ class FakeOpenAI:
                 return resp
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
-            drop_after = fault.get("drop_after") if fault else None
+            drop_after = fault.get("drop_after")
             for i, piece in enumerate(pieces):
                 if drop_after is not None and i >= drop_after:
                     assert request.transport is not None
                     request.transport.close()
                     return resp
                 await self._send_sse(resp, chunk({"content": piece}))
+                if i + 1 == fault.get("gap_after"):
+                    await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
                 if i == 0 and self.hold_after_first is not None:
                     event = self.hold_after_first
                     await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)

@@ -20,10 +20,9 @@ from lockgate.providers.base import ProviderResult, Usage
 from lockgate.providers.http import (
     TRANSPORT_ERRORS,
     JsonPoster,
+    StreamTimer,
     iter_sse,
     json_object,
-    next_event,
-    transport_error,
     upstream_name,
 )
 
@@ -40,14 +39,14 @@ class AnthropicStream:
         resp: aiohttp.ClientResponse,
         translator: ChunkTranslator,
         what: str,
-        first_byte_deadline: float | None,
+        timer: StreamTimer,
         *,
         legacy: bool = False,
     ) -> None:
         self._resp = resp
         self._translator = translator
         self._what = what
-        self._deadline = first_byte_deadline
+        self._timer = timer
         self._legacy = legacy
         # Known once message_stop arrives (partial and estimated if the stream breaks off).
         self.usage: Usage | None = None
@@ -56,16 +55,14 @@ class AnthropicStream:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
-        translator = self._translator
-        events = iter_sse(self._resp.content).__aiter__()
-        deadline = self._deadline
+        translator, resp, timer = self._translator, self._resp, self._timer
+        events = iter_sse(resp.content).__aiter__()
         try:
             while True:
                 try:
-                    _, data = await next_event(events, deadline)
+                    _, data = await timer.next(events, resp)
                 except StopAsyncIteration:
                     break
-                deadline = None
                 event = json_object(data, self._what)
                 for chunk in translator.feed(event):
                     if self._legacy:
@@ -84,13 +81,15 @@ class AnthropicStream:
             raise
         except TRANSPORT_ERRORS as err:
             translator.broken_off()  # records the partial usage
-            raise transport_error(err, self._what) from None
+            raise timer.error(err) from None
         finally:
+            timer.cancel()
             self.usage = translator.usage
-            self._resp.release()
+            resp.release()
 
     async def aclose(self) -> None:
         # Closing (not releasing) drops a half-read connection instead of draining it.
+        self._timer.cancel()
         self._resp.close()
 
 
@@ -117,12 +116,12 @@ class AnthropicProvider:
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._max_tokens_default = deployment.max_tokens_default
         # Errors map by error.type; Anthropic's rate-limit headers are deliberately not passed on.
-        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment.first_byte_timeout_s, ERROR_STATUS)
+        self._http = JsonPoster(session, upstream_name(deployment.model, base), deployment, ERROR_STATUS)
 
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         payload, ctx = to_anthropic(body, max_tokens_default=self._max_tokens_default)
         payload.pop("stream", None)
-        resp, _ = await self._http.post(self._url, payload, self._headers)
+        resp = await self._http.post(self._url, payload, self._headers)
         message = await self._http.read_json(resp)
         completion, usage = chat_completion(message, ctx)
         return ProviderResult(body=completion, usage=usage)
@@ -133,12 +132,12 @@ class AnthropicProvider:
     async def _open_stream(self, body: dict[str, Any], *, legacy: bool) -> AnthropicStream:
         payload, ctx = to_anthropic(body, max_tokens_default=self._max_tokens_default)
         payload["stream"] = True
-        resp, deadline = await self._http.post(self._url, payload, self._stream_headers)
+        resp, timer = await self._http.post_stream(self._url, payload, self._stream_headers)
         what = self._http.what
         if resp.content_type != "text/event-stream":
             resp.close()
             raise ProviderBadResponse(f"The upstream {what} did not answer with an event stream.")
-        return AnthropicStream(resp, ChunkTranslator(ctx, what=what), what, deadline, legacy=legacy)
+        return AnthropicStream(resp, ChunkTranslator(ctx, what=what), what, timer, legacy=legacy)
 
     async def completions(self, body: dict[str, Any]) -> ProviderResult:
         result = await self.chat(completions_to_chat(body))
