@@ -107,13 +107,24 @@ def service_available(host: str, port: int) -> bool:
         return False
 
 
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip when a real service is missing on a laptop; under CI=true its absence is a failure."""
+TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+def under_ci() -> bool:
+    """Whether CI is set to one of the usual truthy spellings (1, true, yes, on; any case)."""
+    return os.environ.get("CI", "").strip().lower() in TRUTHY
+
+
+def missing(message: str, hint: str = "") -> None:
+    """Something a test needs is absent: skip on a laptop, fail under CI (where it must run)."""
     import pytest
 
-    if service_available(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}, and CI=true requires it")
-    pytest.skip(f"{message}; start it to run these tests")
+    if under_ci():
+        pytest.fail(f"{message}, and CI requires it{f' ({hint})' if hint else ''}")
+    pytest.skip(f"{message}{f'; {hint}' if hint else ''}")
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a real service is missing on a laptop; under CI its absence is a failure."""
+    if not service_available(host, port):
+        missing(f"{name} is not reachable at {host}:{port}", "start it to run these tests")

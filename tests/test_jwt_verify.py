@@ -53,8 +53,8 @@ async def test_hs256_claims_map_to_a_principal() -> None:
 @pytest.mark.parametrize(
     ("claims", "message"),
     [
-        ({"exp": int(time.time()) - 5}, "expired"),
-        ({"nbf": int(time.time()) + 120}, "not valid yet"),
+        ({"exp": lambda now: now - 5}, "expired"),  # computed when the test runs, not at collection
+        ({"nbf": lambda now: now + 120}, "not valid yet"),
         ({"aud": "someone-else"}, "not issued for this gateway"),
         ({"iss": "https://evil.example/"}, "not issued for this gateway"),
         ({"exp": None}, "Invalid token"),  # exp is required
@@ -62,6 +62,8 @@ async def test_hs256_claims_map_to_a_principal() -> None:
     ],
 )
 async def test_hs256_rejections(claims: dict[str, Any], message: str) -> None:
+    now = int(time.time())
+    claims = {k: v(now) if callable(v) else v for k, v in claims.items()}
     with pytest.raises(AuthenticationFailed) as err:
         await verifier(hs256_secret=SECRET).authenticate(hs256(**claims))
     assert message in err.value.message
@@ -172,5 +174,39 @@ async def test_hs256_is_refused_when_only_a_jwks_is_configured(idp: FakeIdP) -> 
             await v.authenticate(hs256())
         assert "algorithm" in err.value.message
         assert idp.fetches == 0
+    finally:
+        await v.aclose()
+
+
+def _hs256_signed_with(secret: bytes, kid: str) -> str:
+    """An HS256 token made by hand (PyJWT refuses PEM secrets), HMAC'd with the given bytes."""
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": "mallory", "lockgate_admin": True, "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}
+    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
+
+
+async def test_algorithm_confusion_with_a_published_public_key_is_refused(idp: FakeIdP) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    # Both paths configured, so an HS256 token is verified (not refused for its algorithm alone).
+    v = verifier(hs256_secret=SECRET, jwks_url=idp.jwks_url)
+    try:
+        rsa_key = idp.keys[0]
+        assert (await v.authenticate(idp.token(rsa_key, sub="carol"))).user == "carol"  # the JWKS path works
+        assert (await v.authenticate(hs256())).user == "bob"  # and the HS256 path
+        public = rsa_key.private.public_key()
+        for secret in (
+            public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+            json.dumps(rsa_key.jwk()).encode(),
+        ):
+            with pytest.raises(AuthenticationFailed):
+                await v.authenticate(_hs256_signed_with(secret, rsa_key.kid))
     finally:
         await v.aclose()

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.harness import MASTER_KEY, GatewayProcess, free_port, require_service
+from tests.harness import MASTER_KEY, GatewayProcess, free_port, missing, require_service
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 
@@ -131,11 +131,7 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A throwaway redis-server this test may kill (never the machine's shared one)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        import os
-
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI=true requires it")
-        pytest.skip("redis-server is not installed; install it to run the outage test")
+        missing("redis-server is not installed", "install it to run the outage test")
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import openai_deployment
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import MID_STREAM_ERROR, FakeOpenAI
 from tests.harness import MASTER_KEY, GatewayProcess, free_port
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -296,3 +296,51 @@ def test_stream_resume_continues_on_the_next_deployment(fakes: list[FakeOpenAI],
     broken = next(line for line in lines if line.get("parent_request_id"))
     assert main["status"] == 200 and main["deployment"] == "b" and main["attempts"] == 2 and not main.get("partial")
     assert broken["deployment"] == "a" and broken["parent_request_id"] == main["request_id"]
+
+
+# A stream that ends cleanly with no finish reason or [DONE], and one that sends an error event.
+CLEAN_END = ({"end_after": 3}, "provider_bad_response", "ended its stream before finishing")
+ERROR_EVENT = ({"error_after": 3}, "provider_server_error", MID_STREAM_ERROR["message"])
+
+
+@pytest.mark.parametrize("fault, kind, message", [CLEAN_END, ERROR_EVENT], ids=["clean-end", "error-event"])
+def test_unfinished_stream_is_a_break_the_client_is_told_of(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess], fault: dict[str, Any], kind: str, message: str
+) -> None:
+    a, b, _ = fakes
+    gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}])
+    a.reply.content = "one two three four five six"
+    a.faults.append(fault)
+    resp, events = sse_events(gw, "smart")
+    assert resp.status_code == 200 and text_of(events) == "one two three "
+    # One error event, the gateway's own, last; the upstream's error object is not relayed as a chunk.
+    errors = [e for e in events if isinstance(e, dict) and "error" in e]
+    assert errors == [events[-1]] and "[DONE]" not in events
+    assert message in errors[0]["error"]["message"] and errors[0]["error"]["type"] == "server_error"
+    assert all(e.get("object") == "chat.completion.chunk" for e in events[:-1])
+    assert not any(e["choices"][0].get("finish_reason") for e in events[:-1] if e["choices"])
+    assert len(b.requests) == 0  # bytes reached the client: no silent switch
+    record = gw.wait_for_records(1)[-1]
+    assert record["status"] == 502 and record["error_type"] == kind and record["partial"] is True
+    assert record["deployment"] == "a" and record["completion_tokens"] > 0
+    assert ready(gw)["a"]["errors"] == 1  # the break counts against a's health
+
+
+@pytest.mark.parametrize("fault, kind, message", [CLEAN_END, ERROR_EVENT], ids=["clean-end", "error-event"])
+def test_unfinished_stream_resumes_on_the_next_deployment(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess], fault: dict[str, Any], kind: str, message: str
+) -> None:
+    a, b, _ = fakes
+    gw = gateway(start_gateway, [{"name": "smart", "stream_resume": True, "deployments": deps(("a", a), ("b", b))}])
+    a.reply.content = "one two three four five six"
+    a.faults.append(fault)
+    b.reply.content = " four five six"
+    chunks = list(client(gw).chat.completions.create(model="smart", messages=MSG, stream=True))  # type: ignore[arg-type]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "one two three four five six"
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["stop"]
+    assert b.requests[0].body["messages"][-1] == {"role": "assistant", "content": "one two three"}
+    lines = gw.wait_for_records(2)
+    main = next(line for line in lines if not line.get("parent_request_id"))
+    broken = next(line for line in lines if line.get("parent_request_id"))
+    assert main["status"] == 200 and main["deployment"] == "b" and main["attempts"] == 2 and not main["partial"]
+    assert broken["deployment"] == "a" and broken["error_type"] == kind and message in broken["error_message"]

@@ -174,11 +174,20 @@ def test_least_busy_prefers_fewest_in_flight() -> None:
 def test_latency_prefers_fastest_but_explores() -> None:
     r = make_router([{"name": "m", "strategy": "latency", "deployments": [dep("slow"), dep("fast"), dep("new")]}])
     slow, fast, new = r.routes["m"].upstreams
-    assert r.order(r.routes["m"])[0].id in {"slow", "fast", "new"}
     slow.health.latency_ms, fast.health.latency_ms, new.health.latency_ms = 900.0, 100.0, 400.0
     firsts = Counter(r.order(r.routes["m"])[0].id for _ in range(2000))
     assert firsts["fast"] > 1700  # the fastest, mostly
     assert firsts["slow"] > 20  # but the slow one is measured again now and then
+
+
+def test_latency_tries_a_never_measured_deployment_first() -> None:
+    r = make_router([{"name": "m", "strategy": "latency", "deployments": [dep("slow"), dep("fast"), dep("new")]}])
+    slow, fast, new = r.routes["m"].upstreams
+    # None measured yet: config order (outside the exploring share).
+    assert Counter(tuple(u.id for u in r.order(r.routes["m"])) for _ in range(1000))[("slow", "fast", "new")] > 850
+    slow.health.latency_ms, fast.health.latency_ms = 900.0, 100.0  # `new` has no measurement
+    orders = Counter(tuple(u.id for u in r.order(r.routes["m"])) for _ in range(2000))
+    assert orders[("new", "fast", "slow")] > 1700  # unmeasured first, then the fastest
 
 
 @pytest.mark.asyncio

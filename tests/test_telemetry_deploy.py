@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.telemetry import metrics
+from tests.harness import missing
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -20,9 +20,7 @@ PROMETHEUS = DEPLOY / "prometheus"
 def _promtool() -> str:
     tool = shutil.which("promtool")
     if tool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing, and CI=true requires it (apt-get install -y prometheus)")
-        pytest.skip("promtool is not installed (apt-get install -y prometheus)")
+        missing("promtool is not installed", "apt-get install -y prometheus")
     return tool
 
 

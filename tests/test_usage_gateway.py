@@ -160,6 +160,49 @@ def test_reports_by_every_group_and_access(
     assert fetch(db_url, "SELECT SUM(requests) AS n FROM usage_daily")[0]["n"] == 3
 
 
+def test_each_key_sees_only_its_own_usage(
+    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+) -> None:
+    gw = start_gateway(_config(fake_openai, db_url))
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    keys = {}
+    for name in ("alice", "bob"):
+        created = httpx.post(f"{gw.base_url}/admin/keys", headers=admin, json={"name": name})
+        assert created.status_code == 201, created.text
+        keys[name] = created.json()["key"]
+    # Two keys' traffic in one gateway, told apart by model, tokens and latency.
+    for _ in range(2):
+        _client(gw, keys["alice"]).chat.completions.create(model="gpt-test", messages=MSG)
+    fake_openai.reply.prompt_tokens = 20
+    for _ in range(3):
+        fake_openai.faults.append({"hang_s": 0.4})
+        _client(gw, keys["bob"]).chat.completions.create(model="unpriced", messages=MSG)
+    _client(gw).chat.completions.create(model="gpt-test", messages=MSG)
+    assert len(wait_for_records(db_url, 6)) == 6
+
+    def own(key: str, group_by: str) -> list[dict[str, Any]]:
+        resp = httpx.get(f"{gw.base_url}/v1/usage", params={"group_by": group_by}, headers={"authorization": f"Bearer {key}"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"]
+
+    alice = own(keys["alice"], "model")
+    assert [(r["model"], r["requests"], r["prompt_tokens"]) for r in alice] == [("gpt-test", 2, 18)]
+    assert alice[0]["latency_ms_p50"] < 350  # bob's calls (each held 400 ms upstream) are not in alice's percentiles
+    bob = own(keys["bob"], "day")
+    assert len(bob) == 1 and bob[0]["requests"] == 3 and bob[0]["prompt_tokens"] == 60
+    assert bob[0]["latency_ms_p50"] >= 350
+    assert [r["requests"] for r in own(MASTER_KEY, "day")] == [1]
+    # A virtual key asking for others' figures, or for a grouping only admins have.
+    for group_by in ("key", "model"):
+        refused = httpx.get(f"{gw.base_url}/admin/usage", params={"group_by": group_by}, headers={"authorization": f"Bearer {keys['alice']}"})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["message"].startswith("Usage reports for all keys need")
+    wrong = httpx.get(f"{gw.base_url}/v1/usage", params={"group_by": "key"}, headers={"authorization": f"Bearer {keys['alice']}"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "group_by"
+    everyone = httpx.get(f"{gw.base_url}/admin/usage", params={"group_by": "key"}, headers=admin).json()["data"]
+    assert sorted(r["requests"] for r in everyone) == [1, 2, 3]
+
+
 def test_budget_is_enforced_at_the_boundary_and_rebuilt_at_start(
     fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
 from lockgate.records import RequestRecord
 from lockgate.store import Store
@@ -53,6 +54,43 @@ async def test_replayed_batches_change_nothing(db_url: str) -> None:  # noqa: F8
         await budgets.rebuild(store.engine)
         counters = budgets.counters.values  # type: ignore[attr-defined]
         assert counters["key:k1:daily:2026-11-20"] == 500_000_000 and counters["team:t1:total:all"] == 1_000_000_000
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_committed_and_also_spooled_is_stored_once_when_replayed(db_url: str, tmp_path) -> None:  # noqa: F811
+    """The commit lands but its answer comes after the sink's timeout: the batch is in the database
+    and in the spool; the replay writes it again, and the database keeps one row, counted once."""
+    from lockgate.usage.sink import UsageSink
+
+    store = await Store(db_url).open()
+    try:
+        writer = UsageStore(store.engine)
+        late = {"ack_s": 0.3}
+
+        async def commit_then_answer_late(rows: list[dict]) -> int:
+            written = await asyncio.shield(writer.write(rows))  # the commit itself is not cut short
+            await asyncio.sleep(late["ack_s"])
+            return written
+
+        sink = UsageSink(commit_then_answer_late, tmp_path, batch_size=10, flush_interval_s=10, write_timeout_s=0.1)
+        sink.accept(RequestRecord(request_id="dup", endpoint="chat", public_model="m", status=200,
+                                   started_at=T0, latency_ms=50.0, key_id="k1", prompt_tokens=100, cost_usd=0.5))  # fmt: skip
+        await sink.flush()
+        assert sink.spool.pending and sink.write_failures == 1
+        day = dt.date(2026, 11, 20)
+        assert [r["requests"] for r in await report(store.engine, "key", day, day)] == [1]  # it did commit
+        late["ack_s"] = 0.0
+        await asyncio.sleep(0.5)  # the late write's answer arrives (the sink never cancels a write)
+        sink._retry_at = 0.0  # the retry delay has passed
+        await sink.flush()  # the replay: the same batch written a second time
+        assert not sink.spool.pending
+        async with store.engine.connect() as conn:
+            stored = (await conn.execute(sa.text("SELECT COUNT(*) FROM usage_records WHERE request_id = 'dup'"))).scalar()
+        assert stored == 1
+        (only,) = await report(store.engine, "key", day, day)
+        assert only["requests"] == 1 and only["prompt_tokens"] == 100 and only["cost_usd"] == pytest.approx(0.5)
+        await sink.aclose()
     finally:
         await store.aclose()
 

@@ -235,7 +235,9 @@ async def test_sink_spools_while_down_and_replays_in_order(tmp_path: Path) -> No
 async def test_sink_spools_a_slow_write_and_replay_is_idempotent(tmp_path: Path) -> None:
     db = FlakyDB()
     sink = UsageSink(db.write, tmp_path, batch_size=10, flush_interval_s=10, write_timeout_s=0.05)
-    db.hang_s = 0.2  # slower than the timeout (the fake still "commits" after it: like a late commit)
+    # Slower than the timeout, so the write is cut short and spooled. (A commit that lands while its answer
+    # is late, then replayed, is tested against the real store: tests/test_usage_store.py.)
+    db.hang_s = 0.2
     sink.accept(_record("a"))
     await sink.flush()
     assert sink.spool.pending

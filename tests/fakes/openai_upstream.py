@@ -12,6 +12,11 @@ Faults (consumed one per request, in order):
     {"hang_s": 5}                            wait before answering
     {"close": True}                          drop the connection without an answer
     {"drop_after": 3}                        a stream that breaks after 3 content chunks
+    {"end_after": 3}                         a stream that ends cleanly after 3 content chunks, with
+                                             no finish reason, usage chunk or [DONE]
+    {"error_after": 3}                       a stream that sends an error event after 3 content chunks
+                                             (as OpenAI does mid-stream), then ends; "error" overrides it
+    {"no_done": True}                        a complete stream (finish reason, usage) without [DONE]
     {"not_json": True}                       a 200 whose body is not JSON
     {"echo_key": True}                       a 401 (before the key check) repeating the received key,
                                              whole and masked as OpenAI does ("gsk_abc***wxyz")
@@ -38,6 +43,13 @@ from aiohttp import web
 from tests.fakes.server import ThreadedServer
 
 UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
+# The event OpenAI sends when an answer fails after its stream has started.
+MID_STREAM_ERROR = {
+    "message": "The server had an error while processing your request. Sorry about that!",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
 
 
 def echo_key_message(request: web.Request) -> str:
@@ -262,11 +274,18 @@ class FakeOpenAI:
                 return resp
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
-            drop_after = fault.get("drop_after")
+            fault = fault or {}
             for i, piece in enumerate(pieces):
-                if drop_after is not None and i >= drop_after:
+                if "drop_after" in fault and i >= fault["drop_after"]:
                     assert request.transport is not None
                     request.transport.close()
+                    return resp
+                if "end_after" in fault and i >= fault["end_after"]:
+                    await resp.write_eof()
+                    return resp
+                if "error_after" in fault and i >= fault["error_after"]:
+                    await self._send_sse(resp, {"error": fault.get("error", MID_STREAM_ERROR)})
+                    await resp.write_eof()
                     return resp
                 await self._send_sse(resp, chunk({"content": piece}))
                 if i + 1 == fault.get("gap_after"):
@@ -289,7 +308,8 @@ class FakeOpenAI:
                     {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                      "system_fingerprint": "fp_fake", "choices": [], "usage": self._usage()},
                 )
-            await resp.write(b"data: [DONE]\n\n")
+            if not fault.get("no_done"):
+                await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1
