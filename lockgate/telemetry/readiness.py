@@ -6,11 +6,15 @@ while the limiter is configured to deny on errors, or every deployment of
 every model cooling down. A part that only degrades service (Redis with
 fail-open, some models cooling) makes the status "degraded" with 200.
 PostHog is best-effort: its queue is reported, never a reason to refuse.
+Also 503 while the schema is not at head (a migrate step has not run yet) and
+from the moment a SIGTERM starts the drain (`mark_draining`), so a load
+balancer stops sending new work while in-flight requests finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import structlog
@@ -21,11 +25,40 @@ log = structlog.get_logger("lockgate.health")
 
 PROBE_TIMEOUT_S = 1.0
 
+_draining = False
+
+
+def mark_draining() -> None:
+    """Called from the SIGTERM handler: every later readiness report is 503 `draining`."""
+    global _draining
+    _draining = True
+
+
+def _chain_sigterm() -> None:
+    """Mark draining on SIGTERM, then let the server's own handler start the graceful shutdown.
+
+    Runs at start-up inside each worker, after uvicorn has installed its handler; a no-op off
+    the main thread (an app served from a test thread has no signals).
+    """
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(sig: int, frame: Any) -> None:
+            mark_draining()
+            if callable(previous):
+                previous(sig, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        pass
+
 
 class Readiness:
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
         config = gateway.config
+        _chain_sigterm()
+        self._schema_at_head = False  # once at head it stays there (migrations only move forward)
         self._redis: Any = None
         self._redis_required = False
         if config.ratelimit.backend == "redis":
@@ -47,6 +80,11 @@ class Readiness:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 async with store.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
+                if not self._schema_at_head:
+                    schema = await store.schema_state()
+                    if schema != "at_head":
+                        return {"status": "down", "schema": schema, "dialect": getattr(store, "dialect", None)}
+                    self._schema_at_head = True
             return {"status": "ok", "dialect": getattr(store, "dialect", None)}
         except Exception as err:
             return {"status": "down", "error": redact(f"{type(err).__name__}: {err}")[:200]}
@@ -73,6 +111,8 @@ class Readiness:
         checks: dict[str, Any] = {}
         problems: list[str] = []
         degraded: list[str] = []
+        if _draining:
+            problems.append("draining")
         if database is not None:
             checks["database"] = database
             if database["status"] != "ok":
