@@ -9,14 +9,14 @@ import subprocess
 
 import pytest
 
-from tests.deploy.tools import ROOT, tool
+from tests.deploy.tools import ROOT, compose, tool
 
 COMPOSE = ROOT / "deploy" / "compose"
 
 
 def config(env_file: str = ".env.example", *args: str) -> subprocess.CompletedProcess[str]:
     args = args or ("--format", "json")
-    return subprocess.run([tool("docker-compose"), "--env-file", env_file, "-f", "compose.yaml", "config", *args],
+    return subprocess.run([compose(), "--env-file", env_file, "-f", "compose.yaml", "config", *args],
                           cwd=COMPOSE, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
 
 

