@@ -139,8 +139,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _multiprocess_metrics_dir()
         uvicorn.run("lockgate.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
+        import signal
+
         from lockgate.app import create_app
 
+        # uvicorn re-raises a captured SIGTERM once drained, under the handler it found: make that
+        # a clean exit 0 (as the multi-worker supervisor gives) rather than death by the signal.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
     return 0
 

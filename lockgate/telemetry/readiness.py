@@ -44,9 +44,11 @@ def _chain_sigterm() -> None:
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(sig: int, frame: Any) -> None:
+            again = _draining
             mark_draining()
             if callable(previous):
-                previous(sig, frame)
+                # A second SIGTERM stops the drain: uvicorn force-exits on a repeated SIGINT.
+                previous(signal.SIGINT if again else sig, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:
