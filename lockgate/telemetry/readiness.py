@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -43,11 +44,16 @@ def _chain_sigterm() -> None:
     try:
         previous = signal.getsignal(signal.SIGTERM)
 
+        first: list[float] = []
+
         def on_sigterm(sig: int, frame: Any) -> None:
-            again = _draining
+            # A second SIGTERM stops the drain (uvicorn force-exits on a repeated SIGINT). One that
+            # follows within a second is the same stop: under `tini -g` a worker gets the group's
+            # SIGTERM and its supervisor's.
+            again = bool(first) and time.monotonic() - first[0] > 1.0
+            first[:1] = first[:1] or [time.monotonic()]
             mark_draining()
             if callable(previous):
-                # A second SIGTERM stops the drain: uvicorn force-exits on a repeated SIGINT.
                 previous(signal.SIGINT if again else sig, frame)
 
         signal.signal(signal.SIGTERM, on_sigterm)

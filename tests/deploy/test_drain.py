@@ -58,7 +58,7 @@ def test_a_second_sigterm_stops_the_drain(start_gateway, tmp_path):
     while len(chunks) < 3:
         time.sleep(0.05)
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    time.sleep(1.5)
     started = time.monotonic()
     gw.proc.send_signal(signal.SIGTERM)
     gw.proc.wait(10)
