@@ -67,11 +67,47 @@ def _multiprocess_metrics_dir() -> None:
     atexit.register(shutil.rmtree, path, True)
 
 
+def _config_from_env_text() -> None:
+    """LOCKGATE_CONFIG_YAML holds the whole config (platforms without volumes): written to a private
+    file under $TMPDIR so every worker reads it like a mounted one (with ${ENV} interpolation)."""
+    text = os.environ.get("LOCKGATE_CONFIG_YAML")
+    if not text or os.environ.get("LOCKGATE_CONFIG"):
+        return
+    import atexit
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="lockgate-config-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.environ["LOCKGATE_CONFIG"] = path
+    atexit.register(os.unlink, path)
+
+
+def _drain_seconds() -> float:
+    """How long SIGTERM waits for in-flight requests and streams (LOCKGATE_DRAIN_SECONDS, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("LOCKGATE_DRAIN_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the schema to head under the migration lock (safe from any number of replicas at once)."""
+    from lockgate.cli_keys import cmd_db_upgrade
+
+    if not args.config:
+        _config_from_env_text()
+    os.environ["LOCKGATE_MIGRATE_ON_START"] = "true"  # this command migrates whatever the replicas' setting
+    return cmd_db_upgrade(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     if args.config:
         os.environ["LOCKGATE_CONFIG"] = args.config
+    else:
+        _config_from_env_text()
     try:
         config = resolve_config(args.config)
     except ConfigError as err:
@@ -96,15 +132,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=_drain_seconds(),
         server_header=False,
     )
     if workers > 1:
         _multiprocess_metrics_dir()
         uvicorn.run("lockgate.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     else:
+        import signal
+
         from lockgate.app import create_app
 
+        # uvicorn re-raises a captured SIGTERM once drained, under the handler it found: make that
+        # a clean exit 0 (as the multi-worker supervisor gives) rather than death by the signal.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
     return 0
 
@@ -141,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply the database migrations (one replica at a time) and exit")
+    migrate.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    migrate.set_defaults(func=cmd_migrate)
 
     check = sub.add_parser("check-config", help="validate a config file and list its models")
     check.add_argument("file")

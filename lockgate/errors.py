@@ -279,7 +279,7 @@ class LimiterUnavailable(GatewayError):
 
 
 class BudgetUnavailable(GatewayError):
-    """on_backend_error: deny, and the budget counters could not be read: no policy said no."""
+    """redis.on_error: deny, and the budget counters could not be read: no policy said no."""
 
     kind = "gateway_budget_unavailable"
     status = 503

@@ -158,7 +158,7 @@ def configured_secrets(config: BaseModel) -> list[str]:
     Walks the whole config, so sections added later are covered without edits here:
     every ``SecretStr`` (provider ``api_key``, ``auth.master_key``, ``jwt.hs256_secret``,
     ``posthog.api_key``…), passwords and credential query parameters of URL fields
-    (``database.url``, ``ratelimit.redis_url``, ``api_base``…), and the values of
+    (``database.url``, ``redis.url``, ``api_base``…), and the values of
     credential headers sent upstream (``headers: {api-key: …}``).
     """
     return sorted(set(_walk(config, "")))

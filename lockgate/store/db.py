@@ -3,7 +3,9 @@
 `sqlite:///path` and `postgresql://…` are mapped to their async drivers
 (aiosqlite, asyncpg); a URL that already names a driver is used as written.
 Migrations run at start-up (every worker may try: a lock makes them take turns)
-and with `lockgate db upgrade`.
+and with `lockgate migrate` / `lockgate db upgrade`. With LOCKGATE_MIGRATE_ON_START=false a
+replica only checks the schema: readiness stays 503 until a migrate step brings it to head,
+and a database newer than this code refuses the start.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ log = structlog.get_logger("lockgate.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant: PostgreSQL advisory lock id that serialises migrations across workers and replicas.
 _PG_MIGRATION_LOCK = 0x4C4B4754  # "LKGT"
+
+
+
+class SchemaAhead(RuntimeError):
+    """The database was migrated by a newer Lockgate: this code must not write to it."""
+
+
+def _migrate_on_start() -> bool:
+    return os.environ.get("LOCKGATE_MIGRATE_ON_START", "true").strip().lower() not in ("0", "false", "no", "off")
+
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -87,10 +99,32 @@ class Store:
     def display_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
-    async def open(self, migrate: bool = True) -> "Store":
+    async def open(self, migrate: bool | None = None) -> "Store":
+        """Migrate (default; LOCKGATE_MIGRATE_ON_START=false turns it off), else only refuse a newer schema."""
+        if migrate is None:
+            migrate = _migrate_on_start()
         if migrate:
             await self.upgrade()
+        elif await self.schema_state() == "ahead":
+            raise SchemaAhead(self._ahead_message(await self.current()))
         return self
+
+    async def schema_state(self) -> str:
+        """`at_head`, `behind` (empty or older: a migrate step will bring it up) or `ahead` (newer code ran)."""
+        current = await self.current()
+        heads = _script_heads()
+        if current is not None and set(current.split(",")) == heads:
+            return "at_head"
+        if current is not None and not all(_known_revision(r) for r in current.split(",")):
+            return "ahead"
+        return "behind"
+
+    def _ahead_message(self, current: str | None) -> str:
+        return (
+            f"{self.display_url}: the database schema is at revision {current}, which this "
+            f"Lockgate does not know (its head is {','.join(sorted(_script_heads()))}): it was migrated by a "
+            "newer version. Run that version, or roll the database back with it before downgrading."
+        )
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -104,6 +138,9 @@ class Store:
             async with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                current = await conn.run_sync(_current_revision)
+                if current is not None and not all(_known_revision(r) for r in current.split(",")):
+                    raise SchemaAhead(self._ahead_message(current))
                 await conn.run_sync(_run_alembic, "upgrade", revision)
         finally:
             if lock_fd is not None:
@@ -154,6 +191,23 @@ def _run_alembic(connection: sa.Connection, action: str, revision: str) -> None:
 
     cfg = alembic_config(connection)
     getattr(command, action)(cfg, revision)
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _script_heads() -> set[str]:
+    return set(_script().get_heads())
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return _script().get_revision(revision) is not None
+    except Exception:  # alembic raises for an unknown id
+        return False
 
 
 def _current_revision(connection: sa.Connection) -> str | None:

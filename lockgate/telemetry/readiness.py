@@ -8,11 +8,16 @@ degrades service (Redis with fail-open, or holding only shared cool-downs;
 some models cooling) makes the status "degraded" with 200. Redis is probed
 with a PING on the gateway's one client, within its deadline.
 PostHog is best-effort: its queue is reported, never a reason to refuse.
+Also 503 while the schema is not at head (a migrate step has not run yet) and
+from the moment a SIGTERM starts the drain (`mark_draining`), so a load
+balancer stops sending new work while in-flight requests finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from typing import Any
 
 import structlog
@@ -23,11 +28,47 @@ log = structlog.get_logger("lockgate.health")
 
 PROBE_TIMEOUT_S = 1.0
 
+_draining = False
+
+
+def mark_draining() -> None:
+    """Called from the SIGTERM handler: every later readiness report is 503 `draining`."""
+    global _draining
+    _draining = True
+
+
+def _chain_sigterm() -> None:
+    """Mark draining on SIGTERM, then let the server's own handler start the graceful shutdown.
+
+    Runs at start-up inside each worker, after uvicorn has installed its handler; a no-op off
+    the main thread (an app served from a test thread has no signals).
+    """
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        first: list[float] = []
+
+        def on_sigterm(sig: int, frame: Any) -> None:
+            # A second SIGTERM stops the drain (uvicorn force-exits on a repeated SIGINT). One that
+            # follows within a second is the same stop: under `tini -g` a worker gets the group's
+            # SIGTERM and its supervisor's.
+            again = bool(first) and time.monotonic() - first[0] > 1.0
+            first[:1] = first[:1] or [time.monotonic()]
+            mark_draining()
+            if callable(previous):
+                previous(signal.SIGINT if again else sig, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        pass
+
 
 class Readiness:
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
         config = gateway.config
+        _chain_sigterm()
+        self._schema_at_head = False  # once at head it stays there (migrations only move forward)
         self._redis = getattr(gateway, "redis", None)  # the gateway's one client (owned by the gateway)
         users = config.redis_users()
         self._redis_users = users
@@ -44,6 +85,11 @@ class Readiness:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 async with store.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
+                if not self._schema_at_head:
+                    schema = await store.schema_state()
+                    if schema != "at_head":
+                        return {"status": "down", "schema": schema, "dialect": getattr(store, "dialect", None)}
+                    self._schema_at_head = True
             return {"status": "ok", "dialect": getattr(store, "dialect", None)}
         except Exception as err:
             return {"status": "down", "error": redact(f"{type(err).__name__}: {err}")[:200]}
@@ -70,6 +116,8 @@ class Readiness:
         checks: dict[str, Any] = {}
         problems: list[str] = []
         degraded: list[str] = []
+        if _draining:
+            problems.append("draining")
         if database is not None:
             checks["database"] = database
             if database["status"] != "ok":
