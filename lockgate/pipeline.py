@@ -55,6 +55,9 @@ class RequestContext:
     state: dict[str, Any] = field(default_factory=dict)
     # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
     content: dict[str, Any] | None = None
+    # A client dialect other than chat (ingress/): parses the body to canonical chat and renders
+    # answers, streams and errors back in its own shape. None for the OpenAI endpoints.
+    ingress: Any = None
 
     @property
     def upstream(self) -> Upstream | None:
@@ -94,6 +97,9 @@ _CALLS = {
     ("completions", False): "completions",
     ("completions", True): "completions_stream",
     ("embeddings", False): "embeddings",
+    # Ingress dialects call the canonical chat methods.
+    ("messages", False): "chat",
+    ("messages", True): "chat_stream",
 }
 
 
@@ -119,7 +125,7 @@ class Pipeline:
     async def handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str]) -> Outcome:
         try:
             ctx.principal = await self.authenticator.authenticate(headers, ctx.client)
-            ctx.body = body = parse_body(ctx.endpoint, raw)
+            ctx.body = body = ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
             ctx.route = route = self.resolve(body["model"], ctx.principal)
             ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
             options = body.get("stream_options")
@@ -153,6 +159,9 @@ class Pipeline:
         if err.retry_after_s is not None and err.status in (429, 503):
             headers.setdefault("retry-after", str(max(1, round(err.retry_after_s))))
         self._finish(ctx, err.status, err)
+        if ctx.ingress is not None:
+            status, body = ctx.ingress.error(err)
+            return JsonOutcome(status, body, headers)
         return JsonOutcome(err.status, err.to_json(), headers)
 
     # --- route and call ------------------------------------------------------------------
@@ -183,7 +192,8 @@ class Pipeline:
         if ctx.content is not None:
             ctx.content["output_choices"] = result.body.get("choices")
         self._finish(ctx, 200)
-        return JsonOutcome(200, orjson.dumps(result.body), self._served_headers(ctx))
+        payload = ctx.ingress.render(ctx, result.body) if ctx.ingress is not None else orjson.dumps(result.body)
+        return JsonOutcome(200, payload, self._served_headers(ctx))
 
     async def _stream(self, ctx: RequestContext, route: ModelRoute, body: dict[str, Any]) -> StreamOutcome:
         method = _CALLS[(ctx.endpoint, True)]
@@ -242,6 +252,7 @@ class Pipeline:
         delivered_chars = 0
         parts: dict[int, list[str]] | None = {} if ctx.content is not None else None
         status, error = STATUS_CLIENT_CLOSED, None
+        frames = ctx.ingress.frames(ctx) if ctx.ingress is not None else None  # the dialect's SSE framing
         chunk = first
         try:
             try:
@@ -260,17 +271,17 @@ class Pipeline:
                                     parts.setdefault(choice.get("index", 0), []).append(text)
                         if ctx.ttft_ms is None:
                             ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
-                        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                        yield frames.chunk(chunk) if frames is not None else b"data: " + orjson.dumps(chunk) + b"\n\n"
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
                         chunk = None
-                yield SSE_DONE
+                yield frames.done() if frames is not None else SSE_DONE
                 status = 200
             except GatewayError as err:
                 # The response has started: the error travels in the stream, as OpenAI's does.
                 status, error = err.status, err
-                yield b"data: " + err.to_json() + b"\n\n"
+                yield frames.error(err) if frames is not None else b"data: " + err.to_json() + b"\n\n"
         finally:
             await stream.aclose()
             ctx.usage = stream.usage

@@ -1,0 +1,101 @@
+"""The Messages ingress as the pipeline sees it: parse in, render out, in Anthropic's dialect.
+
+The pipeline stays canonical (OpenAI chat); this object is its only contact with the
+Messages wire format. No web framework here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import asyncio
+import orjson
+
+from lockgate.errors import GatewayError, InvalidRequest
+from lockgate.errors_anthropic import anthropic_type, render_error
+from lockgate.ingress.messages.request import to_chat
+from lockgate.ingress.messages.response import to_message
+from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder
+from lockgate.providers.base import estimate_tokens
+
+# Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
+PING_INTERVAL_S = 15.0
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequest(f"The request body is not valid JSON: {err.msg} (at position {err.pos}).") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+class StreamFrames:
+    """The pipeline's relay hooks for one stream: chunk -> SSE bytes, end, error."""
+
+    def __init__(self, model: str, input_estimate: int) -> None:
+        self.encoder = MessagesStreamEncoder(model, input_tokens=input_estimate)
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        return self.encoder.feed(chunk)
+
+    def done(self) -> bytes:
+        return self.encoder.finish()
+
+    def error(self, err: GatewayError) -> bytes:
+        return self.encoder.fail(anthropic_type(err), err.message)
+
+
+class MessagesIngress:
+    """One request's dialect: created by the web layer, set on RequestContext.ingress."""
+
+    endpoint = "messages"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.original: dict[str, Any] | None = None  # the body as the client sent it
+
+    def parse(self, raw: bytes) -> dict[str, Any]:
+        self.original = body = decode(raw)
+        return to_chat(body)
+
+    def render(self, ctx: Any, chat_body: dict[str, Any]) -> bytes:
+        model = ctx.route.name if ctx.route else str(chat_body.get("model"))
+        return orjson.dumps(to_message(chat_body, model=model, usage=ctx.usage))
+
+    def frames(self, ctx: Any) -> StreamFrames:
+        messages = ctx.body.get("messages") if ctx.body else None
+        return StreamFrames(ctx.route.name, estimate_tokens(orjson.dumps(messages).decode()) if messages else 0)
+
+    def error(self, err: GatewayError) -> tuple[int, bytes]:
+        return render_error(err, self.request_id)
+
+
+async def with_pings(chunks: AsyncIterator[bytes], interval_s: float = PING_INTERVAL_S) -> AsyncIterator[bytes]:
+    """Relay `chunks`, sending a ping whenever the upstream has been silent for `interval_s`."""
+    pending: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(chunks.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval_s)
+            if not done:
+                yield PING
+                continue
+            task, pending = pending, None
+            try:
+                yield task.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()
+            try:
+                await pending
+            except BaseException:
+                pass
+        await chunks.aclose()  # type: ignore[attr-defined]
