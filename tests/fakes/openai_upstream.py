@@ -44,6 +44,8 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     chunk_delay_s: float = 0.0
+    # Reasoning text as DeepSeek/vLLM-style servers send it (`reasoning_content`), before the answer.
+    reasoning: str | None = None
 
 
 @dataclass
@@ -173,6 +175,8 @@ class FakeOpenAI:
             message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None, "annotations": []}
             if r.tool_calls:
                 message["tool_calls"] = r.tool_calls
+            if r.reasoning:
+                message["reasoning_content"] = r.reasoning
             return web.Response(
                 body=orjson.dumps(
                     {
@@ -208,6 +212,8 @@ class FakeOpenAI:
         await resp.prepare(request)
         try:
             await self._send_sse(resp, chunk({"role": "assistant", "content": "", "refusal": None}))
+            for word in (r.reasoning or "").split(" ") if r.reasoning else []:
+                await self._send_sse(resp, chunk({"reasoning_content": word + " "}))
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
             drop_after = fault.get("drop_after") if fault else None
