@@ -169,6 +169,14 @@ class Pipeline:
     def _call_body(self, ctx: RequestContext, upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "model": upstream.config.model}
 
+    def _provider_call(self, ctx: RequestContext, upstream: Upstream, method: str, body: dict[str, Any]) -> Any:
+        """The upstream call for one attempt: the ingress's own (pass-through) when the deployment speaks its dialect."""
+        if ctx.ingress is not None and ctx.route is not None:
+            native = ctx.ingress.native_call(upstream, ctx.route.name, stream=method.endswith("_stream"))
+            if native is not None:
+                return native
+        return getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+
     def _served_headers(self, ctx: RequestContext) -> dict[str, str]:
         upstream = ctx.upstream
         headers = dict(ctx.headers)
@@ -181,7 +189,7 @@ class Pipeline:
         method = _CALLS[(ctx.endpoint, False)]
 
         async def call(upstream: Upstream) -> Any:
-            return await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+            return await self._provider_call(ctx, upstream, method, body)
 
         try:
             result = await self.router.call(route, call, ctx.attempts)
@@ -202,7 +210,7 @@ class Pipeline:
         # upstream that fails before its first byte can still be failed over.
         def opener(body: dict[str, Any]) -> Any:
             async def call(upstream: Upstream) -> tuple[ProviderStream, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
-                stream: ProviderStream = await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+                stream: ProviderStream = await self._provider_call(ctx, upstream, method, body)
                 chunks = stream.__aiter__()
                 try:
                     first = await chunks.__anext__()
@@ -261,7 +269,8 @@ class Pipeline:
                     if choices or include_usage or not chunk.get("usage"):
                         if not include_usage and "usage" in chunk and chunk["usage"] is None:
                             del chunk["usage"]
-                        chunk["model"] = public
+                        if frames is None:
+                            chunk["model"] = public  # an ingress frames the chunk itself
                         for choice in choices or ():
                             delta = choice.get("delta")
                             text = delta.get("content") if delta else choice.get("text")

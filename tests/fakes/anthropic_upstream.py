@@ -83,6 +83,9 @@ class Reply:
     text_piece: int = 6  # characters per text_delta
     json_piece: int = 7  # characters per input_json_delta
     chunk_delay_s: float = 0.0
+    # A pause between message_stop and the end of the body: a client that stops reading at
+    # message_stop then drops the connection instead of returning it to the pool.
+    eof_delay_s: float = 0.0
     # A recorded SSE text to replay verbatim instead of building events.
     raw_sse: str | None = None
 
@@ -208,9 +211,13 @@ def _check_blocks(content: Any, where: str, role: str) -> None:
         elif btype == "tool_result":
             if role != "user":
                 raise Invalid(f"{at}: tool_result blocks can only be in user messages")
+        elif btype == "thinking":
+            # Replayed thinking must carry the signature Anthropic issued (this fake's start with "sig").
+            if role != "assistant" or not str(block.get("signature", "")).startswith("sig"):
+                raise Invalid(f"{at}.thinking.signature: Invalid `signature` in `thinking` block")
         else:
             raise Invalid(f"{at}: Input tag '{btype}' found using 'type' does not match any of the expected tags")
-        extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context"}
+        extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context", "thinking", "signature"}
         if extra:
             raise Invalid(f"{at}.{min(extra)}: Extra inputs are not permitted")
 
@@ -324,6 +331,7 @@ class FakeAnthropic:
     faults: list[dict[str, Any]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
+    completed: int = 0  # streamed responses sent to their end
 
     def __post_init__(self) -> None:
         self._server = ThreadedServer(self._routes, "fake-anthropic")
@@ -349,6 +357,7 @@ class FakeAnthropic:
         self.reply = Reply()
         self.faults.clear()
         self.requests.clear()
+        self.completed = 0
 
     @property
     def last(self) -> Any:
@@ -422,5 +431,8 @@ class FakeAnthropic:
             await resp.write(sse_text([event]).encode())
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
+        if reply.eof_delay_s:
+            await asyncio.sleep(reply.eof_delay_s)
         await resp.write_eof()
+        self.completed += 1
         return resp

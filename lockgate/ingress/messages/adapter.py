@@ -6,7 +6,7 @@ Messages wire format. No web framework here.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 import asyncio
 import orjson
@@ -15,7 +15,7 @@ from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.errors_anthropic import anthropic_type, render_error
 from lockgate.ingress.messages.request import to_chat
 from lockgate.ingress.messages.response import to_message
-from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder
+from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
 from lockgate.providers.base import estimate_tokens
 
 # Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
@@ -50,24 +50,54 @@ class StreamFrames:
         return self.encoder.fail(anthropic_type(err), err.message)
 
 
+class NativeFrames:
+    """Relay hooks for a pass-through stream: the upstream's own event bytes, as they came."""
+
+    def chunk(self, event: dict[str, Any]) -> bytes:
+        return getattr(event, "raw", b"")
+
+    def done(self) -> bytes:
+        return b""  # message_stop was the upstream's last event, already relayed
+
+    def error(self, err: GatewayError) -> bytes:
+        return sse({"type": "error", "error": {"type": anthropic_type(err), "message": err.message}})
+
+
 class MessagesIngress:
     """One request's dialect: created by the web layer, set on RequestContext.ingress."""
 
     endpoint = "messages"
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, *, beta: str | None = None) -> None:
         self.request_id = request_id
+        self.beta = beta  # the client's anthropic-beta header, for Anthropic deployments only
         self.original: dict[str, Any] | None = None  # the body as the client sent it
+        self.native = False  # whether the current attempt passes through (set per attempt)
+
+    def native_call(self, upstream: Any, public_model: str, *, stream: bool) -> Awaitable[Any] | None:
+        """The pass-through call for a deployment that speaks Messages itself, else None (translate)."""
+        provider = upstream.provider
+        self.native = self.original is not None and hasattr(provider, "messages_stream")
+        if not self.native:
+            return None
+        body = {**self.original, "model": upstream.config.model}  # type: ignore[dict-item]
+        if stream:
+            return provider.messages_stream(body, public_model, beta=self.beta)
+        return provider.messages(body, public_model, beta=self.beta)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         self.original = body = decode(raw)
         return to_chat(body)
 
     def render(self, ctx: Any, chat_body: dict[str, Any]) -> bytes:
+        if self.native:
+            return orjson.dumps(chat_body)  # the upstream's Message, model already rewritten
         model = ctx.route.name if ctx.route else str(chat_body.get("model"))
         return orjson.dumps(to_message(chat_body, model=model, usage=ctx.usage))
 
-    def frames(self, ctx: Any) -> StreamFrames:
+    def frames(self, ctx: Any) -> StreamFrames | NativeFrames:
+        if self.native:
+            return NativeFrames()
         messages = ctx.body.get("messages") if ctx.body else None
         return StreamFrames(ctx.route.name, estimate_tokens(orjson.dumps(messages).decode()) if messages else 0)
 

@@ -13,6 +13,7 @@ import aiohttp
 from lockgate.config import Deployment
 from lockgate.errors import GatewayError, InvalidRequest, ProviderBadResponse
 from lockgate.providers.anthropic.errors import ERROR_STATUS
+from lockgate.providers.anthropic.native import NativeStream, usage_of_message
 from lockgate.providers.anthropic.request import completions_to_chat, to_anthropic
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
@@ -138,6 +139,30 @@ class AnthropicProvider:
 
     async def completions_stream(self, body: dict[str, Any]) -> AnthropicStream:
         return await self._open_stream(completions_to_chat(body), legacy=True)
+
+    # --- Messages pass-through (the /v1/messages ingress) ---------------------------------------
+
+    def _native_headers(self, base: dict[str, str], beta: str | None) -> dict[str, str]:
+        if not beta:
+            return base
+        own = base.get("anthropic-beta")
+        return {**base, "anthropic-beta": f"{own},{beta}" if own else beta}
+
+    async def messages(self, body: dict[str, Any], public_model: str, *, beta: str | None = None) -> ProviderResult:
+        """A Messages body as the client sent it (model already the upstream's); the Message back as is."""
+        resp, _ = await self._http.post(self._url, {**body, "stream": False} if "stream" in body else body, self._native_headers(self._headers, beta))
+        message = await self._http.read_json(resp)
+        if message.get("type") != "message":
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered with something that is not a Message.")
+        message["model"] = public_model
+        return ProviderResult(body=message, usage=usage_of_message(message))
+
+    async def messages_stream(self, body: dict[str, Any], public_model: str, *, beta: str | None = None) -> NativeStream:
+        resp, deadline = await self._http.post(self._url, {**body, "stream": True}, self._native_headers(self._stream_headers, beta))
+        if resp.content_type != "text/event-stream":
+            resp.close()
+            raise ProviderBadResponse(f"The upstream {self._http.what} did not answer with an event stream.")
+        return NativeStream(resp, self._http.what, deadline, public_model)
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raise InvalidRequest("Anthropic models have no embeddings; use an embedding model.", param="model")
