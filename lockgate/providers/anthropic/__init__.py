@@ -18,7 +18,15 @@ from lockgate.providers.anthropic.request import completions_to_chat, to_anthrop
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import TRANSPORT_ERRORS, JsonPoster, iter_sse, next_event, json_object, transport_error
+from lockgate.providers.http import (
+    TRANSPORT_ERRORS,
+    JsonPoster,
+    drain_in_background,
+    iter_sse,
+    json_object,
+    next_event,
+    transport_error,
+)
 
 __all__ = ["AnthropicProvider", "AnthropicStream"]
 
@@ -44,6 +52,7 @@ class AnthropicStream:
         self._legacy = legacy
         # Known once message_stop arrives (partial and estimated if the stream breaks off).
         self.usage: Usage | None = None
+        self._draining = False  # the body's rest is read in the background after message_stop
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._chunks()
@@ -68,8 +77,10 @@ class AnthropicStream:
                     else:
                         yield chunk
                 if translator.finished:
-                    # Done at message_stop: do not wait on an upstream that holds the body open.
-                    # The body's end has normally arrived with it, so the connection is still reused.
+                    # Done at message_stop: the client's last chunk goes out now, and the body's
+                    # end (which follows at once) is read in the background so the connection is reused.
+                    self._draining = True
+                    drain_in_background(self._resp)
                     break
             if not translator.finished:
                 raise translator.broken_off()
@@ -80,11 +91,13 @@ class AnthropicStream:
             raise transport_error(err, self._what) from None
         finally:
             self.usage = translator.usage
-            self._resp.release()
+            if not self._draining:
+                self._resp.release()
 
     async def aclose(self) -> None:
         # Closing (not releasing) drops a half-read connection instead of draining it.
-        self._resp.close()
+        if not self._draining:
+            self._resp.close()
 
 
 class AnthropicProvider:
