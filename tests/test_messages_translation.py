@@ -234,3 +234,33 @@ def test_error_rendering(err: Any, status: int, etype: str) -> None:
     got_status, body = render_error(err, "req_1")
     assert got_status == status
     assert orjson.loads(body) == {"type": "error", "error": {"type": etype, "message": err.message}, "request_id": "req_1"}
+
+
+# --- pings while the upstream is silent ------------------------------------------------------------
+
+
+async def test_pings_while_the_upstream_is_silent_and_clean_close() -> None:
+    import asyncio
+
+    from lockgate.ingress.messages.adapter import with_pings
+    from lockgate.ingress.messages.stream import PING
+
+    closed = asyncio.Event()
+
+    async def slow() -> Any:
+        try:
+            yield b"a"
+            await asyncio.sleep(0.35)
+            yield b"b"
+            await asyncio.sleep(10)
+            yield b"never"
+        finally:
+            closed.set()
+
+    relayed = with_pings(slow(), interval_s=0.1)
+    got = [await relayed.__anext__()]
+    while got[-1] != b"b":
+        got.append(await relayed.__anext__())
+    assert got[0] == b"a" and set(got[1:-1]) == {PING} and len(got) >= 4  # at least two pings in 0.35 s
+    await relayed.aclose()  # the client left: the upstream generator is closed, not leaked
+    assert closed.is_set()
