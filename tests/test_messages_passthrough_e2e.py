@@ -140,3 +140,13 @@ def test_error_event_mid_stream_is_relayed(client: anthropic.Anthropic, fake: Fa
         with client.messages.stream(model="claude-sonnet-4-6", max_tokens=50, messages=USER) as stream:
             stream.get_final_message()
     assert info.value.body["error"]["type"] == "api_error"
+
+
+def test_count_tokens_is_the_upstreams_own(client: anthropic.Anthropic, fake: FakeAnthropic) -> None:
+    system = "A system prompt."
+    counted = client.beta.messages.count_tokens(model="claude-sonnet-4-6", messages=USER, system=system, tools=[WEATHER])
+    seen = fake.requests[-1]
+    assert seen.path == "/v1/messages/count_tokens" and seen.body["model"] == "claude-upstream-1"
+    import orjson
+
+    assert counted.input_tokens == len(orjson.dumps([USER, system, [WEATHER]])) // 3 + 7

@@ -349,6 +349,7 @@ class FakeAnthropic:
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
 
     def stop(self) -> None:
         self._server.stop()
@@ -374,6 +375,18 @@ class FakeAnthropic:
             content_type="application/json",
             headers={"request-id": "req_fake_0001", **RATE_LIMIT_HEADERS, **(headers or {})},
         )
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """A deterministic count (one token per 3 bytes of messages, system and tools, plus 7)."""
+        body = orjson.loads(await request.read())
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        if request.headers.get("x-api-key") != self.api_key:
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        extra = set(body) - {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management", "output_config"}
+        if extra:
+            return self._error(400, "invalid_request_error", f"{min(extra)}: Extra inputs are not permitted")
+        counted = orjson.dumps([body.get("messages"), body.get("system"), body.get("tools")])
+        return web.json_response({"input_tokens": len(counted) // 3 + 7})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

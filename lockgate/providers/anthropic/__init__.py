@@ -109,6 +109,7 @@ class AnthropicProvider:
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/")
         # Accept an api_base given with or without the /v1 suffix.
         self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        self._count_url = self._url + "/count_tokens"
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -176,6 +177,15 @@ class AnthropicProvider:
             resp.close()
             raise ProviderBadResponse(f"The upstream {self._http.what} did not answer with an event stream.")
         return NativeStream(resp, self._http.what, deadline, public_model)
+
+    async def count_tokens(self, body: dict[str, Any], *, beta: str | None = None) -> int:
+        """Anthropic's own count for a Messages body (model already the upstream's)."""
+        resp, _ = await self._http.post(self._count_url, body, self._native_headers(self._headers, beta))
+        answer = await self._http.read_json(resp)
+        count = answer.get("input_tokens")
+        if not isinstance(count, int):
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered count_tokens without input_tokens.")
+        return count
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raise InvalidRequest("Anthropic models have no embeddings; use an embedding model.", param="model")
