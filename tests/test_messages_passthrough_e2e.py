@@ -150,3 +150,10 @@ def test_count_tokens_is_the_upstreams_own(client: anthropic.Anthropic, fake: Fa
     import orjson
 
     assert counted.input_tokens == len(orjson.dumps([USER, system, [WEATHER]])) // 3 + 7
+
+
+def test_models_list_in_anthropic_shape(client: anthropic.Anthropic) -> None:
+    page = client.models.list()
+    ids = [m.id for m in page.data]
+    assert ids == ["claude-sonnet-4-6", "claude-limited"] and page.data[0].type == "model"
+    assert page.has_more is False and page.first_id == "claude-sonnet-4-6"
