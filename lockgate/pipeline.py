@@ -375,6 +375,8 @@ class Pipeline:
             error_message=err.message if err else None,
             partial=partial,
             content=ctx.content,
+            # Fields only an ingress knows (e.g. the Claude Code session id).
+            extra=dict(ctx.ingress.record_extra) if ctx.ingress is not None else {},
         )
         for admission in self.admissions:
             try:

@@ -208,7 +208,7 @@ def test_mid_stream_break_becomes_an_error_event(gateway: GatewayProcess, client
 
 def test_failover_before_the_first_byte_and_usage_records(gateway: GatewayProcess, client: anthropic.Anthropic) -> None:
     before = len(gateway.access_lines())
-    with client.messages.stream(model="gpt-failover", max_tokens=50, messages=USER) as stream:
+    with client.messages.stream(model="gpt-failover", max_tokens=50, messages=USER, extra_headers={"X-Claude-Code-Session-Id": "sess-42"}) as stream:
         final = stream.get_final_message()
     assert final.content[0].text == "Hello from the fake upstream."
     lines = gateway.wait_for_records(before + 2)
@@ -216,6 +216,7 @@ def test_failover_before_the_first_byte_and_usage_records(gateway: GatewayProces
     assert mine, lines[before:]
     served = [line for line in mine if line.get("status") == 200]
     assert served and served[-1].get("attempts") == 2 and served[-1].get("completion_tokens") == 7
+    assert served[-1]["endpoint"] == "messages" and served[-1].get("session_id") == "sess-42"
 
 
 def test_events_are_relayed_as_they_arrive(gateway: GatewayProcess, fake_openai: FakeOpenAI) -> None:

@@ -31,7 +31,11 @@ async def serve(request: Request, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     client = request.client.host if request.client else None
     request_id = request_id_of(request)
-    ctx = RequestContext(request_id=request_id, endpoint="messages", client=client, ingress=MessagesIngress(request_id, beta=request.headers.get("anthropic-beta")))
+    ingress = MessagesIngress(request_id, beta=request.headers.get("anthropic-beta"))
+    session = request.headers.get("x-claude-code-session-id")
+    if session:
+        ingress.record_extra["session_id"] = session[:200]  # grouping for analytics ($ai_session_id)
+    ctx = RequestContext(request_id=request_id, endpoint="messages", client=client, ingress=ingress)
     try:
         raw = await read_body(request, gateway.config.server.max_body_bytes)
     except GatewayError as err:

@@ -73,6 +73,7 @@ class MessagesIngress:
         self.beta = beta  # the client's anthropic-beta header, for Anthropic deployments only
         self.original: dict[str, Any] | None = None  # the body as the client sent it
         self.native = False  # whether the current attempt passes through (set per attempt)
+        self.record_extra: dict[str, Any] = {}  # added to the request's record
 
     def native_call(self, upstream: Any, public_model: str, *, stream: bool) -> Awaitable[Any] | None:
         """The pass-through call for a deployment that speaks Messages itself, else None (translate)."""
