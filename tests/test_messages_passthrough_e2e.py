@@ -157,3 +157,19 @@ def test_models_list_in_anthropic_shape(client: anthropic.Anthropic) -> None:
     ids = [m.id for m in page.data]
     assert ids == ["claude-sonnet-4-6", "claude-limited"] and page.data[0].type == "model"
     assert page.has_more is False and page.first_id == "claude-sonnet-4-6"
+
+
+def test_unsigned_thinking_from_another_deployment_is_dropped_not_rejected(client: anthropic.Anthropic, fake: FakeAnthropic) -> None:
+    # An OpenAI-protocol deployment's reasoning came back as thinking with an empty signature.
+    history = [
+        *USER,
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "foreign", "signature": ""}, {"type": "text", "text": "Hi."}]},
+        {"role": "user", "content": "And?"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"}, {"type": "text", "text": "So."}]},
+        {"role": "user", "content": "Go on"},
+    ]
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=history)
+    assert message.content[0].text
+    sent = fake.requests[-1].body["messages"]
+    assert sent[1]["content"] == [{"type": "text", "text": "Hi."}]
+    assert sent[3]["content"][0] == {"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"}

@@ -13,7 +13,7 @@ import orjson
 
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.errors_anthropic import anthropic_type, render_error
-from lockgate.ingress.messages.request import to_chat
+from lockgate.ingress.messages.request import to_chat, without_unsigned_thinking
 from lockgate.ingress.messages.response import to_message
 from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
 from lockgate.providers.base import estimate_tokens
@@ -81,7 +81,7 @@ class MessagesIngress:
         self.native = self.original is not None and hasattr(provider, "messages_stream")
         if not self.native:
             return None
-        body = {**self.original, "model": upstream.config.model}  # type: ignore[dict-item]
+        body = {**without_unsigned_thinking(self.original), "model": upstream.config.model}  # type: ignore[arg-type]
         if stream:
             return provider.messages_stream(body, public_model, beta=self.beta)
         return provider.messages(body, public_model, beta=self.beta)

@@ -313,3 +313,31 @@ def to_chat(body: dict[str, Any], *, max_tokens_limit: int | None = None) -> dic
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # Messages always reports usage at the end
     return chat
+
+
+def without_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """The body for an Anthropic deployment, minus thinking blocks no Anthropic model signed.
+
+    Thinking that a translated (OpenAI-protocol) deployment produced reaches the client with an
+    empty signature; replayed to Anthropic it would be refused and wedge the session, so it is
+    dropped. Signed blocks, and the body when there is nothing to drop, go on untouched.
+    """
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(_has_unsigned_thinking(m) for m in messages):
+        return body
+    cleaned = []
+    for message in messages:
+        if _has_unsigned_thinking(message):
+            kept = [b for b in message["content"] if not _unsigned_thinking(b)]
+            message = {**message, "content": kept or [{"type": "text", "text": "(thinking omitted)"}]}
+        cleaned.append(message)
+    return {**body, "messages": cleaned}
+
+
+def _unsigned_thinking(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+
+def _has_unsigned_thinking(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return message.get("role") == "assistant" and isinstance(content, list) and any(_unsigned_thinking(b) for b in content)
