@@ -175,6 +175,9 @@ def test_gateway_refusals_in_anthropic_shape(gateway: GatewayProcess, client: an
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model="gpt-test", messages=USER, max_tokens=0)
     assert info.value.body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Input should be a positive integer"}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model="gpt-test", max_tokens=5, messages=USER, tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert info.value.body["error"]["type"] == "invalid_request_error" and "tools.0.type" in info.value.body["error"]["message"]
     bad = httpx.post(f"{gateway.base_url}/v1/messages", content=b"{not json", headers={"x-api-key": MASTER_KEY})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     big = httpx.post(f"{gateway.base_url}/v1/messages", content=b"x" * (65 * 1024), headers={"x-api-key": MASTER_KEY})

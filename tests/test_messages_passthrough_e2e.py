@@ -173,3 +173,13 @@ def test_unsigned_thinking_from_another_deployment_is_dropped_not_rejected(clien
     sent = fake.requests[-1].body["messages"]
     assert sent[1]["content"] == [{"type": "text", "text": "Hi."}]
     assert sent[3]["content"][0] == {"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"}
+
+
+def test_anthropic_only_blocks_pass_through_but_are_refused_for_translation(client: anthropic.Anthropic, fake: FakeAnthropic, gateway: GatewayProcess) -> None:
+    # A server tool has no chat equivalent: fine for the Anthropic deployment, which gets it as sent.
+    web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=USER, tools=[web_search])
+    assert message.content[0].text and fake.requests[-1].body["tools"] == [web_search]
+    # Bad input is still a 400 in Anthropic's shape, from whoever judges it.
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": ""}])

@@ -281,6 +281,9 @@ def validate(body: Any) -> None:
     for k, tool in enumerate(tools):
         if not _TOOL_NAME.match(str(tool.get("name", ""))):
             raise Invalid(f"tools.{k}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+        if re.fullmatch(r"[a-z_]+_\d{8}", str(tool.get("type", ""))):
+            names.add(tool["name"])  # a server tool (web_search_20250305, …): Anthropic runs it
+            continue
         schema = tool.get("input_schema")
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise Invalid(f"tools.{k}.custom.input_schema.type: Input should be 'object'")

@@ -74,12 +74,15 @@ class MessagesIngress:
         self.original: dict[str, Any] | None = None  # the body as the client sent it
         self.native = False  # whether the current attempt passes through (set per attempt)
         self.record_extra: dict[str, Any] = {}  # added to the request's record
+        self.translation_error: InvalidRequest | None = None  # the body cannot be translated to chat
 
     def native_call(self, upstream: Any, public_model: str, *, stream: bool) -> Awaitable[Any] | None:
         """The pass-through call for a deployment that speaks Messages itself, else None (translate)."""
         provider = upstream.provider
         self.native = self.original is not None and hasattr(provider, "messages_stream")
         if not self.native:
+            if self.translation_error is not None:
+                raise self.translation_error  # a caller error: not held against the deployment
             return None
         body = {**without_unsigned_thinking(self.original), "model": upstream.config.model}  # type: ignore[arg-type]
         if stream:
@@ -88,7 +91,21 @@ class MessagesIngress:
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         self.original = body = decode(raw)
-        return to_chat(body)
+        try:
+            return to_chat(body)
+        except InvalidRequest as err:
+            # Blocks, tools or fields with no chat equivalent (server tools, tool_reference, new
+            # block types) are still fine for an Anthropic deployment, which gets the body as sent:
+            # the error is raised only if a deployment that needs the translation is chosen.
+            if not isinstance(body.get("model"), str) or not body["model"]:
+                raise
+            self.translation_error = err
+            return {
+                "model": body["model"],
+                # What limits and estimates need: the prompt's size, the stream flag.
+                "messages": [{"role": "user", "content": orjson.dumps(body.get("messages")).decode()}],
+                **({"stream": True, "stream_options": {"include_usage": True}} if body.get("stream") is True else {}),
+            }
 
     def render(self, ctx: Any, chat_body: dict[str, Any]) -> bytes:
         if self.native:
