@@ -30,6 +30,8 @@ def gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFac
     config["models"].append({"name": "gpt-failover", "deployments": [dead, live]})
     # A 429 cools its deployment down for retry-after seconds: that test gets a model of its own.
     config["models"].append({"name": "gpt-ratelimited", "deployments": [live]})
+    # Priced, for the budget test: 9 x $1 + 7 x $4 per million tokens = $37e-6 a call.
+    config["models"].append({"name": "gpt-priced", "deployments": [dict(live, input_cost_per_mtok=1.0, output_cost_per_mtok=4.0)]})
     config["router"] = {"max_attempts": 2, "cooldown": {"failures": 1000}}
     gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-gw")).start()
     yield gw
@@ -193,6 +195,20 @@ def test_virtual_key_allowlist(gateway: GatewayProcess) -> None:
     with pytest.raises(anthropic.PermissionDeniedError) as info:
         dev.messages.create(model="gpt-test", max_tokens=20, messages=USER)
     assert info.value.body["error"]["type"] == "permission_error"
+
+
+def test_virtual_key_budget_refusal_in_anthropic_shape(gateway: GatewayProcess) -> None:
+    admin = {"authorization": f"Bearer {MASTER_KEY}"}
+    created = httpx.post(f"{gateway.base_url}/admin/keys", headers=admin, json={"name": "capped", "max_budget_usd": 74e-6, "budget_period": "daily"})
+    assert created.status_code == 201, created.text
+    capped = anthropic.Anthropic(base_url=gateway.base_url, auth_token=created.json()["key"], max_retries=0)
+    capped.messages.create(model="gpt-priced", max_tokens=20, messages=USER)
+    with capped.messages.stream(model="gpt-priced", max_tokens=20, messages=USER) as stream:
+        stream.get_final_message()  # streamed calls are charged too
+    with pytest.raises(anthropic.RateLimitError) as info:
+        capped.messages.create(model="gpt-priced", max_tokens=20, messages=USER)
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "rate_limit_error"
+    assert "budget" in info.value.body["error"]["message"]
 
 
 def test_mid_stream_break_becomes_an_error_event(gateway: GatewayProcess, client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
