@@ -287,7 +287,8 @@ def validate(body: Any) -> None:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise Invalid(f"tools.{k}.custom.input_schema.type: Input should be 'object'")
-        extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type"}
+        # Documented custom-tool fields (defer_loading: tool search; strict; input_examples …) besides the basics.
+        extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type", "defer_loading", "strict", "input_examples", "eager_input_streaming", "allowed_callers"}
         if extra:
             raise Invalid(f"tools.{k}.custom.{min(extra)}: Extra inputs are not permitted")
         names.add(tool["name"])
