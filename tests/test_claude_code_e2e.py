@@ -14,7 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import openai_deployment
 from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, text
+from tests.fakes.openai_upstream import FakeOpenAI, Reply
 from tests.harness import MASTER_KEY, GatewayProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,17 +40,18 @@ def fake_server() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="module")
-def gateway(fake_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(fake_server: FakeAnthropic, fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     mock = {"provider": "mock", "model": "mock-claude", "mock_response": "Hello from Lockgate."}
     anthropic = {"provider": "anthropic", "model": "claude-upstream-1", "api_base": fake_server.url, "api_key": UPSTREAM_KEY}
     models: list[dict[str, Any]] = [{"name": n, "deployments": [mock]} for n in NAMES]
     models += [{"name": f"native-{n}", "deployments": [anthropic]} for n in NAMES]
+    models += [{"name": f"openai-{n}", "deployments": [openai_deployment(fake_openai_server)]} for n in NAMES]
     gw = GatewayProcess({"auth": {"master_key": MASTER_KEY}, "models": models}, tmp_path_factory.mktemp("cc-gw")).start()
     yield gw
     gw.stop()
 
 
-def run_claude(gateway: GatewayProcess, home: Path, prefix: str) -> dict[str, Any]:
+def run_claude(gateway: GatewayProcess, home: Path, prefix: str, prompt: str = "Say hi", *extra: str) -> dict[str, Any]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -64,7 +67,7 @@ def run_claude(gateway: GatewayProcess, home: Path, prefix: str) -> dict[str, An
         "DISABLE_AUTOUPDATER": "1",
     }
     done = subprocess.run(
-        [CLAUDE, "-p", "Say hi", "--output-format", "json"],  # type: ignore[list-item]
+        [CLAUDE, "-p", prompt, "--output-format", "json", *extra],  # type: ignore[list-item]
         env=env, cwd=home, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:], gateway.logs()[-3000:])
@@ -80,3 +83,19 @@ def test_claude_code_completes_through_the_gateway(gateway: GatewayProcess, tmp_
     assert records and all(r["status"] == 200 for r in records), [(r["status"], r.get("error_message")) for r in records]
     assert any(r["public_model"] == f"{prefix}claude-sonnet-4-6" for r in records)
     assert any(r.get("session_id") == result["session_id"] for r in records)  # X-Claude-Code-Session-Id
+
+
+def test_claude_code_runs_a_tool_through_a_translated_deployment(gateway: GatewayProcess, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    # The model asks for Bash; Claude Code runs it and sends the result back; the model answers.
+    command = {"command": "echo lockgate-ok > out.txt", "description": "Write a file"}
+    fake_openai.script.extend([
+        Reply(content=None, tool_calls=[{"id": "call_bash_1", "type": "function", "function": {"name": "Bash", "arguments": json.dumps(command)}}]),
+        Reply(content="Done: the file is written."),
+    ])
+    result = run_claude(gateway, tmp_path, "openai-", "Write lockgate-ok to out.txt", "--allowedTools", "Bash", "--max-turns", "3")
+    assert result["is_error"] is False and result["result"] == "Done: the file is written."
+    assert (tmp_path / "out.txt").read_text().strip() == "lockgate-ok"
+    turns = [seen.body for seen in fake_openai.requests if seen.body.get("tools")]
+    assert len(turns) == 2
+    answer = [m for m in turns[1]["messages"] if m["role"] == "tool"]
+    assert answer and answer[0]["tool_call_id"] == "call_bash_1"

@@ -63,6 +63,8 @@ class FakeOpenAI:
     requests: list[Seen] = field(default_factory=list)
     # Set by a test to hold a stream after its first content chunk until released.
     hold_after_first: threading.Event | None = None
+    # Replies for successive chat requests that offer tools (an agent's turns); `reply` otherwise.
+    script: list[Reply] = field(default_factory=list)
     disconnects: int = 0
     port: int = 0
 
@@ -94,6 +96,7 @@ class FakeOpenAI:
         self.faults.clear()
         self.requests.clear()
         self.hold_after_first = None
+        self.script.clear()
         self.disconnects = 0
         self.stream_closed.clear()
 
@@ -168,7 +171,7 @@ class FakeOpenAI:
         body, early, fault = await self._intake(request)
         if early is not None:
             return early
-        r = self.reply
+        r = self.script.pop(0) if self.script and body.get("tools") else self.reply
         cid, created, model = "chatcmpl-fake0001", int(time.time()), body.get("model")
         finish = "tool_calls" if r.tool_calls else "stop"
         if not body.get("stream"):
