@@ -19,6 +19,7 @@ import structlog
 
 from lockgate.auth import Authenticator, Principal
 from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied
+from lockgate.ingress.base import Ingress
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import Attempt, ModelRoute, Router, Upstream
@@ -55,9 +56,9 @@ class RequestContext:
     state: dict[str, Any] = field(default_factory=dict)
     # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
     content: dict[str, Any] | None = None
-    # A client dialect other than chat (ingress/): parses the body to canonical chat and renders
-    # answers, streams and errors back in its own shape. None for the OpenAI endpoints.
-    ingress: Any = None
+    # A client dialect other than chat (ingress/base.py): parses the body to canonical chat and
+    # renders answers, streams and errors back in its own shape. None for the OpenAI endpoints.
+    ingress: Ingress | None = None
 
     @property
     def upstream(self) -> Upstream | None:
