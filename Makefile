@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke
+.PHONY: run test bench clean lock deploy-tools image-smoke claude-code
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,5 +38,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	bench/run.sh $(ARGS)
 
+# Claude Code, as a real client for tests/test_claude_code_e2e.py: the npm package ships its
+# native binary in a per-platform optional dependency, so this needs only the npm registry.
+CLAUDE_CODE_VERSION := 2.1.332
+CLAUDE_CODE_DIR := .tools/claude-code
+claude-code: $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
+$(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION):
+	@mkdir -p $(CLAUDE_CODE_DIR)
+	cd $(CLAUDE_CODE_DIR) && npm install --no-audit --no-fund --no-save --ignore-scripts @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .tools

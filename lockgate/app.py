@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_teams, health, openai
+from lockgate.api import admin, admin_teams, health, messages, openai
 from lockgate.api import usage as usage_api
 from lockgate.api.front import Front
 from lockgate.api.http import error_response
@@ -118,6 +118,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     )
     app.state.gateway = gateway
     app.include_router(openai.router)
+    app.include_router(messages.router)
     app.include_router(health.router)
     app.include_router(usage_api.router)
     app.include_router(admin.router)
@@ -151,7 +152,12 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
 
         app.include_router(metrics.router)
     # Outermost of ours: request ids on every response, the in-flight gauge, the inference fast path.
-    app.add_middleware(Front, serve=openai.serve, in_flight=IN_FLIGHT if config.telemetry.metrics else None)
+    app.add_middleware(
+        Front,
+        serve=openai.serve,
+        in_flight=IN_FLIGHT if config.telemetry.metrics else None,
+        serve_messages=messages.serve,
+    )
     return app
 
 

@@ -15,6 +15,7 @@ from lockgate.errors import Dialect
 from lockgate.providers.base import Usage
 
 if TYPE_CHECKING:
+    from lockgate.ingress.base import Ingress
     from lockgate.ratelimit.admission import Charge
     from lockgate.records import RequestRecord
     from lockgate.router import Attempt, ModelRoute, Upstream
@@ -46,6 +47,9 @@ class RequestContext:
     relay_started: bool = False
     # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).
     content: dict[str, Any] | None = None
+    # A client dialect other than chat (ingress/base.py): parses the body to canonical chat and
+    # renders answers, streams and errors back in its own shape. None for the OpenAI endpoints.
+    ingress: Ingress | None = None
 
     @property
     def upstream(self) -> Upstream | None:

@@ -58,6 +58,9 @@ _CALLS = {
     ("completions", False): "completions",
     ("completions", True): "completions_stream",
     ("embeddings", False): "embeddings",
+    # Ingress dialects call the canonical chat methods.
+    ("messages", False): "chat",
+    ("messages", True): "chat_stream",
 }
 
 
@@ -83,7 +86,7 @@ class Pipeline:
     async def handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str]) -> Outcome:
         try:
             ctx.principal = await self.authenticator.authenticate(headers, ctx.client)
-            ctx.body = body = parse_body(ctx.endpoint, raw)
+            ctx.body = body = ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
             ctx.route = route = self.resolve(body["model"], ctx.principal)
             ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
             options = body.get("stream_options")
@@ -115,12 +118,24 @@ class Pipeline:
         # Which deployments were tried shows on errors too.
         rendered = render(err, ctx.dialect, headers=self._served_headers(ctx) if ctx.attempts else ctx.headers)
         self._finish(ctx, err.status, err)
+        if ctx.ingress is not None:
+            # The headers (Retry-After…) as rendered; status and body in the ingress's own dialect.
+            status, body = ctx.ingress.error(err)
+            return JsonOutcome(status, body, rendered.headers)
         return JsonOutcome(rendered.status, rendered.body, rendered.headers)
 
     # --- route and call ------------------------------------------------------------------
 
     def _call_body(self, ctx: RequestContext, upstream: Upstream, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "model": upstream.config.model}
+
+    def _provider_call(self, ctx: RequestContext, upstream: Upstream, method: str, body: dict[str, Any]) -> Any:
+        """The upstream call for one attempt: the ingress's own (pass-through) when the deployment speaks its dialect."""
+        if ctx.ingress is not None and ctx.route is not None:
+            native = ctx.ingress.native_call(upstream, ctx.route.name, stream=method.endswith("_stream"))
+            if native is not None:
+                return native
+        return getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
 
     def _served_headers(self, ctx: RequestContext) -> dict[str, str]:
         upstream = ctx.upstream
@@ -134,7 +149,7 @@ class Pipeline:
         method = _CALLS[(ctx.endpoint, False)]
 
         async def call(upstream: Upstream) -> Any:
-            return await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+            return await self._provider_call(ctx, upstream, method, body)
 
         try:
             result = await self.router.call(route, call, ctx.attempts)
@@ -145,7 +160,8 @@ class Pipeline:
         if ctx.content is not None:
             ctx.content["output_choices"] = result.body.get("choices")
         self._finish(ctx, 200)
-        return JsonOutcome(200, orjson.dumps(result.body), self._served_headers(ctx))
+        payload = ctx.ingress.render(ctx, result.body) if ctx.ingress is not None else orjson.dumps(result.body)
+        return JsonOutcome(200, payload, self._served_headers(ctx))
 
     async def _stream(self, ctx: RequestContext, route: ModelRoute, body: dict[str, Any]) -> StreamOutcome:
         method = _CALLS[(ctx.endpoint, True)]
@@ -154,7 +170,7 @@ class Pipeline:
         # upstream that fails before its first byte can still be failed over.
         def opener(body: dict[str, Any]) -> Any:
             async def call(upstream: Upstream) -> tuple[ProviderStream, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
-                stream: ProviderStream = await getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
+                stream: ProviderStream = await self._provider_call(ctx, upstream, method, body)
                 chunks = stream.__aiter__()
                 try:
                     first = await chunks.__anext__()
@@ -204,6 +220,7 @@ class Pipeline:
         delivered_chars = 0
         parts: dict[int, list[str]] | None = {} if ctx.content is not None else None
         status, error = STATUS_CLIENT_CLOSED, None
+        frames = ctx.ingress.frames(ctx) if ctx.ingress is not None else None  # the dialect's SSE framing
         chunk = first
         try:
             try:
@@ -212,7 +229,8 @@ class Pipeline:
                     if choices or include_usage or not chunk.get("usage"):
                         if not include_usage and "usage" in chunk and chunk["usage"] is None:
                             del chunk["usage"]
-                        chunk["model"] = public
+                        if frames is None:
+                            chunk["model"] = public  # an ingress frames the chunk itself
                         for choice in choices or ():
                             delta = choice.get("delta")
                             text = delta.get("content") if delta else choice.get("text")
@@ -222,17 +240,17 @@ class Pipeline:
                                     parts.setdefault(choice.get("index", 0), []).append(text)
                         if ctx.ttft_ms is None:
                             ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
-                        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                        yield frames.chunk(chunk) if frames is not None else b"data: " + orjson.dumps(chunk) + b"\n\n"
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
                         chunk = None
-                yield SSE_DONE
+                yield frames.done() if frames is not None else SSE_DONE
                 status = 200
             except GatewayError as err:
                 # The response has started: the error travels in the stream, as OpenAI's does.
                 status, error = err.status, err
-                yield b"data: " + render(err, ctx.dialect).body + b"\n\n"
+                yield frames.error(err) if frames is not None else b"data: " + render(err, ctx.dialect).body + b"\n\n"
         finally:
             await stream.aclose()
             ctx.usage = stream.usage
@@ -317,6 +335,8 @@ class Pipeline:
             error_message=err.message if err else None,
             partial=partial,
             content=ctx.content,
+            # Fields only an ingress knows (e.g. the Claude Code session id).
+            extra=dict(ctx.ingress.record_extra) if ctx.ingress is not None else {},
         )
         for admission in self.admissions:
             try:

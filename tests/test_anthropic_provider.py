@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
@@ -219,3 +221,19 @@ async def test_finished_streams_leave_the_connection_reusable(fake: FakeAnthropi
     await provider.chat(body())
     ports = {seen.client_port for seen in fake.requests}
     assert len(fake.requests) == 4 and len(ports) == 1
+
+
+async def test_a_body_held_open_after_message_stop_is_read_to_its_end(fake: FakeAnthropic, make: Any) -> None:
+    # The upstream ends its body a moment after message_stop: the last chunk must not wait for it,
+    # and the connection must still go back to the pool with the upstream's response completed.
+    fake.reply.eof_delay_s = 0.3
+    provider = make(fake)
+    for _ in range(3):
+        stream = await provider.chat_stream(body(stream=True))
+        started = time.monotonic()
+        await collect(stream)
+        await stream.aclose()
+        assert time.monotonic() - started < 0.3
+        await asyncio.sleep(0.4)  # the background drain finishes
+    ports = {seen.client_port for seen in fake.requests}
+    assert len(ports) == 1 and fake.completed == 3

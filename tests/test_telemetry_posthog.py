@@ -227,3 +227,10 @@ def test_posthog_outage_never_slows_requests(start_gateway, fake_openai: FakeOpe
         assert '"posthog_flush_timeout"' in gw.logs()
     finally:
         hanging.stop()
+
+
+def test_claude_code_session_becomes_ai_session_id() -> None:
+    [(_, _, props, _)] = events_for(_record(endpoint="messages", extra={"session_id": "sess-42"}), _costs())
+    assert props["$ai_session_id"] == "sess-42" and props["$ai_span_name"] == "messages"
+    [(_, _, plain, _)] = events_for(_record(), _costs())
+    assert "$ai_session_id" not in plain

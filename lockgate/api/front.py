@@ -22,12 +22,21 @@ from lockgate.errors import GatewayInternal
 log = structlog.get_logger("lockgate.api")
 
 INFERENCE_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
+# The Anthropic Messages dialect, served the same way by api/messages.py.
+MESSAGES_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
 
 
 class Front:
-    def __init__(self, app: ASGIApp, serve: Callable[[Request, str], Any], in_flight: Any = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        serve: Callable[[Request, str], Any],
+        in_flight: Any = None,
+        serve_messages: Callable[[Request, str], Any] | None = None,
+    ) -> None:
         self.app = app
         self._serve = serve  # api.openai.serve: (request, endpoint) -> Response
+        self._serve_messages = serve_messages  # api.messages.serve
         self._in_flight = in_flight  # a gauge counting /v1/ requests until their last byte
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,12 +59,16 @@ class Front:
         if gauge is not None:
             gauge.inc()
         try:
-            endpoint = INFERENCE_PATHS.get(scope["path"]) if scope["method"] == "POST" else None
+            serve, endpoint = self._serve, None
+            if scope["method"] == "POST":
+                endpoint = INFERENCE_PATHS.get(scope["path"])
+                if endpoint is None and self._serve_messages is not None:
+                    serve, endpoint = self._serve_messages, MESSAGES_PATHS.get(scope["path"])
             if endpoint is None:
                 await self.app(scope, receive, send_with_id)
                 return
             try:
-                response = await self._serve(Request(scope, receive), endpoint)
+                response = await serve(Request(scope, receive), endpoint)
                 await response(scope, receive, send_with_id)
             except ClientDisconnect:
                 return  # gone before its body arrived: nobody to answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -59,8 +60,25 @@ def _model_object(route: Any) -> dict[str, Any]:
 @router.get("/v1/models", summary="List the models this caller may use")
 async def list_models(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     gateway = request.app.state.gateway
-    data = [_model_object(r) for r in gateway.router.routes.values() if principal.allows(r.name)]
+    routes = [r for r in gateway.router.routes.values() if principal.allows(r.name)]
+    if "anthropic-version" in request.headers:
+        # An Anthropic client (Claude Code's model discovery): its list shape, the public names as ids.
+        return json_response(orjson.dumps(_anthropic_model_list(routes)))
+    data = [_model_object(r) for r in routes]
     return json_response(orjson.dumps({"object": "list", "data": data}))
+
+
+def _anthropic_model_list(routes: list[Any]) -> dict[str, Any]:
+    data = [
+        {
+            "type": "model",
+            "id": r.name,
+            "display_name": r.name,
+            "created_at": datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        for r in routes
+    ]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
 @router.get("/v1/models/{model_id:path}", summary="Retrieve a model")

@@ -129,6 +129,30 @@ async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | N
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
+# Drains in flight, kept referenced until done (the loop holds tasks only weakly).
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+def drain_in_background(resp: aiohttp.ClientResponse, timeout_s: float = 5.0) -> None:
+    """Read the rest of a finished response's body off the hot path, then give the connection back.
+
+    An upstream may hold the body open a moment after its last event: releasing at once would
+    drop the connection (and cut the upstream's response off), waiting would delay the client.
+    """
+
+    async def drain() -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await resp.content.readany():
+                    pass
+            resp.release()
+        except BaseException:
+            resp.close()
+
+    task = asyncio.ensure_future(drain())
+    _DRAINS.add(task)
+    task.add_done_callback(_DRAINS.discard)
+
 
 class JsonPoster:
     """POSTs JSON to one upstream and turns every failure into the error a client should see.

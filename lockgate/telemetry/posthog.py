@@ -94,6 +94,9 @@ def generation_event(record: RequestRecord, costs: CostTable, privacy_mode: bool
             "lockgate_partial": record.partial,
         }
     )
+    session = record.extra.get("session_id")
+    if isinstance(session, str) and session:
+        props["$ai_session_id"] = session
     if record.ttft_ms is not None:
         props["$ai_time_to_first_token"] = round(record.ttft_ms / 1000, 6)
     if is_error:

@@ -89,6 +89,9 @@ class Reply:
     text_piece: int = 6  # characters per text_delta
     json_piece: int = 7  # characters per input_json_delta
     chunk_delay_s: float = 0.0
+    # A pause between message_stop and the end of the body: a client that stops reading at
+    # message_stop then drops the connection instead of returning it to the pool.
+    eof_delay_s: float = 0.0
     # A recorded SSE text to replay verbatim instead of building events.
     raw_sse: str | None = None
 
@@ -214,9 +217,13 @@ def _check_blocks(content: Any, where: str, role: str) -> None:
         elif btype == "tool_result":
             if role != "user":
                 raise Invalid(f"{at}: tool_result blocks can only be in user messages")
+        elif btype == "thinking":
+            # Replayed thinking must carry the signature Anthropic issued (this fake's start with "sig").
+            if role != "assistant" or not str(block.get("signature", "")).startswith("sig"):
+                raise Invalid(f"{at}.thinking.signature: Invalid `signature` in `thinking` block")
         else:
             raise Invalid(f"{at}: Input tag '{btype}' found using 'type' does not match any of the expected tags")
-        extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context"}
+        extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context", "thinking", "signature"}
         if extra:
             raise Invalid(f"{at}.{min(extra)}: Extra inputs are not permitted")
 
@@ -280,10 +287,14 @@ def validate(body: Any) -> None:
     for k, tool in enumerate(tools):
         if not _TOOL_NAME.match(str(tool.get("name", ""))):
             raise Invalid(f"tools.{k}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+        if re.fullmatch(r"[a-z_]+_\d{8}", str(tool.get("type", ""))):
+            names.add(tool["name"])  # a server tool (web_search_20250305, …): Anthropic runs it
+            continue
         schema = tool.get("input_schema")
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise Invalid(f"tools.{k}.custom.input_schema.type: Input should be 'object'")
-        extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type"}
+        # Documented custom-tool fields (defer_loading: tool search; strict; input_examples …) besides the basics.
+        extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type", "defer_loading", "strict", "input_examples", "eager_input_streaming", "allowed_callers"}
         if extra:
             raise Invalid(f"tools.{k}.custom.{min(extra)}: Extra inputs are not permitted")
         names.add(tool["name"])
@@ -330,6 +341,7 @@ class FakeAnthropic:
     faults: list[dict[str, Any]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
     port: int = 0
+    completed: int = 0  # streamed responses sent to their end
 
     def __post_init__(self) -> None:
         self._server = ThreadedServer(self._routes, "fake-anthropic")
@@ -347,6 +359,7 @@ class FakeAnthropic:
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
 
     def stop(self) -> None:
         self._server.stop()
@@ -355,6 +368,7 @@ class FakeAnthropic:
         self.reply = Reply()
         self.faults.clear()
         self.requests.clear()
+        self.completed = 0
 
     @property
     def last(self) -> Any:
@@ -385,6 +399,18 @@ class FakeAnthropic:
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(keepalive_s, left))
             await resp.write(sse_text([{"type": "ping"}]).encode())
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """A deterministic count (one token per 3 bytes of messages, system and tools, plus 7)."""
+        body = orjson.loads(await request.read())
+        self.requests.append(Seen(request.path, dict(request.headers), body))
+        if request.headers.get("x-api-key") != self.api_key:
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        extra = set(body) - {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management", "output_config"}
+        if extra:
+            return self._error(400, "invalid_request_error", f"{min(extra)}: Extra inputs are not permitted")
+        counted = orjson.dumps([body.get("messages"), body.get("system"), body.get("tools")])
+        return web.json_response({"input_tokens": len(counted) // 3 + 7})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -458,5 +484,8 @@ class FakeAnthropic:
                 await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
             if reply.chunk_delay_s:
                 await asyncio.sleep(reply.chunk_delay_s)
+        if reply.eof_delay_s:
+            await asyncio.sleep(reply.eof_delay_s)
         await resp.write_eof()
+        self.completed += 1
         return resp

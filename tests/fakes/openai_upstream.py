@@ -71,6 +71,8 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     chunk_delay_s: float = 0.0
+    # Reasoning text as DeepSeek/vLLM-style servers send it (`reasoning_content`), before the answer.
+    reasoning: str | None = None
 
 
 @dataclass
@@ -88,6 +90,8 @@ class FakeOpenAI:
     requests: list[Seen] = field(default_factory=list)
     # Set by a test to hold a stream after its first content chunk until released.
     hold_after_first: threading.Event | None = None
+    # Replies for successive chat requests that offer tools (an agent's turns); `reply` otherwise.
+    script: list[Reply] = field(default_factory=list)
     disconnects: int = 0
     port: int = 0
 
@@ -119,6 +123,7 @@ class FakeOpenAI:
         self.faults.clear()
         self.requests.clear()
         self.hold_after_first = None
+        self.script.clear()
         self.disconnects = 0
         self.stream_closed.clear()
 
@@ -214,7 +219,7 @@ class FakeOpenAI:
         body, early, fault = await self._intake(request)
         if early is not None:
             return early
-        r = self.reply
+        r = self.script.pop(0) if self.script and body.get("tools") else self.reply
         cid, created, model = "chatcmpl-fake0001", int(time.time()), body.get("model")
         finish = "tool_calls" if r.tool_calls else "stop"
         fault = fault or {}
@@ -222,6 +227,8 @@ class FakeOpenAI:
             message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None, "annotations": []}
             if r.tool_calls:
                 message["tool_calls"] = r.tool_calls
+            if r.reasoning:
+                message["reasoning_content"] = r.reasoning
             answer = web.Response(
                 body=orjson.dumps(
                     {
@@ -272,6 +279,8 @@ class FakeOpenAI:
                                                       "code": "invalid_api_key", "status": 401}})
                 await resp.write_eof()
                 return resp
+            for word in (r.reasoning or "").split(" ") if r.reasoning else []:
+                await self._send_sse(resp, chunk({"reasoning_content": word + " "}))
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
             fault = fault or {}

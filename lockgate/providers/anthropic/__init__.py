@@ -13,6 +13,7 @@ import aiohttp
 from lockgate.config import Deployment
 from lockgate.errors import GatewayError, InvalidRequest, ProviderBadResponse
 from lockgate.providers.anthropic.errors import ERROR_STATUS
+from lockgate.providers.anthropic.native import NativeStream, usage_of_message
 from lockgate.providers.anthropic.request import completions_to_chat, to_anthropic
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
@@ -21,6 +22,7 @@ from lockgate.providers.http import (
     TRANSPORT_ERRORS,
     JsonPoster,
     StreamTimer,
+    drain_in_background,
     iter_sse,
     json_object,
     upstream_name,
@@ -50,6 +52,7 @@ class AnthropicStream:
         self._legacy = legacy
         # Known once message_stop arrives (partial and estimated if the stream breaks off).
         self.usage: Usage | None = None
+        self._draining = False  # the body's rest is read in the background after message_stop
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._chunks()
@@ -72,8 +75,10 @@ class AnthropicStream:
                     else:
                         yield chunk
                 if translator.finished:
-                    # Done at message_stop: do not wait on an upstream that holds the body open.
-                    # The body's end has normally arrived with it, so the connection is still reused.
+                    # Done at message_stop: the client's last chunk goes out now, and the body's
+                    # end (which follows at once) is read in the background so the connection is reused.
+                    self._draining = True
+                    drain_in_background(self._resp)
                     break
             if not translator.finished:
                 raise translator.broken_off()
@@ -85,12 +90,14 @@ class AnthropicStream:
         finally:
             timer.cancel()
             self.usage = translator.usage
-            resp.release()
+            if not self._draining:
+                resp.release()
 
     async def aclose(self) -> None:
         # Closing (not releasing) drops a half-read connection instead of draining it.
         self._timer.cancel()
-        self._resp.close()
+        if not self._draining:
+            self._resp.close()
 
 
 class AnthropicProvider:
@@ -102,6 +109,7 @@ class AnthropicProvider:
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/")
         # Accept an api_base given with or without the /v1 suffix.
         self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        self._count_url = self._url + "/count_tokens"
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -145,6 +153,42 @@ class AnthropicProvider:
 
     async def completions_stream(self, body: dict[str, Any]) -> AnthropicStream:
         return await self._open_stream(completions_to_chat(body), legacy=True)
+
+    # --- Messages pass-through (the /v1/messages ingress) ---------------------------------------
+
+    def _native_headers(self, base: dict[str, str], beta: str | None) -> dict[str, str]:
+        if not beta:
+            return base
+        own = base.get("anthropic-beta")
+        return {**base, "anthropic-beta": f"{own},{beta}" if own else beta}
+
+    async def messages(self, body: dict[str, Any], public_model: str, *, beta: str | None = None) -> ProviderResult:
+        """A Messages body as the client sent it (model already the upstream's); the Message back as is."""
+        payload = {**body, "stream": False} if "stream" in body else body
+        resp = await self._http.post(self._url, payload, self._native_headers(self._headers, beta))
+        message = await self._http.read_json(resp)
+        if message.get("type") != "message":
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered with something that is not a Message.")
+        message["model"] = public_model
+        return ProviderResult(body=message, usage=usage_of_message(message))
+
+    async def messages_stream(self, body: dict[str, Any], public_model: str, *, beta: str | None = None) -> NativeStream:
+        headers = self._native_headers(self._stream_headers, beta)
+        resp, timer = await self._http.post_stream(self._url, {**body, "stream": True}, headers)
+        if resp.content_type != "text/event-stream":
+            timer.cancel()
+            resp.close()
+            raise ProviderBadResponse(f"The upstream {self._http.what} did not answer with an event stream.")
+        return NativeStream(resp, self._http.what, timer, public_model)
+
+    async def count_tokens(self, body: dict[str, Any], *, beta: str | None = None) -> int:
+        """Anthropic's own count for a Messages body (model already the upstream's)."""
+        resp = await self._http.post(self._count_url, body, self._native_headers(self._headers, beta))
+        answer = await self._http.read_json(resp)
+        count = answer.get("input_tokens")
+        if not isinstance(count, int):
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered count_tokens without input_tokens.")
+        return count
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raise InvalidRequest("Anthropic models have no embeddings; use an embedding model.", param="model")
