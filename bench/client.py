@@ -33,8 +33,7 @@ class HttpConn:
                 pass
             self.r = self.w = None
 
-    async def request(self, method: str, path: str, body: bytes | None = None,
-                      key: str | None = KEY, timeout: float = 30.0):
+    async def request(self, method: str, path: str, body: bytes | None = None, key: str | None = KEY, timeout: float = 30.0):
         """Returns (status, headers, body, t_first_token_s, t_total_s)."""
         return await asyncio.wait_for(self._request(method, path, body, key), timeout)
 
@@ -149,10 +148,10 @@ async def smoke(port: int, path: str) -> list[str]:
             problems.append(f"stream: HTTP {st}: {body[:300]!r}")
         else:
             events, done = parse_sse(body)
-            text = "".join((e.get("choices") or [{}])[0].get("delta", {}).get("content") or ""
-                           for e in events if e.get("choices"))
-            n_content = sum(1 for e in events if e.get("choices")
-                            and (e["choices"][0].get("delta", {}).get("content") or ""))
+            text = "".join(
+                (e.get("choices") or [{}])[0].get("delta", {}).get("content") or "" for e in events if e.get("choices")
+            )
+            n_content = sum(1 for e in events if e.get("choices") and (e["choices"][0].get("delta", {}).get("content") or ""))
             if not done:
                 problems.append("stream: no data: [DONE]")
             if text != CONTENT or n_content != N_CHUNKS:
@@ -163,9 +162,8 @@ async def smoke(port: int, path: str) -> list[str]:
                 problems.append("stream: a chunk's model is not the public name")
             if "text/event-stream" not in h.get("content-type", ""):
                 problems.append(f"stream: content-type={h.get('content-type')!r}")
-    except Exception as e:  # noqa: BLE001 - reported, not hidden
+    except Exception as e:
         problems.append(f"{type(e).__name__}: {e}")
     finally:
         await c.close()
     return problems
-

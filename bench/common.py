@@ -51,8 +51,9 @@ class Proc:
         self.argv = argv
         self.logfile = logfile
         out = open(logfile, "wb") if logfile else subprocess.DEVNULL
-        self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        self.p = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.pid = self.p.pid
         _procs.append(self)
 
@@ -116,4 +117,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-

@@ -136,14 +136,12 @@ def stream_events(rid: str, model: str, created: int, include_usage: bool) -> li
         if i == 0:
             delta = {"role": "assistant", "content": tok, "refusal": None}
         events.append(
-            _chunk(rid, model, created,
-                   [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
-                   None, include_usage)
+            _chunk(
+                rid, model, created, [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}], None, include_usage
+            )
         )
     events.append(
-        _chunk(rid, model, created,
-               [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
-               None, include_usage)
+        _chunk(rid, model, created, [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}], None, include_usage)
     )
     if include_usage:
         events.append(_chunk(rid, model, created, [], usage_obj(), True))
@@ -183,9 +181,7 @@ def _body_for(model: str, rid: str, created: int) -> bytes:
     if tpl is None:
         tpl = completion_body(_ID_PLACEHOLDER, model, _TS_PLACEHOLDER)
         _body_templates[model] = tpl
-    return tpl.replace(_ID_PLACEHOLDER.encode(), rid.encode()).replace(
-        str(_TS_PLACEHOLDER).encode(), str(created).encode()
-    )
+    return tpl.replace(_ID_PLACEHOLDER.encode(), rid.encode()).replace(str(_TS_PLACEHOLDER).encode(), str(created).encode())
 
 
 def _new_id() -> str:
@@ -267,8 +263,8 @@ class UpstreamProtocol(asyncio.Protocol):
             else:
                 if len(buf) - start < clen:
                     return
-                body = bytes(buf[start:start + clen])
-                del buf[:start + clen]
+                body = bytes(buf[start : start + clen])
+                del buf[: start + clen]
             self._handle(method, target, body, keep_alive)
 
     # -- routing -----------------------------------------------------------
@@ -307,22 +303,20 @@ class UpstreamProtocol(asyncio.Protocol):
         elif path.endswith(b"/models"):
             self._respond(
                 200,
-                _dumps({"object": "list", "data": [
-                    {"id": "bench-model", "object": "model", "created": 0, "owned_by": "bench"}]}),
+                _dumps({"object": "list", "data": [{"id": "bench-model", "object": "model", "created": 0, "owned_by": "bench"}]}),
                 keep_alive=keep_alive,
             )
         else:
-            self._respond(*_error(404, f"unknown path {path.decode(errors='replace')}", code="unknown_url"),
-                          keep_alive=keep_alive)
+            self._respond(
+                *_error(404, f"unknown path {path.decode(errors='replace')}", code="unknown_url"), keep_alive=keep_alive
+            )
 
-    def _respond(self, status: int, body: bytes, keep_alive: bool = True,
-                 ctype: bytes = b"application/json") -> None:
+    def _respond(self, status: int, body: bytes, keep_alive: bool = True, ctype: bytes = b"application/json") -> None:
         t = self.transport
         t.write(
             b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
             b"x-request-id: bench\r\nopenai-processing-ms: 0\r\n%b\r\n%b"
-            % (status, _REASONS.get(status, b"Error"), ctype, len(body),
-               b"" if keep_alive else b"Connection: close\r\n", body)
+            % (status, _REASONS.get(status, b"Error"), ctype, len(body), b"" if keep_alive else b"Connection: close\r\n", body)
         )
         if not keep_alive:
             self.closed = True
@@ -390,7 +384,7 @@ def _dechunk(buf: bytearray, pos: int):
             return bytes(out), end + 2
         if n < pos + size + 2:
             return None, 0
-        out += buf[pos:pos + size]
+        out += buf[pos : pos + size]
         pos += size + 2
 
 
@@ -429,8 +423,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=18000)
-    ap.add_argument("--chunk-delay-ms", type=float, default=0.0,
-                    help="sleep between stream chunks (default 0: write them all at once)")
+    ap.add_argument(
+        "--chunk-delay-ms", type=float, default=0.0, help="sleep between stream chunks (default 0: write them all at once)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     args = ap.parse_args(argv)
     UpstreamProtocol.chunk_delay_s = args.chunk_delay_ms / 1000.0
@@ -450,8 +445,7 @@ def main(argv=None) -> None:
             serve(_make_socket(args.host, args.port, reuse_port=True))
             os._exit(0)
         children.append(pid)
-    print(f"fake upstream listening on http://{args.host}:{args.port}/v1 "
-          f"({args.workers} workers, pid {os.getpid()})", flush=True)
+    print(f"fake upstream listening on http://{args.host}:{args.port}/v1 ({args.workers} workers, pid {os.getpid()})", flush=True)
 
     def _term(signum, frame):
         for c in children:

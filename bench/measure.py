@@ -16,6 +16,7 @@ from pathlib import Path
 from client import HttpConn, smoke
 from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log
 
+
 # --------------------------------------------------------------------------
 # CPU time and resident memory from /proc
 # --------------------------------------------------------------------------
@@ -26,7 +27,7 @@ def _stat(pid: int):
             data = f.read()
     except OSError:
         return None
-    rest = data[data.rindex(b")") + 2:].split()
+    rest = data[data.rindex(b")") + 2 :].split()
     # rest[0] is field 3 (state): field n is rest[n - 3]
     return int(rest[1]), int(rest[11]) + int(rest[12]), int(rest[13]) + int(rest[14])
 
@@ -216,11 +217,29 @@ def upstream_count(uport: int) -> int:
     return asyncio.run(go())
 
 
-def run_wrk(args, port: int, path: str, body_file: Path, conns: int, duration: float,
-            server_pid: int | None, upstream_pid: int, uport: int) -> dict:
+def run_wrk(
+    args,
+    port: int,
+    path: str,
+    body_file: Path,
+    conns: int,
+    duration: float,
+    server_pid: int | None,
+    upstream_pid: int,
+    uport: int,
+) -> dict:
     threads = 1 if conns == 1 else min(args.wrk_threads, conns)
-    cmd = [args.wrk, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(duration))}s", "--timeout", "30s",
-           "-s", str(WRK_SCRIPT), f"http://{HOST}:{port}{path}"]
+    cmd = [
+        args.wrk,
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://{HOST}:{port}{path}",
+    ]
     env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_KEY=KEY)
     pids = [upstream_pid] + ([server_pid] if server_pid and server_pid != upstream_pid else [])
     wait_quiet(pids, 3)
@@ -272,8 +291,7 @@ def body_files(tmp: Path) -> dict:
     return bodies
 
 
-def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pid: int,
-                 uport: int, tmp: Path) -> dict:
+def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pid: int, uport: int, tmp: Path) -> dict:
     path = "/v1/chat/completions"
     res: dict = {"target": name, "port": port}
     problems = asyncio.run(smoke(port, path))
@@ -294,29 +312,37 @@ def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pi
             log(f"{name}: {mode} c={conns} for {args.duration:g}s")
             w = run_wrk(args, port, path, bodies[mode], conns, args.duration, server_pid, upstream_pid, uport)
             r[f"c{conns}"] = w
-            log(f"{name}: {mode} c={conns}: {w['rps']:.0f} req/s, p50 {w['p50_ms']:.2f} ms, "
+            log(
+                f"{name}: {mode} c={conns}: {w['rps']:.0f} req/s, p50 {w['p50_ms']:.2f} ms, "
                 f"p99 {w['p99_ms']:.2f} ms, {w['server_cpu_ms_per_req']:.3f} CPU ms/req, "
-                f"{w['errors_total']} errors; other processes took {w['other_cpu_pct']:.0f}% of the machine")
+                f"{w['errors_total']} errors; other processes took {w['other_cpu_pct']:.0f}% of the machine"
+            )
         if mode == "stream":
             log(f"{name}: TTFT at c=1, {args.ttft_requests} sequential streams")
             r["ttft"] = asyncio.run(_ttft(port, path, MODEL, args.ttft_requests, args.duration))
             r["ttft_slow"] = asyncio.run(_ttft(port, path, SLOW_MODEL, args.ttft_slow_requests, args.duration))
-            log(f"{name}: TTFT p50 {r['ttft'].get('ttft_ms_p50', float('nan')):.3f} ms; with "
+            log(
+                f"{name}: TTFT p50 {r['ttft'].get('ttft_ms_p50', float('nan')):.3f} ms; with "
                 f"{SLOW_DELAY_MS} ms between upstream chunks: TTFT p50 "
                 f"{r['ttft_slow'].get('ttft_ms_p50', float('nan')):.2f} ms, whole stream "
-                f"{r['ttft_slow'].get('total_ms_p50', float('nan')):.1f} ms")
+                f"{r['ttft_slow'].get('total_ms_p50', float('nan')):.1f} ms"
+            )
         if port != uport:
             pr = asyncio.run(_paired(port, uport, path, mode, args.ttft_requests, args.duration))
             r["paired_c1"] = pr
             if pr.get("n"):
-                log(f"{name}: {mode} paired with the upstream at c=1 ({pr['measure']}): "
+                log(
+                    f"{name}: {mode} paired with the upstream at c=1 ({pr['measure']}): "
                     f"upstream {pr['direct_ms_p50']:.3f} ms, via {name} {pr['proxy_ms_p50']:.3f} ms, "
-                    f"added {pr['added_ms_p50']:+.3f} ms (median of {pr['n']} pairs)")
+                    f"added {pr['added_ms_p50']:+.3f} ms (median of {pr['n']} pairs)"
+                )
     wait_quiet([sp])
     mem = res["memory"]
     mem["rss_kb_after_runs"] = tree_rss_kb(sp)
     mem["processes"] = len(_tree_stats(sp))
-    log(f"{name}: resident memory {mem['rss_kb_after_warmup'] / 1024:.1f} MB after warm-up, "
+    log(
+        f"{name}: resident memory {mem['rss_kb_after_warmup'] / 1024:.1f} MB after warm-up, "
         f"{mem['rss_kb_after_runs'] / 1024:.1f} MB after the measured runs ({mem['processes']} "
-        f"process{'es' if mem['processes'] != 1 else ''})")
+        f"process{'es' if mem['processes'] != 1 else ''})"
+    )
     return res

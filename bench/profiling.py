@@ -13,8 +13,9 @@ from common import log
 from measure import run_wrk
 
 
-def profile_target(name: str, args, port: int, pid: int, upstream_pid: int, uport: int, tmp: Path,
-                   stamp: str, out_dir: Path) -> dict:
+def profile_target(
+    name: str, args, port: int, pid: int, upstream_pid: int, uport: int, tmp: Path, stamp: str, out_dir: Path
+) -> dict:
     """py-spy (non-blocking) during a c64 run of each mode; returns top functions."""
     spy = Path(args.bench_venv) / "bin" / "py-spy"
     if not spy.exists():
@@ -30,9 +31,26 @@ def profile_target(name: str, args, port: int, pid: int, upstream_pid: int, upor
         svg = out_dir / f"profile-{name}-{mode}-{stamp}.svg"
         log(f"profile: {name} {mode} c={args.connections} with py-spy for {args.duration:g}s")
         for fmt, dest in (("raw", raw), ("flamegraph", svg)):
-            spy_p = subprocess.Popen([str(spy), "record", "--nonblocking", "--subprocesses", "-r", "250",
-                                      "-d", str(int(args.duration) + 1), "-f", fmt, "-o", str(dest),
-                                      "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            spy_p = subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--nonblocking",
+                    "--subprocesses",
+                    "-r",
+                    "250",
+                    "-d",
+                    str(int(args.duration) + 1),
+                    "-f",
+                    fmt,
+                    "-o",
+                    str(dest),
+                    "-p",
+                    str(pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(0.5)
             run_wrk(args, port, path, body, args.connections, args.duration, pid, upstream_pid, uport)
             try:
@@ -83,6 +101,9 @@ def summarize_collapsed(path: Path, n: int = 25) -> dict:
     def top(d, k=n):
         return [(f, round(100.0 * v / total, 1)) for f, v in sorted(d.items(), key=lambda kv: -kv[1])[:k]]
 
-    return {"samples": total, "self_pct": top(self_fn), "self_by_package_pct": top(self_pkg, 15),
-            "lockgate_inclusive_pct": top(incl)}
-
+    return {
+        "samples": total,
+        "self_pct": top(self_fn),
+        "self_by_package_pct": top(self_pkg, 15),
+        "lockgate_inclusive_pct": top(incl),
+    }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from common import REPO, SLOW_DELAY_MS
 
+
 def _g(res, *keys):
     cur = res
     for k in keys:
@@ -65,19 +66,28 @@ def report(results: dict, args, order: list[str]) -> str:
         if mode == "stream":
             rows += [
                 ("stream: TTFT p50 ms @c1", lambda r: _g(r, "stream", "ttft", "ttft_ms_p50"), 3),
-                (f"stream: TTFT p50 ms @c1, {SLOW_DELAY_MS}ms/chunk upstream",
-                 lambda r: _g(r, "stream", "ttft_slow", "ttft_ms_p50"), 2),
-                (f"stream: whole stream ms, {SLOW_DELAY_MS}ms/chunk upstream",
-                 lambda r: _g(r, "stream", "ttft_slow", "total_ms_p50"), 1),
+                (
+                    f"stream: TTFT p50 ms @c1, {SLOW_DELAY_MS}ms/chunk upstream",
+                    lambda r: _g(r, "stream", "ttft_slow", "ttft_ms_p50"),
+                    2,
+                ),
+                (
+                    f"stream: whole stream ms, {SLOW_DELAY_MS}ms/chunk upstream",
+                    lambda r: _g(r, "stream", "ttft_slow", "total_ms_p50"),
+                    1,
+                ),
             ]
-        rows.append((f"{label}: added ms @c1, paired with upstream"
-                     + (" (TTFT)" if mode == "stream" else ""),
-                     lambda r, m=mode: _g(r, m, "paired_c1", "added_ms_p50"), 3))
+        rows.append(
+            (
+                f"{label}: added ms @c1, paired with upstream" + (" (TTFT)" if mode == "stream" else ""),
+                lambda r, m=mode: _g(r, m, "paired_c1", "added_ms_p50"),
+                3,
+            )
+        )
         rows += [
             (f"{label}: server CPU ms/req @c{c}", lambda r, m=mode: _g(r, m, f"c{c}", "server_cpu_ms_per_req"), 3),
             (f"{label}: server CPU ms/req @c1", lambda r, m=mode: _g(r, m, "c1", "server_cpu_ms_per_req"), 3),
-            (f"{label}: errors (all runs)",
-             lambda r, m=mode: sum(_g(r, m, k, "errors_total") or 0 for k in ("c1", f"c{c}")), 0),
+            (f"{label}: errors (all runs)", lambda r, m=mode: sum(_g(r, m, k, "errors_total") or 0 for k in ("c1", f"c{c}")), 0),
         ]
     rows += [
         ("memory: server RSS MB after warm-up", lambda r: _mb(_g(r, "memory", "rss_kb_after_warmup")), 1),
@@ -92,12 +102,19 @@ def report(results: dict, args, order: list[str]) -> str:
             ("soak: same, middle third -> last third", lambda r: _g(r, "soak", "late_growth_kb_per_10k"), 0),
             ("soak: levelled off", lambda r: _yes(_g(r, "soak", "levelled_off"), _g(r, "soak", "server_alive")), 0),
         ]
-    rows.append(("noise: other processes' % of machine (max of runs)",
-                 lambda r: max([_g(r, m, k, "other_cpu_pct") or 0.0 for m in args.modes for k in ("c1", f"c{c}")]
-                               or [0.0]), 0))
+    rows.append(
+        (
+            "noise: other processes' % of machine (max of runs)",
+            lambda r: max([_g(r, m, k, "other_cpu_pct") or 0.0 for m in args.modes for k in ("c1", f"c{c}")] or [0.0]),
+            0,
+        )
+    )
     w0 = max(len(r[0]) for r in rows) + 2
-    lines = ["", "Results (server = the process under test, its workers included; "
-                 "for 'upstream' it is the fake upstream itself)", ""]
+    lines = [
+        "",
+        "Results (server = the process under test, its workers included; for 'upstream' it is the fake upstream itself)",
+        "",
+    ]
     lines.append("".ljust(w0) + "".join(n.rjust(12) for n in names))
     for label, fn, nd in rows:
         vals = []
@@ -123,13 +140,11 @@ def report(results: dict, args, order: list[str]) -> str:
     if up.get("ok") and lg.get("ok"):
         for mode in args.modes:
             v = ratio(_g(lg, mode, f"c{c}", "rps"), _g(up, mode, f"c{c}", "rps"))
-            add(f"lockgate_over_upstream_rps_{mode}", v,
-                f"lockgate / upstream req/s @c{c}, {mode}: {_fmt(v, 3)}")
+            add(f"lockgate_over_upstream_rps_{mode}", v, f"lockgate / upstream req/s @c{c}, {mode}: {_fmt(v, 3)}")
             a = _g(lg, mode, "c1", "p50_ms")
             b = _g(up, mode, "c1", "p50_ms")
             if a is not None and b is not None:
-                add(f"lockgate_added_p50_c1_ms_{mode}", a - b,
-                    f"lockgate adds to upstream p50 @c1, {mode}: {a - b:+.3f} ms")
+                add(f"lockgate_added_p50_c1_ms_{mode}", a - b, f"lockgate adds to upstream p50 @c1, {mode}: {a - b:+.3f} ms")
         a, b = _g(lg, "stream", "ttft", "ttft_ms_p50"), _g(up, "stream", "ttft", "ttft_ms_p50")
         if a is not None and b is not None:
             add("lockgate_added_ttft_c1_ms", a - b, f"lockgate adds to upstream TTFT @c1: {a - b:+.3f} ms")
@@ -141,8 +156,7 @@ def report(results: dict, args, order: list[str]) -> str:
             add(f"lockgate_over_litellm_rps_{mode}", v, f"lockgate / litellm req/s @c{c}, {mode}: {_fmt(v, 1)}x")
             a, b = _g(ll, mode, "c1", "p50_ms"), _g(up, mode, "c1", "p50_ms")
             if a is not None and b is not None:
-                add(f"litellm_added_p50_c1_ms_{mode}", a - b,
-                    f"litellm adds to upstream p50 @c1, {mode}: {a - b:+.3f} ms")
+                add(f"litellm_added_p50_c1_ms_{mode}", a - b, f"litellm adds to upstream p50 @c1, {mode}: {a - b:+.3f} ms")
         a, b = _g(ll, "stream", "ttft", "ttft_ms_p50"), _g(up, "stream", "ttft", "ttft_ms_p50")
         if a is not None and b is not None:
             add("litellm_added_ttft_c1_ms", a - b, f"litellm adds to upstream TTFT @c1: {a - b:+.3f} ms")
@@ -151,7 +165,7 @@ def report(results: dict, args, order: list[str]) -> str:
         for mode in args.modes:
             v = ratio(_g(lg, mode, f"c{c}", "server_cpu_ms_per_req"), _g(ng, mode, f"c{c}", "server_cpu_ms_per_req"))
             add(f"lockgate_over_nginx_cpu_{mode}", v, f"lockgate / nginx CPU ms/req, {mode}: {_fmt(v, 1)}x")
-    rss = lambda r: _g(r, "memory", "rss_kb_after_runs")  # noqa: E731
+    rss = lambda r: _g(r, "memory", "rss_kb_after_runs")
     if lg.get("ok") and ll.get("ok"):
         v = ratio(rss(ll), rss(lg))
         add("litellm_over_lockgate_rss", v, f"litellm / lockgate RSS after the measured runs: {_fmt(v, 1)}x")
@@ -163,10 +177,12 @@ def report(results: dict, args, order: list[str]) -> str:
         if s and s.get("growth_kb_per_10k") is not None:
             ratios[f"soak_growth_kb_per_10k_{n}"] = s["growth_kb_per_10k"]
             ratios[f"soak_levelled_off_{n}"] = s["levelled_off"]
-            lines.append(f"  {n} soak: {_fmt(_mb(s['rss_kb_start']), 1)} -> {_fmt(_mb(s['rss_kb_end']), 1)} MB "
-                         f"over {s['requests']:,} requests, {s['growth_kb_per_10k']:+,.0f} kB per 10k (middle -> last "
-                         f"third: {_kb(s['late_growth_kb_per_10k'])}); levelled off: "
-                         f"{_yes(s['levelled_off'], s['server_alive']) or 'too few rounds'}")
+            lines.append(
+                f"  {n} soak: {_fmt(_mb(s['rss_kb_start']), 1)} -> {_fmt(_mb(s['rss_kb_end']), 1)} MB "
+                f"over {s['requests']:,} requests, {s['growth_kb_per_10k']:+,.0f} kB per 10k (middle -> last "
+                f"third: {_kb(s['late_growth_kb_per_10k'])}); levelled off: "
+                f"{_yes(s['levelled_off'], s['server_alive']) or 'too few rounds'}"
+            )
     results["ratios"] = ratios
 
     # targets from issue 2
@@ -181,18 +197,15 @@ def report(results: dict, args, order: list[str]) -> str:
 
         check("CPU per non-stream request (<= 1.5 ms)", _g(lg, "nonstream", f"c{c}", "server_cpu_ms_per_req"), 1.5)
         check("CPU per 20-chunk stream (<= 3 ms)", _g(lg, "stream", f"c{c}", "server_cpu_ms_per_req"), 3.0)
-        check("added to upstream p50 @c1, non-stream, paired (< 1 ms)",
-              _g(lg, "nonstream", "paired_c1", "added_ms_p50"), 1.0)
+        check("added to upstream p50 @c1, non-stream, paired (< 1 ms)", _g(lg, "nonstream", "paired_c1", "added_ms_p50"), 1.0)
         check("added to upstream TTFT @c1, paired (< 1 ms)", _g(lg, "stream", "paired_c1", "added_ms_p50"), 1.0)
-        check("added to upstream p50 @c1, non-stream, wrk runs (< 1 ms)",
-              ratios.get("lockgate_added_p50_c1_ms_nonstream"), 1.0)
+        check("added to upstream p50 @c1, non-stream, wrk runs (< 1 ms)", ratios.get("lockgate_added_p50_c1_ms_nonstream"), 1.0)
         check("added to upstream TTFT @c1, separate runs (< 1 ms)", ratios.get("lockgate_added_ttft_c1_ms"), 1.0)
         lines += ["", "Lockgate against the targets of issue 2 (one worker)"]
         for label, val, limit, ok in checks:
             verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
             lines.append(f"  {verdict:5} {label}: {_fmt(val, 3)}")
-        results["targets_check"] = [
-            {"check": lbl, "value": v, "limit": lim, "pass": ok} for lbl, v, lim, ok in checks]
+        results["targets_check"] = [{"check": lbl, "value": v, "limit": lim, "pass": ok} for lbl, v, lim, ok in checks]
 
     for n in order:
         r = t.get(n)
@@ -230,14 +243,12 @@ def env_info(args) -> dict:
     }
     lv = Path(args.bench_venv) / "bin" / "python"
     if lv.exists():
-        info["litellm_version"] = cmd([str(lv), "-c",
-                                       "import importlib.metadata as m; print(m.version('litellm'))"])
+        info["litellm_version"] = cmd([str(lv), "-c", "import importlib.metadata as m; print(m.version('litellm'))"])
     ng = shutil.which("nginx") or "/usr/sbin/nginx"
     if Path(ng).exists():
         r = subprocess.run([ng, "-v"], capture_output=True, text=True)
         info["nginx"] = r.stderr.strip()
     return info
-
 
 
 def print_profiles(results: dict) -> None:
@@ -249,8 +260,7 @@ def print_profiles(results: dict) -> None:
             for mode, p in prof.items():
                 print(f"  {mode}: flamegraph {p['flamegraph']}")
                 top = p.get("top") or {}
-                print("    self time by package: " + ", ".join(
-                    f"{k} {v}%" for k, v in top.get("self_by_package_pct", [])[:10]))
+                print("    self time by package: " + ", ".join(f"{k} {v}%" for k, v in top.get("self_by_package_pct", [])[:10]))
                 for f, pct in top.get("self_pct", [])[:12]:
                     print(f"    self      {pct:5.1f}%  {f}")
                 for f, pct in top.get("lockgate_inclusive_pct", [])[:12]:

@@ -45,39 +45,61 @@ from targets import start_target
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)),
-                    help="seconds per wrk run (default 10)")
+    ap.add_argument(
+        "--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 10)), help="seconds per wrk run (default 10)"
+    )
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per mode and target")
     ap.add_argument("--connections", type=int, default=64, help="the high concurrency (default 64)")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--ttft-requests", type=int, default=300, help="sequential streams for TTFT")
-    ap.add_argument("--ttft-slow-requests", type=int, default=40,
-                    help=f"sequential streams for TTFT with {SLOW_DELAY_MS} ms between upstream chunks")
-    ap.add_argument("--targets", default=",".join(TARGETS),
-                    help=f"comma-separated subset of {','.join(TARGETS)}")
+    ap.add_argument(
+        "--ttft-slow-requests",
+        type=int,
+        default=40,
+        help=f"sequential streams for TTFT with {SLOW_DELAY_MS} ms between upstream chunks",
+    )
+    ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
     ap.add_argument("--modes", default="nonstream,stream")
     ap.add_argument("--gateway-python", default=os.environ.get("LOCKGATE_PYTHON", str(REPO / ".venv/bin/python")))
-    ap.add_argument("--lockgate-extra", default="",
-                    help="YAML appended to the generated Lockgate config, e.g. 'usage: {enabled: false}' "
-                         "to see what a feature costs")
-    ap.add_argument("--custom", action="append", default=[], metavar="NAME=COMMAND",
-                    help="another server to measure side by side: a shell command with {port} (where to "
-                         "listen) and {upstream} (the fake upstream's /v1 base URL); repeatable")
-    ap.add_argument("--max-wait-quiet", type=float, default=60.0,
-                    help="before each target, wait up to this many seconds for the machine to be "
-                         "mostly idle (0: don't wait)")
-    ap.add_argument("--quiet-pct", type=float, default=20.0,
-                    help="'mostly idle': at most this %% of all cores busy")
+    ap.add_argument(
+        "--lockgate-extra",
+        default="",
+        help="YAML appended to the generated Lockgate config, e.g. 'usage: {enabled: false}' to see what a feature costs",
+    )
+    ap.add_argument(
+        "--custom",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="another server to measure side by side: a shell command with {port} (where to "
+        "listen) and {upstream} (the fake upstream's /v1 base URL); repeatable",
+    )
+    ap.add_argument(
+        "--max-wait-quiet",
+        type=float,
+        default=60.0,
+        help="before each target, wait up to this many seconds for the machine to be mostly idle (0: don't wait)",
+    )
+    ap.add_argument("--quiet-pct", type=float, default=20.0, help="'mostly idle': at most this %% of all cores busy")
     ap.add_argument("--bench-venv", default=str(BENCH / ".venv"))
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    ap.add_argument("--profile", action="store_true",
-                    help="after measuring, profile Lockgate with py-spy during c64 runs")
+    ap.add_argument("--profile", action="store_true", help="after measuring, profile Lockgate with py-spy during c64 runs")
     ap.add_argument("--profile-target", default="lockgate")
-    ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
-                    help="after measuring each proxy, drive alternating non-streaming and streaming load "
-                         "for this long, sampling its resident memory after each round (default 0: off)")
-    ap.add_argument("--soak-round", type=float, default=0.0, metavar="SECONDS",
-                    help="seconds per soak round (default: a 15th of --soak, between 1 and 5)")
+    ap.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after measuring each proxy, drive alternating non-streaming and streaming load "
+        "for this long, sampling its resident memory after each round (default 0: off)",
+    )
+    ap.add_argument(
+        "--soak-round",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds per soak round (default: a 15th of --soak, between 1 and 5)",
+    )
     ap.add_argument("--soak-connections", type=int, default=32)
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = ap.parse_args(argv)
@@ -106,12 +128,17 @@ def main(argv=None) -> int:
     results = {"env": env_info(args), "targets": {}}
     la = results["env"]["loadavg_at_start"][0]
     if la > 0.5:
-        log(f"note: load average is {la:.2f} before starting: other work on this machine will add noise "
-            "(CPU ms/request holds up best)")
+        log(
+            f"note: load average is {la:.2f} before starting: other work on this machine will add noise "
+            "(CPU ms/request holds up best)"
+        )
 
     uport = free_port()
-    up = Proc("upstream", [sys.executable, str(BENCH / "fake_upstream.py"), "--host", HOST,
-                           "--port", str(uport)], logfile=tmp / "upstream.log")
+    up = Proc(
+        "upstream",
+        [sys.executable, str(BENCH / "fake_upstream.py"), "--host", HOST, "--port", str(uport)],
+        logfile=tmp / "upstream.log",
+    )
     if not wait_ready(uport, "/health", up, 15):
         log(f"fake upstream did not start:\n{up.tail()}")
         return 1
@@ -121,15 +148,13 @@ def main(argv=None) -> int:
         for name in targets:
             if name == "upstream":
                 if args.max_wait_quiet > 0:
-                    results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(
-                        args.quiet_pct, args.max_wait_quiet)
+                    results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(args.quiet_pct, args.max_wait_quiet)
                 res = bench_target(name, args, uport, up.pid, up.pid, uport, tmp)
                 res["ok"] = True
                 results["targets"][name] = res
                 continue
             if args.max_wait_quiet > 0:
-                results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(
-                    args.quiet_pct, args.max_wait_quiet)
+                results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(args.quiet_pct, args.max_wait_quiet)
             log(f"starting {name}")
             proc, port, why = start_target(name, args, tmp, uport)
             if proc is None:
@@ -146,7 +171,7 @@ def main(argv=None) -> int:
                 if args.profile and name == args.profile_target:
                     res["profile"] = profile_target(name, args, port, proc.pid, up.pid, uport, tmp, stamp, out_dir)
                 results["targets"][name] = res
-            except Exception as e:  # noqa: BLE001 - one target's failure must not sink the others
+            except Exception as e:
                 log(f"{name}: failed: {type(e).__name__}: {e}\n{proc.tail()}")
                 results["targets"][name] = {"ok": False, "skipped": f"failed: {type(e).__name__}: {e}"}
             finally:

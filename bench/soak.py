@@ -24,12 +24,13 @@ def round_seconds(args) -> int:
     return max(1, round(s))
 
 
-def soak_target(name: str, args, port: int, server_pid: int, upstream_pid: int, uport: int,
-                tmp: Path) -> dict:
+def soak_target(name: str, args, port: int, server_pid: int, upstream_pid: int, uport: int, tmp: Path) -> dict:
     bodies = body_files(tmp)
     rnd = round_seconds(args)
-    log(f"{name}: soak for {args.soak:g}s: {rnd}s wrk rounds at c={args.soak_connections}, "
-        "non-streaming and streaming in turn, RSS after each")
+    log(
+        f"{name}: soak for {args.soak:g}s: {rnd}s wrk rounds at c={args.soak_connections}, "
+        "non-streaming and streaming in turn, RSS after each"
+    )
     samples = [{"round": 0, "mode": None, "t_s": 0.0, "requests": 0, "rss_kb": tree_rss_kb(server_pid)}]
     served = errors = 0
     t0 = time.monotonic()
@@ -40,17 +41,34 @@ def soak_target(name: str, args, port: int, server_pid: int, upstream_pid: int, 
         i += 1
         served += w["upstream_served"]
         errors += w["errors_total"]
-        samples.append({"round": i, "mode": mode, "t_s": round(time.monotonic() - t0, 2),
-                        "requests": served, "rss_kb": tree_rss_kb(server_pid), "rps": round(w["rps"])})
+        samples.append(
+            {
+                "round": i,
+                "mode": mode,
+                "t_s": round(time.monotonic() - t0, 2),
+                "requests": served,
+                "rss_kb": tree_rss_kb(server_pid),
+                "rps": round(w["rps"]),
+            }
+        )
     res = summarize(samples)
-    res.update(seconds=args.soak, round_s=rnd, connections=args.soak_connections, rounds=i,
-               requests=served, errors=errors, server_alive=os.path.exists(f"/proc/{server_pid}"),
-               samples=samples)
+    res.update(
+        seconds=args.soak,
+        round_s=rnd,
+        connections=args.soak_connections,
+        rounds=i,
+        requests=served,
+        errors=errors,
+        server_alive=os.path.exists(f"/proc/{server_pid}"),
+        samples=samples,
+    )
     lv = {True: "yes", False: "NO", None: "too few rounds to tell"}[res["levelled_off"]]
-    log(f"{name}: soak: {served:,} requests in {i} rounds, RSS {res['rss_kb_start'] / 1024:.1f} -> "
+    log(
+        f"{name}: soak: {served:,} requests in {i} rounds, RSS {res['rss_kb_start'] / 1024:.1f} -> "
         f"{res['rss_kb_end'] / 1024:.1f} MB, {_kb(res['growth_kb_per_10k'])} per 10k requests "
         f"({_kb(res['late_growth_kb_per_10k'])} from the middle to the last third); levelled off: {lv}"
-        + ("" if res["server_alive"] else "; the server DIED"))
+        + ("" if res["server_alive"] else "; the server DIED")
+    )
     return res
 
 
@@ -67,15 +85,21 @@ def summarize(samples: list[dict]) -> dict:
     6 samples."""
     xs = [s["requests"] for s in samples]
     ys = [s["rss_kb"] for s in samples]
-    out = {"rss_kb_start": ys[0], "rss_kb_end": ys[-1], "rss_kb_max": max(ys),
-           "growth_kb_per_10k": None, "late_growth_kb_per_10k": None, "levelled_off": None}
+    out = {
+        "rss_kb_start": ys[0],
+        "rss_kb_end": ys[-1],
+        "rss_kb_max": max(ys),
+        "growth_kb_per_10k": None,
+        "late_growth_kb_per_10k": None,
+        "levelled_off": None,
+    }
     if len(xs) >= 2 and max(xs) > min(xs):
         mx, my = statistics.fmean(xs), statistics.fmean(ys)
         sxx = sum((x - mx) ** 2 for x in xs)
         out["growth_kb_per_10k"] = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx * 1e4
     n = len(samples)
     if n >= 6:
-        mid, last = samples[n // 3:2 * n // 3], samples[2 * n // 3:]
+        mid, last = samples[n // 3 : 2 * n // 3], samples[2 * n // 3 :]
         m_rss = statistics.fmean(s["rss_kb"] for s in mid)
         l_rss = statistics.fmean(s["rss_kb"] for s in last)
         m_req = statistics.fmean(s["requests"] for s in mid)

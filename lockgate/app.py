@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import structlog
 from fastapi import FastAPI
@@ -19,8 +19,8 @@ from lockgate.api.front import Front
 from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
-from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.context import Admission
+from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.pipeline import Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission

@@ -45,8 +45,8 @@ def _banner(config: Config, host: str, port: int, workers: int, source: str) -> 
             "  models:",
             *_describe(config),
             f"  try:    curl http://{shown_host}:{port}/v1/chat/completions -H 'Authorization: Bearer <key>' "
-            f"-H 'Content-Type: application/json' -d '{{\"model\": \"{config.models[0].name}\", "
-            "\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'",
+            f'-H \'Content-Type: application/json\' -d \'{{"model": "{config.models[0].name}", '
+            '"messages": [{"role": "user", "content": "Hello"}]}\'',
         ]
     )
 

@@ -16,7 +16,8 @@ import datetime as dt
 import json
 import re
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
 from lockgate.config import ConfigError, resolve_config
@@ -28,7 +29,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_expiry(value: str, now: dt.datetime | None = None) -> dt.datetime:
     """`30d`, `12h`, `15m`, `90s`, `2w`, or an ISO 8601 date/time (UTC when no zone)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     match = _DURATION.match(value)
     if match:
         return now + dt.timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
@@ -36,7 +37,7 @@ def parse_expiry(value: str, now: dt.datetime | None = None) -> dt.datetime:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration (30d, 12h) or an ISO date: {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _models(value: str) -> list[str]:

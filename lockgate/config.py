@@ -237,7 +237,8 @@ class ServerConfig(_Strict):
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     sink_queue_size: int = Field(
-        default=10_000, ge=1,
+        default=10_000,
+        ge=1,
         description="Slots in each best-effort sink's queue (access log, metrics, PostHog); a full one drops, counted. "
         "Usage records never wait here",
     )
@@ -396,9 +397,7 @@ def default_config(env: dict[str, str] | None = None) -> Config:
             models.append(
                 {
                     "name": name,
-                    "deployments": [
-                        {"provider": "openai", "model": name, "api_base": base, "api_key": env["OPENAI_API_KEY"]}
-                    ],
+                    "deployments": [{"provider": "openai", "model": name, "api_base": base, "api_key": env["OPENAI_API_KEY"]}],
                 }
             )
     if env.get("ANTHROPIC_API_KEY"):

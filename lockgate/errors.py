@@ -19,8 +19,9 @@ This module imports no web framework.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -80,9 +81,7 @@ class GatewayError(Exception):
         kind = cls.__dict__.get("kind")
         domain = kind.split("_", 1)[0] if isinstance(kind, str) else None
         if domain not in DOMAINS:
-            raise TypeError(
-                f"{cls.__name__} must declare kind = '<domain>_<what>' with a domain of {', '.join(DOMAINS)}"
-            )
+            raise TypeError(f"{cls.__name__} must declare kind = '<domain>_<what>' with a domain of {', '.join(DOMAINS)}")
         cls.domain = domain  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -112,9 +111,7 @@ class ModelNotFound(GatewayError):
     code = "model_not_found"
 
     def __init__(self, model: str) -> None:
-        super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it.", param="model"
-        )
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
 
 
 class NotFound(GatewayError):
@@ -330,6 +327,8 @@ def from_upstream_status(
 
 def _redacted(text: str | None) -> str | None:
     return redact(text) if text else text
+
+
 # --- rendering ------------------------------------------------------------------------------
 
 Dialect = Literal["openai"]  # "anthropic" joins when /v1/messages does

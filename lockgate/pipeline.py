@@ -11,8 +11,9 @@ stream) is finished; failed attempts that were retried get records of their own.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import structlog
@@ -22,7 +23,7 @@ from lockgate.context import Admission, RequestContext
 from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
-from lockgate.router import Attempt, ModelRoute, Router, Upstream
+from lockgate.router import ModelRoute, Router, Upstream
 from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
 from lockgate.usage.cost import Pricer
@@ -310,7 +311,9 @@ class Pipeline:
         record = RequestRecord(
             request_id=ctx.request_id,
             endpoint=ctx.endpoint,
-            public_model=ctx.route.name if ctx.route else (body.get("model") if body and isinstance(body.get("model"), str) else None),
+            public_model=ctx.route.name
+            if ctx.route
+            else (body.get("model") if body and isinstance(body.get("model"), str) else None),
             status=status,
             started_at=ctx.started_at,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),

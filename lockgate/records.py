@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -149,7 +150,7 @@ class Lane:
             self._waiter.set_result(None)
         try:
             await asyncio.wait_for(task, timeout_s)
-        except asyncio.TimeoutError:  # wait_for has cancelled the task
+        except TimeoutError:  # wait_for has cancelled the task
             log.error("sink_drain_timeout", sink=self.name, left=len(self._queue))
             self.dropped += len(self._queue)
             self._queue.clear()

@@ -20,8 +20,9 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import structlog
 

@@ -126,5 +126,7 @@ def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
         else:
             shown = orjson.dumps(first.get("input"))[:100].decode(errors="replace")
             message = f"Invalid value for '{param}': {first['msg']} (got {shown})."
-        raise InvalidRequest(message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value") from None
+        raise InvalidRequest(
+            message, param=param, code="missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+        ) from None
     return body

@@ -47,7 +47,12 @@ def check_and_accumulate(frames: list[tuple[str, dict[str, Any]]]) -> dict[str, 
         elif etype == "content_block_delta":
             assert event["index"] == open_index, "delta outside its open block"
             block, delta = message["content"][open_index], event["delta"]
-            kind = {"text_delta": "text", "input_json_delta": "tool_use", "thinking_delta": "thinking", "signature_delta": "thinking"}[delta["type"]]
+            kind = {
+                "text_delta": "text",
+                "input_json_delta": "tool_use",
+                "thinking_delta": "thinking",
+                "signature_delta": "thinking",
+            }[delta["type"]]
             assert block["type"] == kind, f"{delta['type']} inside a {block['type']} block"
             if delta["type"] == "text_delta":
                 block["text"] += delta["text"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -129,8 +130,13 @@ def test_stream(client: openai.OpenAI, fake: FakeAnthropic) -> None:
 
 
 def test_usage_and_cached_tokens(client: openai.OpenAI, fake: FakeAnthropic, gateway: GatewayProcess) -> None:
-    fake.reply = Reply(input_tokens=10, cache_read_input_tokens=3000, cache_creation_input_tokens=200, output_tokens=15,
-                       restate_usage_in_delta=True)
+    fake.reply = Reply(
+        input_tokens=10,
+        cache_read_input_tokens=3000,
+        cache_creation_input_tokens=200,
+        output_tokens=15,
+        restate_usage_in_delta=True,
+    )
     raw = client.chat.completions.with_raw_response.create(**hi())
     usage = raw.parse().usage
     assert usage is not None and usage.prompt_tokens == 3210 and usage.completion_tokens == 15 and usage.total_tokens == 3225
@@ -146,15 +152,21 @@ def test_usage_and_cached_tokens(client: openai.OpenAI, fake: FakeAnthropic, gat
     assert last.usage.prompt_tokens_details is not None and last.usage.prompt_tokens_details.cached_tokens == 3000
     assert all(c.usage is None for c in chunks[:-1])
     line = record(gateway, raw_stream.headers["x-request-id"])
-    assert (line["status"], line["cached_tokens"], line["cache_creation_tokens"], line["completion_tokens"]) == (200, 3000, 200, 15)
+    assert (line["status"], line["cached_tokens"], line["cache_creation_tokens"], line["completion_tokens"]) == (
+        200,
+        3000,
+        200,
+        15,
+    )
 
 
 # --- tools --------------------------------------------------------------------------------------
 
 
 def test_tools(client: openai.OpenAI, fake: FakeAnthropic) -> None:
-    fake.reply = Reply(content=[text("Let me look."), tool_use("toolu_01W", "get_weather", {"city": "Paris, France"})],
-                       stop_reason="tool_use")
+    fake.reply = Reply(
+        content=[text("Let me look."), tool_use("toolu_01W", "get_weather", {"city": "Paris, France"})], stop_reason="tool_use"
+    )
     completion = client.chat.completions.create(**hi(tools=[WEATHER], tool_choice="required"))
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -181,7 +193,10 @@ def test_tools(client: openai.OpenAI, fake: FakeAnthropic) -> None:
 
 def test_tools_stream(client: openai.OpenAI, fake: FakeAnthropic) -> None:
     fake.reply = Reply(
-        content=[tool_use("toolu_A", "get_weather", {"city": "San Francisco, CA"}), tool_use("toolu_B", "get_weather", {"city": "Tōkyō"})],
+        content=[
+            tool_use("toolu_A", "get_weather", {"city": "San Francisco, CA"}),
+            tool_use("toolu_B", "get_weather", {"city": "Tōkyō"}),
+        ],
         stop_reason="tool_use",
         json_piece=5,
     )
@@ -296,7 +311,7 @@ def test_error_event_mid_stream(client: openai.OpenAI, fake: FakeAnthropic, gate
     raw = client.chat.completions.with_raw_response.create(**hi(stream=True))
     received: list[Any] = []
     with pytest.raises(openai.APIError) as err:
-        for chunk in raw.parse():  # noqa: PERF402 - what arrived before the error is asserted on
+        for chunk in raw.parse():
             received.append(chunk)
     assert "Overloaded" in str(err.value)
     assert "".join(c.choices[0].delta.content or "" for c in received if c.choices) == "Hello from the fak"
@@ -329,8 +344,9 @@ def test_legacy_completions(client: openai.OpenAI, fake: FakeAnthropic) -> None:
     assert completion.usage is not None and completion.usage.total_tokens == 30
     assert fake.last["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}]
 
-    chunks = list(client.completions.create(model="claude-test", prompt="Say hello", stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(model="claude-test", prompt="Say hello", stream=True, stream_options={"include_usage": True})
+    )
     assert all(c.object == "text_completion" for c in chunks)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello from the fake Anthropic upstream."
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -340,8 +356,11 @@ def test_legacy_completions(client: openai.OpenAI, fake: FakeAnthropic) -> None:
 def test_raw_sse_is_valid_openai_wire(gateway: GatewayProcess, fake: FakeAnthropic) -> None:
     # Byte-level check of what a non-SDK client sees: data lines, then [DONE].
     with httpx.stream(
-        "POST", f"{gateway.url}/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
-        json=hi(stream=True), timeout=20,
+        "POST",
+        f"{gateway.url}/chat/completions",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        json=hi(stream=True),
+        timeout=20,
     ) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line]

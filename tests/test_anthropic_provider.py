@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -96,8 +97,14 @@ async def test_api_base_with_v1_suffix(fake: FakeAnthropic, make: Any) -> None:
 
 
 async def test_stream_text_with_usage(fake: FakeAnthropic, make: Any) -> None:
-    fake.reply = Reply(content=[text("The quick brown fox.")], input_tokens=11, cache_read_input_tokens=40,
-                       cache_creation_input_tokens=5, output_tokens=6, restate_usage_in_delta=True)
+    fake.reply = Reply(
+        content=[text("The quick brown fox.")],
+        input_tokens=11,
+        cache_read_input_tokens=40,
+        cache_creation_input_tokens=5,
+        output_tokens=6,
+        restate_usage_in_delta=True,
+    )
     stream = await make(fake).chat_stream(body(stream=True))
     chunks = await collect(stream)
     assert fake.last["stream"] is True
@@ -109,7 +116,11 @@ async def test_stream_text_with_usage(fake: FakeAnthropic, make: Any) -> None:
 
 async def test_tools_round_trip(fake: FakeAnthropic, make: Any) -> None:
     fake.reply = Reply(
-        content=[thinking("Weather needs a tool."), text("Checking."), tool_use("toolu_1", "get_weather", {"city": "Paris", "days": [1, 2]})],
+        content=[
+            thinking("Weather needs a tool."),
+            text("Checking."),
+            tool_use("toolu_1", "get_weather", {"city": "Paris", "days": [1, 2]}),
+        ],
         stop_reason="tool_use",
     )
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
@@ -124,7 +135,12 @@ async def test_tools_round_trip(fake: FakeAnthropic, make: Any) -> None:
     fake.reply = Reply()
     await make(fake).chat(follow)
     sent = fake.last["messages"]
-    assert sent[1]["content"][-1] == {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris", "days": [1, 2]}}
+    assert sent[1]["content"][-1] == {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {"city": "Paris", "days": [1, 2]},
+    }
     assert sent[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}
 
 

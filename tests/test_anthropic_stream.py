@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -128,9 +129,15 @@ async def test_error_event_after_200_raises_with_partial_usage() -> None:
 @pytest.mark.parametrize(
     "etype, status, retryable",
     [
-        ("invalid_request_error", 400, False), ("authentication_error", 401, False), ("permission_error", 403, False),
-        ("not_found_error", 404, False), ("request_too_large", 413, False), ("rate_limit_error", 429, True),
-        ("api_error", 502, True), ("overloaded_error", 503, True), ("mystery_error", 502, True),
+        ("invalid_request_error", 400, False),
+        ("authentication_error", 401, False),
+        ("permission_error", 403, False),
+        ("not_found_error", 404, False),
+        ("request_too_large", 413, False),
+        ("rate_limit_error", 429, True),
+        ("api_error", 502, True),
+        ("overloaded_error", 503, True),
+        ("mystery_error", 502, True),
     ],
 )
 def test_error_event_types_map_to_statuses(etype: str, status: int, retryable: bool) -> None:
@@ -166,7 +173,9 @@ async def test_forced_json_tool_streams_as_content() -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     # a wrapped (non-object) schema is unwrapped at block stop
     reply.content = [tool_use("toolu_9", JSON_TOOL_NAME, {"value": [1, 2, 3]})]
-    chunks, _ = await translate(sse_text(stream_events(reply, "m")), TranslationContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True))
+    chunks, _ = await translate(
+        sse_text(stream_events(reply, "m")), TranslationContext(model="m", json_tool=JSON_TOOL_NAME, json_wrapped=True)
+    )
     assert json.loads("".join(d.get("content") or "" for d in deltas(chunks))) == [1, 2, 3]
 
 
@@ -183,7 +192,9 @@ async def test_legacy_completion_chunks() -> None:
     assert [c["choices"][0]["text"] for c in legacy[:-1]] == ["Hello", "! How can I", " help you today?", ""]
     assert legacy[-2]["choices"][0]["finish_reason"] == "stop"
     assert legacy[-1]["choices"] == [] and legacy[-1]["usage"] == {
-        "prompt_tokens": 2160, "completion_tokens": 12, "total_tokens": 2172
+        "prompt_tokens": 2160,
+        "completion_tokens": 12,
+        "total_tokens": 2172,
     }
 
 
@@ -191,15 +202,17 @@ async def test_tool_call_without_input_fragments_ends_as_empty_object() -> None:
     translator = ChunkTranslator(TranslationContext(model="m"))
     events: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}},
+        },
         {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": ""}},
         {"type": "content_block_stop", "index": 0},
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}},
         {"type": "message_stop"},
     ]
     chunks = [c for e in events for c in translator.feed(e)]
-    arguments = "".join(
-        call["function"].get("arguments", "") for d in deltas(chunks) for call in d.get("tool_calls") or ()
-    )
+    arguments = "".join(call["function"].get("arguments", "") for d in deltas(chunks) for call in d.get("tool_calls") or ())
     assert json.loads(arguments) == {}
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"

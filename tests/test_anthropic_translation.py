@@ -195,7 +195,9 @@ def test_json_schema_response_format_forces_a_tool() -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
     rf = {"type": "json_schema", "json_schema": {"name": "result", "schema": schema, "strict": True}}
     payload, ctx = translate(chat(USER, response_format=rf))
-    assert payload["tools"] == [{"name": JSON_TOOL_NAME, "description": payload["tools"][0]["description"], "input_schema": schema}]
+    assert payload["tools"] == [
+        {"name": JSON_TOOL_NAME, "description": payload["tools"][0]["description"], "input_schema": schema}
+    ]
     assert payload["tool_choice"] == {"type": "tool", "name": JSON_TOOL_NAME}
     assert ctx.json_tool == JSON_TOOL_NAME and not ctx.json_wrapped
 
@@ -207,7 +209,12 @@ def test_json_response_format_with_client_tools_lets_the_model_choose() -> None:
     assert ctx.json_tool == JSON_TOOL_NAME
     # a named choice wins: the answer is that call, response_format has no say
     payload, ctx = translate(
-        chat(USER, tools=[TOOL], tool_choice={"type": "function", "function": {"name": "f"}}, response_format={"type": "json_object"})
+        chat(
+            USER,
+            tools=[TOOL],
+            tool_choice={"type": "function", "function": {"name": "f"}},
+            response_format={"type": "json_object"},
+        )
     )
     assert ctx.json_tool is None and payload["tool_choice"] == {"type": "tool", "name": "f"}
     # text is the default and changes nothing
@@ -295,9 +302,19 @@ def test_unhonourable_params_are_a_400_naming_them(params: dict[str, Any], param
 
 def test_hints_are_dropped_and_noop_values_accepted() -> None:
     params = {
-        "seed": 1, "service_tier": "auto", "store": True, "metadata": {"a": "b"}, "prompt_cache_key": "k",
-        "verbosity": "low", "n": 1, "logprobs": False, "frequency_penalty": 0, "logit_bias": {},
-        "prediction": {"type": "content", "content": "x"}, "modalities": ["text"], "top_k": 5,
+        "seed": 1,
+        "service_tier": "auto",
+        "store": True,
+        "metadata": {"a": "b"},
+        "prompt_cache_key": "k",
+        "verbosity": "low",
+        "n": 1,
+        "logprobs": False,
+        "frequency_penalty": 0,
+        "logit_bias": {},
+        "prediction": {"type": "content", "content": "x"},
+        "modalities": ["text"],
+        "top_k": 5,
     }
     payload, _ = translate(chat(USER, **params))
     assert payload == {
@@ -323,7 +340,10 @@ def test_tool_use_message_becomes_tool_calls() -> None:
     assert all(c["type"] == "function" for c in calls)
     assert body["object"] == "chat.completion" and body["model"] == "claude-sonnet-4-5-20250929"
     assert body["usage"] == {
-        "prompt_tokens": 384, "completion_tokens": 92, "total_tokens": 476, "prompt_tokens_details": {"cached_tokens": 0}
+        "prompt_tokens": 384,
+        "completion_tokens": 92,
+        "total_tokens": 476,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
     assert (usage.prompt_tokens, usage.completion_tokens) == (384, 92)
 
@@ -350,9 +370,15 @@ def test_thinking_becomes_reasoning_content() -> None:
 @pytest.mark.parametrize(
     "stop, finish",
     [
-        ("end_turn", "stop"), ("stop_sequence", "stop"), ("pause_turn", "stop"), ("tool_use", "tool_calls"),
-        ("max_tokens", "length"), ("model_context_window_exceeded", "length"), ("refusal", "content_filter"),
-        ("something_new", "stop"), (None, "stop"),
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("tool_use", "tool_calls"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("refusal", "content_filter"),
+        ("something_new", "stop"),
+        (None, "stop"),
     ],
 )
 def test_finish_reasons(stop: Any, finish: str) -> None:
@@ -361,7 +387,11 @@ def test_finish_reasons(stop: Any, finish: str) -> None:
 
 def test_forced_json_tool_is_returned_as_content() -> None:
     message: dict[str, Any] = {
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "stop_reason": "tool_use",
         "content": [{"type": "tool_use", "id": "toolu_1", "name": JSON_TOOL_NAME, "input": {"answer": 42, "why": "é"}}],
         "usage": {"input_tokens": 5, "output_tokens": 6},
     }
@@ -385,8 +415,14 @@ def test_not_a_message_is_a_bad_response() -> None:
 def test_completions_prompt_becomes_one_user_message() -> None:
     chat_body = completions_to_chat({"model": "m", "prompt": ["Once upon"], "max_tokens": 5, "stop": ["."], "echo": False})
     assert chat_body == {"model": "m", "max_tokens": 5, "stop": ["."], "messages": [{"role": "user", "content": "Once upon"}]}
-    for bad, param in (({"prompt": ["a", "b"]}, "prompt"), ({"prompt": [1, 2]}, "prompt"), ({"prompt": "a", "echo": True}, "echo"),
-                       ({"prompt": "a", "suffix": "z"}, "suffix"), ({"prompt": "a", "best_of": 3}, "best_of"), ({"prompt": "a", "logprobs": 2}, "logprobs")):
+    for bad, param in (
+        ({"prompt": ["a", "b"]}, "prompt"),
+        ({"prompt": [1, 2]}, "prompt"),
+        ({"prompt": "a", "echo": True}, "echo"),
+        ({"prompt": "a", "suffix": "z"}, "suffix"),
+        ({"prompt": "a", "best_of": 3}, "best_of"),
+        ({"prompt": "a", "logprobs": 2}, "logprobs"),
+    ):
         with pytest.raises(InvalidRequest) as err:
             completions_to_chat({"model": "m", **bad})
         assert err.value.param == param

@@ -9,7 +9,6 @@ import pytest
 from lockgate.background import Ticker, stop_task
 
 
-
 async def test_ticks_on_the_interval_and_at_once_when_woken() -> None:
     ticks = []
     ticker = Ticker(lambda: ticks.append(1), 0.02, "t")

@@ -9,8 +9,9 @@ import glob
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,9 @@ def fake_server() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="module")
-def gateway(fake_server: FakeAnthropic, fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    fake_server: FakeAnthropic, fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     mock = {"provider": "mock", "model": "mock-claude", "mock_response": "Hello from Lockgate."}
     anthropic = {"provider": "anthropic", "model": "claude-upstream-1", "api_base": fake_server.url, "api_key": UPSTREAM_KEY}
     models: list[dict[str, Any]] = [{"name": n, "deployments": [mock]} for n in NAMES]
@@ -68,13 +71,20 @@ def run_claude(gateway: GatewayProcess, home: Path, prefix: str, prompt: str = "
     }
     done = subprocess.run(
         [CLAUDE, "-p", prompt, "--output-format", "json", *extra],  # type: ignore[list-item]
-        env=env, cwd=home, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:], gateway.logs()[-3000:])
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize(("prefix", "answer"), [("", "Hello from Lockgate."), ("native-", "Hello from the fake Anthropic upstream.")])
+@pytest.mark.parametrize(
+    ("prefix", "answer"), [("", "Hello from Lockgate."), ("native-", "Hello from the fake Anthropic upstream.")]
+)
 def test_claude_code_completes_through_the_gateway(gateway: GatewayProcess, tmp_path: Path, prefix: str, answer: str) -> None:
     before = len(gateway.access_lines())
     result = run_claude(gateway, tmp_path, prefix)
@@ -85,14 +95,25 @@ def test_claude_code_completes_through_the_gateway(gateway: GatewayProcess, tmp_
     assert any(r.get("session_id") == result["session_id"] for r in records)  # X-Claude-Code-Session-Id
 
 
-def test_claude_code_runs_a_tool_through_a_translated_deployment(gateway: GatewayProcess, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_claude_code_runs_a_tool_through_a_translated_deployment(
+    gateway: GatewayProcess, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     # The model asks for Bash; Claude Code runs it and sends the result back; the model answers.
     command = {"command": "echo lockgate-ok > out.txt", "description": "Write a file"}
-    fake_openai.script.extend([
-        Reply(content=None, tool_calls=[{"id": "call_bash_1", "type": "function", "function": {"name": "Bash", "arguments": json.dumps(command)}}]),
-        Reply(content="Done: the file is written."),
-    ])
-    result = run_claude(gateway, tmp_path, "openai-", "Write lockgate-ok to out.txt", "--allowedTools", "Bash", "--max-turns", "3")
+    fake_openai.script.extend(
+        [
+            Reply(
+                content=None,
+                tool_calls=[
+                    {"id": "call_bash_1", "type": "function", "function": {"name": "Bash", "arguments": json.dumps(command)}}
+                ],
+            ),
+            Reply(content="Done: the file is written."),
+        ]
+    )
+    result = run_claude(
+        gateway, tmp_path, "openai-", "Write lockgate-ok to out.txt", "--allowedTools", "Bash", "--max-turns", "3"
+    )
     assert result["is_error"] is False and result["result"] == "Done: the file is written."
     assert (tmp_path / "out.txt").read_text().strip() == "lockgate-ok"
     turns = [seen.body for seen in fake_openai.requests if seen.body.get("tools")]

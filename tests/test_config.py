@@ -50,12 +50,24 @@ def test_interpolation_defaults_and_missing_variables() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"models": [{"name": "a", "deployments": [{"provider": "openia", "model": "x"}]}]}, r"models\[0\]\.deployments\[0\]\.provider"),
-        ({"models": [{"name": "a", "deployments": [{"provider": "mock", "model": "x", "timout_s": 3}]}]}, r"models\[0\]\.deployments\[0\]\.timout_s: unknown field"),
+        (
+            {"models": [{"name": "a", "deployments": [{"provider": "openia", "model": "x"}]}]},
+            r"models\[0\]\.deployments\[0\]\.provider",
+        ),
+        (
+            {"models": [{"name": "a", "deployments": [{"provider": "mock", "model": "x", "timout_s": 3}]}]},
+            r"models\[0\]\.deployments\[0\]\.timout_s: unknown field",
+        ),
         ({"models": [{"name": "a", "deployments": []}]}, r"models\[0\]\.deployments"),
         ({"models": []}, r"^models"),
-        ({"models": [{"name": "a", "deployments": [{"provider": "mock", "model": "x"}]}], "server": {"port": "http"}}, r"server\.port"),
-        ({"models": [{"name": "a", "fallbacks": ["b"], "deployments": [{"provider": "mock", "model": "x"}]}]}, "unknown model 'b'"),
+        (
+            {"models": [{"name": "a", "deployments": [{"provider": "mock", "model": "x"}]}], "server": {"port": "http"}},
+            r"server\.port",
+        ),
+        (
+            {"models": [{"name": "a", "fallbacks": ["b"], "deployments": [{"provider": "mock", "model": "x"}]}]},
+            "unknown model 'b'",
+        ),
         ({"models": [{"name": "a", "deployments": [{"provider": "mock", "model": "x"}]}] * 2}, "repeated: a"),
     ],
 )
@@ -68,7 +80,9 @@ def test_embedded_default_is_mock_without_keys_and_openai_with_one() -> None:
     offline = default_config(env={})
     assert [m.name for m in offline.models] == ["mock-gpt", "mock-embedding"]
     assert offline.auth.master_key.get_secret_value() == DEV_MASTER_KEY
-    online = default_config(env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LOCKGATE_MASTER_KEY": "sk-mine"})
+    online = default_config(
+        env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LOCKGATE_MASTER_KEY": "sk-mine"}
+    )
     assert "gpt-4o-mini" in [m.name for m in online.models]
     assert online.models[0].deployments[0].api_base == "http://127.0.0.1:9/v1"
     assert online.auth.master_key.get_secret_value() == "sk-mine"
@@ -107,14 +121,20 @@ def test_serve_refuses_the_development_key_off_loopback(tmp_path: Path) -> None:
 
 
 def test_serve_without_config_works_offline_with_the_mock(tmp_path: Path) -> None:
-    gw = GatewayProcess({}, tmp_path, env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "", "LOCKGATE_CONFIG": "", "LOCKGATE_MASTER_KEY": ""})
+    gw = GatewayProcess(
+        {}, tmp_path, env={"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": "", "LOCKGATE_CONFIG": "", "LOCKGATE_MASTER_KEY": ""}
+    )
     gw.config_path = None  # type: ignore[assignment]
     import os
     import time
 
     log = open(gw.log_path, "ab")
     gw.proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "serve", "--port", str(gw.port)], cwd=tmp_path, env=gw.env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "lockgate", "serve", "--port", str(gw.port)],
+        cwd=tmp_path,
+        env=gw.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30

@@ -47,7 +47,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_budget_backend_outage_is_a_gateway_503_not_a_refusal(
-    start_gateway: Any, fake_openai: FakeOpenAI, tmp_path: Path, own_redis: tuple[int, "subprocess.Popen[bytes]"]  # noqa: F811
+    start_gateway: Any,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    own_redis: tuple[int, "subprocess.Popen[bytes]"],
 ) -> None:
     port, redis = own_redis
     config = basic_config(fake_openai)
@@ -61,7 +64,9 @@ def test_budget_backend_outage_is_a_gateway_503_not_a_refusal(
     redis.kill()
     redis.wait(5)
     key = {"authorization": f"Bearer {created.json()['key']}"}
-    answer = httpx.post(f"{gw.url}/chat/completions", headers=key, json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]})
+    answer = httpx.post(
+        f"{gw.url}/chat/completions", headers=key, json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert answer.status_code == 503, answer.text
     error = answer.json()["error"]
     assert error["code"] == "budget_unavailable" and error["type"] == "server_error"
@@ -118,7 +123,9 @@ def test_every_error_class_declares_its_domain() -> None:
 def test_render_sets_retry_after_only_where_a_wait_helps() -> None:
     from lockgate.errors import BudgetUnavailable, InvalidRequest, RateLimited
 
-    limited = render(RateLimited("slow", retry_after_s=2.4, headers={"x-ratelimit-remaining-requests": "0"}), headers={"x-a": "1"})
+    limited = render(
+        RateLimited("slow", retry_after_s=2.4, headers={"x-ratelimit-remaining-requests": "0"}), headers={"x-a": "1"}
+    )
     assert limited.status == 429
     assert limited.headers == {"x-a": "1", "x-ratelimit-remaining-requests": "0", "retry-after": "2"}
     assert render(BudgetUnavailable("down", retry_after_s=0.2)).headers["retry-after"] == "1"

@@ -4,7 +4,8 @@ model access and admin role, bad tokens, the brute-force guard — and no token 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import jwt
@@ -92,7 +93,11 @@ def test_admin_role_opens_the_admin_api_and_nothing_else_does(gateway: GatewayPr
 def test_bad_tokens_get_401(gateway: GatewayProcess) -> None:
     good = hs256()
     now = int(time.time())
-    forged = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 60, "lockgate_admin": True}, "a-different-secret-of-enough-length-xx", algorithm="HS256")
+    forged = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 60, "lockgate_admin": True},
+        "a-different-secret-of-enough-length-xx",
+        algorithm="HS256",
+    )
     TOKENS.append(forged)
     bad = [
         hs256(exp=now - 10),

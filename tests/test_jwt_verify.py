@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jwt
 import pytest
@@ -72,9 +73,17 @@ async def test_hs256_rejections(claims: dict[str, Any], message: str) -> None:
 async def test_forged_and_malformed_tokens() -> None:
     v = verifier(hs256_secret=SECRET)
     good = hs256()
-    forged = jwt.encode(jwt.decode(good, options={"verify_signature": False}), "not-the-secret-but-long-enough-for-hs256!", algorithm="HS256")
+    forged = jwt.encode(
+        jwt.decode(good, options={"verify_signature": False}), "not-the-secret-but-long-enough-for-hs256!", algorithm="HS256"
+    )
     head, body, sig = good.split(".")
-    tampered_body = base64.urlsafe_b64encode(json.dumps({"sub": "admin", "lockgate_admin": True, "exp": 2**40, "iss": ISSUER, "aud": AUDIENCE}).encode()).rstrip(b"=").decode()
+    tampered_body = (
+        base64.urlsafe_b64encode(
+            json.dumps({"sub": "admin", "lockgate_admin": True, "exp": 2**40, "iss": ISSUER, "aud": AUDIENCE}).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     none_header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
     for token in [
         forged,
@@ -99,7 +108,12 @@ async def test_rs256_and_es256_from_jwks(idp: FakeIdP) -> None:
         assert (await v.authenticate(idp.token(ec_key, sub="dave"))).user == "dave"
         assert idp.fetches == 1  # cached
         # Algorithm confusion: an HS256 token naming the RSA key's kid is refused before any key is used.
-        confused = jwt.encode({"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256", headers={"kid": rsa_key.kid})
+        confused = jwt.encode(
+            {"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60},
+            SECRET,
+            algorithm="HS256",
+            headers={"kid": rsa_key.kid},
+        )
         with pytest.raises(AuthenticationFailed):
             await v.authenticate(confused)
         # A token signed by an RSA key the IdP does not publish, under a published kid.
@@ -160,7 +174,9 @@ async def test_jwks_outage_keeps_known_keys(idp: FakeIdP) -> None:
 async def test_unreachable_jwks_is_a_401_not_a_crash() -> None:
     v = verifier(jwks_url="http://127.0.0.1:9/jwks.json")
     try:
-        token = jwt.encode({"sub": "x", "exp": int(time.time()) + 60}, SigningKey.new().private, algorithm="RS256", headers={"kid": "k"})
+        token = jwt.encode(
+            {"sub": "x", "exp": int(time.time()) + 60}, SigningKey.new().private, algorithm="RS256", headers={"kid": "k"}
+        )
         with pytest.raises(AuthenticationFailed):
             await v.authenticate(token)
     finally:

@@ -79,7 +79,7 @@ class CountingRepo(KeyRepository):
         return await super().by_hash(key_hash)
 
 
-async def test_hot_path_reads_the_database_once_per_ttl(db_url: str) -> None:  # noqa: F811
+async def test_hot_path_reads_the_database_once_per_ttl(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         repo = CountingRepo(store)
@@ -121,18 +121,18 @@ async def test_hot_path_reads_the_database_once_per_ttl(db_url: str) -> None:  #
         await store.aclose()
 
 
-async def test_a_cached_key_is_refused_once_it_expires(db_url: str) -> None:  # noqa: F811
+async def test_a_cached_key_is_refused_once_it_expires(db_url: str) -> None:
     import datetime as dt
 
     store = await Store(db_url).open()
     try:
         repo = CountingRepo(store)
         keys = VirtualKeys(repo, ttl_s=60)  # the cache lifetime far outlives the key
-        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.6)
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.6)
         row, token = await repo.create(name="short-lived", expires_at=soon)
         assert (await keys.authenticate(token)).key_id == row.id
         assert (await keys.authenticate(token)).key_id == row.id and repo.lookups == 1  # served from the cache
-        await asyncio.sleep(max(0.0, (soon - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.1)
+        await asyncio.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
         with pytest.raises(AuthenticationFailed, match="expired"):
             await keys.authenticate(token)
         assert repo.lookups == 1  # refused by the cached entry itself, not by a fresh read
@@ -141,7 +141,7 @@ async def test_a_cached_key_is_refused_once_it_expires(db_url: str) -> None:  # 
         await store.aclose()
 
 
-async def test_zero_ttl_always_reads(db_url: str) -> None:  # noqa: F811
+async def test_zero_ttl_always_reads(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         repo = CountingRepo(store)

@@ -8,7 +8,8 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -24,7 +25,7 @@ TTL_S = 0.5  # key_cache_ttl_s: short, so another process's revocation shows wit
 
 @pytest.fixture(scope="module")
 def gateway(
-    module_db_url: str,  # noqa: F811
+    module_db_url: str,
     fake_openai_server: FakeOpenAI,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
@@ -83,7 +84,17 @@ def create(admin: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 def test_create_use_list_get_and_the_secret_is_shown_once(gateway: GatewayProcess, admin: httpx.Client) -> None:
-    created = create(admin, name="app-1", user="u1", team="t1", rpm=100, tpm=100000, max_budget_usd=5, budget_period="monthly", metadata={"env": "dev"})
+    created = create(
+        admin,
+        name="app-1",
+        user="u1",
+        team="t1",
+        rpm=100,
+        tpm=100000,
+        max_budget_usd=5,
+        budget_period="monthly",
+        metadata={"env": "dev"},
+    )
     key = created["key"]
     assert key.startswith("lg-") and len(key) >= 3 + 43  # 32 random bytes, base64url
     assert created["key_prefix"] == key[: len(created["key_prefix"])] and len(created["key_prefix"]) < 16
@@ -170,10 +181,10 @@ def test_rotate_replaces_the_secret_and_keeps_the_id(gateway: GatewayProcess, ad
 
 
 def test_expiry(gateway: GatewayProcess, admin: httpx.Client) -> None:
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.2)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.2)
     created = create(admin, name="short-lived", expires_at=soon.isoformat())
     assert chat(gateway, created["key"]).status_code == 200  # now cached as valid…
-    time.sleep(max(0.0, (soon - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.1)
+    time.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
     expired = chat(gateway, created["key"])  # …but the cache never outlives the expiry
     assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
     past = create(admin, name="born-expired", expires_at="2020-01-01T00:00:00")
@@ -231,13 +242,30 @@ def test_admin_routes_are_in_the_openapi_spec(gateway: GatewayProcess) -> None:
 
 
 def test_cli_create_list_revoke_against_the_same_database(gateway: GatewayProcess, admin: httpx.Client) -> None:
-    made = cli(gateway, "keys", "create", "--name", "from-cli", "--models", "mock-gpt", "--rpm", "300", "--budget", "2.5", "--period", "weekly", "--expires", "30d", "--json")
+    made = cli(
+        gateway,
+        "keys",
+        "create",
+        "--name",
+        "from-cli",
+        "--models",
+        "mock-gpt",
+        "--rpm",
+        "300",
+        "--budget",
+        "2.5",
+        "--period",
+        "weekly",
+        "--expires",
+        "30d",
+        "--json",
+    )
     assert made.returncode == 0, made.stderr
     created = json.loads(made.stdout)
     SECRETS_SEEN.append(created["key"])
     assert created["models"] == ["mock-gpt"] and created["rpm"] == 300 and created["budget_period"] == "weekly"
     expires = dt.datetime.fromisoformat(created["expires_at"])
-    assert dt.timedelta(days=29) < expires - dt.datetime.now(dt.timezone.utc) < dt.timedelta(days=31)
+    assert dt.timedelta(days=29) < expires - dt.datetime.now(dt.UTC) < dt.timedelta(days=31)
     # The running gateway accepts a key it has never seen (a cache miss reads the database).
     assert chat(gateway, created["key"]).status_code == 200
     assert chat(gateway, created["key"], "gpt-test").status_code == 403

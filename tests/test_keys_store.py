@@ -18,7 +18,7 @@ def test_urls_map_to_async_drivers() -> None:
     assert async_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+asyncpg"
 
 
-async def test_migrations_apply_repeat_and_roll_back(db_url: str) -> None:  # noqa: F811
+async def test_migrations_apply_repeat_and_roll_back(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         assert (await store.current()) is not None
@@ -36,7 +36,7 @@ async def test_migrations_apply_repeat_and_roll_back(db_url: str) -> None:  # no
         await store.aclose()
 
 
-async def test_concurrent_start_ups_take_turns(db_url: str) -> None:  # noqa: F811
+async def test_concurrent_start_ups_take_turns(db_url: str) -> None:
     # Several workers starting at once must not trip over each other's migrations.
     stores = [Store(db_url) for _ in range(3)]
     try:
@@ -47,7 +47,7 @@ async def test_concurrent_start_ups_take_turns(db_url: str) -> None:  # noqa: F8
             await s.aclose()
 
 
-def test_workers_migrate_a_fresh_database_together(db_url: str, start_gateway, fake_openai) -> None:  # noqa: F811
+def test_workers_migrate_a_fresh_database_together(db_url: str, start_gateway, fake_openai) -> None:
     """Two worker processes start on an empty database at once; both serve keys from it."""
     import httpx
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -17,7 +18,11 @@ from tests.harness import MASTER_KEY, GatewayProcess
 from tests.messages_support import check_and_accumulate, parse_sse
 
 USER = [{"role": "user", "content": "Hello"}]
-WEATHER = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
@@ -31,7 +36,9 @@ def gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFac
     # A 429 cools its deployment down for retry-after seconds: that test gets a model of its own.
     config["models"].append({"name": "gpt-ratelimited", "deployments": [live]})
     # Priced, for the budget test: 9 x $1 + 7 x $4 per million tokens = $37e-6 a call.
-    config["models"].append({"name": "gpt-priced", "deployments": [dict(live, input_cost_per_mtok=1.0, output_cost_per_mtok=4.0)]})
+    config["models"].append(
+        {"name": "gpt-priced", "deployments": [dict(live, input_cost_per_mtok=1.0, output_cost_per_mtok=4.0)]}
+    )
     config["router"] = {"max_attempts": 2, "cooldown": {"failures": 1000}}
     gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-gw")).start()
     yield gw
@@ -43,8 +50,15 @@ def client(gateway: GatewayProcess, fake_openai: FakeOpenAI) -> anthropic.Anthro
     return anthropic.Anthropic(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0)
 
 
-def test_create_text_with_either_credential(gateway: GatewayProcess, client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
-    message = client.messages.create(model="gpt-test", max_tokens=50, system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}], messages=USER)
+def test_create_text_with_either_credential(
+    gateway: GatewayProcess, client: anthropic.Anthropic, fake_openai: FakeOpenAI
+) -> None:
+    message = client.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        messages=USER,
+    )
     assert message.type == "message" and message.id.startswith("msg_") and message.model == "gpt-test"
     assert message.content[0].type == "text" and message.content[0].text == "Hello from the fake upstream."
     assert message.stop_reason == "end_turn"
@@ -75,11 +89,19 @@ def test_stream_helper_and_final_message(client: anthropic.Anthropic, fake_opena
 def test_raw_stream_invariants_with_tools(gateway: GatewayProcess, fake_openai: FakeOpenAI) -> None:
     fake_openai.reply.content = None
     fake_openai.reply.tool_calls = [
-        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris, the capital"})}},
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris, the capital"})},
+        },
         {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": "Rome"})}},
     ]
     body = {"model": "gpt-test", "max_tokens": 50, "messages": USER, "tools": [WEATHER], "stream": True}
-    raw = httpx.post(f"{gateway.base_url}/v1/messages?beta=true", json=body, headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"}).content
+    raw = httpx.post(
+        f"{gateway.base_url}/v1/messages?beta=true",
+        json=body,
+        headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"},
+    ).content
     message = check_and_accumulate(parse_sse(raw))  # every frame named, one start, 0..n-1, each closed
     assert [b["type"] for b in message["content"]] == ["tool_use", "tool_use"]  # no empty leading text block
     assert [b["input"] for b in message["content"]] == [{"city": "Paris, the capital"}, {"city": "Rome"}]
@@ -88,8 +110,16 @@ def test_raw_stream_invariants_with_tools(gateway: GatewayProcess, fake_openai: 
 
 def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
     fake_openai.reply.content = None
-    fake_openai.reply.tool_calls = [{"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]
-    first = client.messages.create(model="gpt-test", max_tokens=50, messages=USER, tools=[WEATHER], tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    fake_openai.reply.tool_calls = [
+        {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}
+    ]
+    first = client.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        messages=USER,
+        tools=[WEATHER],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+    )
     assert first.stop_reason == "tool_use"
     call = first.content[0]
     assert call.type == "tool_use" and call.id == "call_9" and call.input == {"city": "Oslo"}
@@ -102,12 +132,24 @@ def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_open
     history: list[Any] = [
         *USER,
         {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "call_9", "content": [{"type": "text", "text": "sunny"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
-            {"type": "text", "text": "Summarise."},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_9",
+                    "content": [
+                        {"type": "text", "text": "sunny"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                    ],
+                },
+                {"type": "text", "text": "Summarise."},
+            ],
+        },
     ]
-    second = client.messages.create(model="gpt-test", max_tokens=50, messages=history, tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"})
+    second = client.messages.create(
+        model="gpt-test", max_tokens=50, messages=history, tools=[WEATHER], tool_choice={"type": "tool", "name": "get_weather"}
+    )
     assert second.content[0].text == "It is sunny."
     sent = fake_openai.requests[-1].body
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "tool", "user"]
@@ -119,23 +161,42 @@ def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_open
 
 def test_reasoning_arrives_as_a_thinking_block(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
     fake_openai.reply.reasoning = "Think it through."
-    with client.messages.stream(model="gpt-test", max_tokens=2000, messages=USER, thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+    with client.messages.stream(
+        model="gpt-test", max_tokens=2000, messages=USER, thinking={"type": "enabled", "budget_tokens": 1024}
+    ) as stream:
         final = stream.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text"]
     assert final.content[0].thinking == "Think it through. "
     assert fake_openai.requests[-1].body["reasoning_effort"] == "low"
     # Replaying that thinking block (its signature is not this deployment's) is dropped, not rejected.
-    again = client.messages.create(model="gpt-test", max_tokens=50, messages=[*USER, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]}, {"role": "user", "content": "More"}])
+    again = client.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        messages=[
+            *USER,
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in final.content]},
+            {"role": "user", "content": "More"},
+        ],
+    )
     assert again.content[0].type == "thinking"
     assert fake_openai.requests[-1].body["messages"][1] == {"role": "assistant", "content": "Hello from the fake upstream."}
 
 
 def test_stop_sequences_and_count_tokens(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
-    client.messages.create(model="gpt-test", max_tokens=50, messages=USER, stop_sequences=["END"], metadata={"user_id": "dev-7"}, extra_body={"top_k": 5})
+    client.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        messages=USER,
+        stop_sequences=["END"],
+        metadata={"user_id": "dev-7"},
+        extra_body={"top_k": 5},
+    )
     sent = fake_openai.requests[-1].body
     assert sent["stop"] == ["END"] and sent["user"] == "dev-7" and "top_k" not in sent
     short = client.messages.count_tokens(model="gpt-test", messages=USER)
-    longer = client.beta.messages.count_tokens(model="gpt-test", messages=USER, tools=[WEATHER], system="A much longer system prompt, to count.")
+    longer = client.beta.messages.count_tokens(
+        model="gpt-test", messages=USER, tools=[WEATHER], system="A much longer system prompt, to count."
+    )
     assert 0 < short.input_tokens < longer.input_tokens
     with pytest.raises(anthropic.NotFoundError) as info:
         client.messages.count_tokens(model="no-such-model", messages=USER)
@@ -143,7 +204,9 @@ def test_stop_sequences_and_count_tokens(client: anthropic.Anthropic, fake_opena
 
 
 def test_beta_create(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
-    message = client.beta.messages.create(model="gpt-test", max_tokens=20, messages=USER, betas=["interleaved-thinking-2025-05-14"])
+    message = client.beta.messages.create(
+        model="gpt-test", max_tokens=20, messages=USER, betas=["interleaved-thinking-2025-05-14"]
+    )
     assert message.content[0].text
     assert "anthropic-beta" not in {k.lower() for k in fake_openai.requests[-1].headers}
 
@@ -153,10 +216,16 @@ def test_beta_create(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> No
     [
         ({"status": 429, "headers": {"retry-after": "1"}, "type": "requests"}, anthropic.RateLimitError, "rate_limit_error"),
         ({"status": 500}, anthropic.InternalServerError, "api_error"),
-        ({"status": 400, "message": "prompt is too long: 209375 tokens > 200000 maximum"}, anthropic.BadRequestError, "invalid_request_error"),
+        (
+            {"status": 400, "message": "prompt is too long: 209375 tokens > 200000 maximum"},
+            anthropic.BadRequestError,
+            "invalid_request_error",
+        ),
     ],
 )
-def test_upstream_errors_in_anthropic_shape(client: anthropic.Anthropic, fake_openai: FakeOpenAI, fault: dict[str, Any], error: type, etype: str) -> None:
+def test_upstream_errors_in_anthropic_shape(
+    client: anthropic.Anthropic, fake_openai: FakeOpenAI, fault: dict[str, Any], error: type, etype: str
+) -> None:
     fake_openai.faults.extend([fault, fault])  # both attempts
     model = "gpt-ratelimited" if fault["status"] == 429 else "gpt-test"
     with pytest.raises(error) as info:
@@ -176,9 +245,14 @@ def test_gateway_refusals_in_anthropic_shape(gateway: GatewayProcess, client: an
     assert info.value.body["error"]["type"] == "not_found_error"
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model="gpt-test", messages=USER, max_tokens=0)
-    assert info.value.body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Input should be a positive integer"}
+    assert info.value.body["error"] == {
+        "type": "invalid_request_error",
+        "message": "max_tokens: Input should be a positive integer",
+    }
     with pytest.raises(anthropic.BadRequestError) as info:
-        client.messages.create(model="gpt-test", max_tokens=5, messages=USER, tools=[{"type": "web_search_20250305", "name": "web_search"}])
+        client.messages.create(
+            model="gpt-test", max_tokens=5, messages=USER, tools=[{"type": "web_search_20250305", "name": "web_search"}]
+        )
     assert info.value.body["error"]["type"] == "invalid_request_error" and "tools.0.type" in info.value.body["error"]["message"]
     bad = httpx.post(f"{gateway.base_url}/v1/messages", content=b"{not json", headers={"x-api-key": MASTER_KEY})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
@@ -199,7 +273,11 @@ def test_virtual_key_allowlist(gateway: GatewayProcess) -> None:
 
 def test_virtual_key_budget_refusal_in_anthropic_shape(gateway: GatewayProcess) -> None:
     admin = {"authorization": f"Bearer {MASTER_KEY}"}
-    created = httpx.post(f"{gateway.base_url}/admin/keys", headers=admin, json={"name": "capped", "max_budget_usd": 74e-6, "budget_period": "daily"})
+    created = httpx.post(
+        f"{gateway.base_url}/admin/keys",
+        headers=admin,
+        json={"name": "capped", "max_budget_usd": 74e-6, "budget_period": "daily"},
+    )
     assert created.status_code == 201, created.text
     capped = anthropic.Anthropic(base_url=gateway.base_url, auth_token=created.json()["key"], max_retries=0)
     capped.messages.create(model="gpt-priced", max_tokens=20, messages=USER)
@@ -211,9 +289,15 @@ def test_virtual_key_budget_refusal_in_anthropic_shape(gateway: GatewayProcess) 
     assert "budget" in info.value.body["error"]["message"]
 
 
-def test_mid_stream_break_becomes_an_error_event(gateway: GatewayProcess, client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
+def test_mid_stream_break_becomes_an_error_event(
+    gateway: GatewayProcess, client: anthropic.Anthropic, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.faults.append({"drop_after": 2})
-    raw = httpx.post(f"{gateway.base_url}/v1/messages", json={"model": "gpt-test", "max_tokens": 50, "messages": USER, "stream": True}, headers={"x-api-key": MASTER_KEY}).content
+    raw = httpx.post(
+        f"{gateway.base_url}/v1/messages",
+        json={"model": "gpt-test", "max_tokens": 50, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER_KEY},
+    ).content
     frames = parse_sse(raw)
     names = [n for n, _ in frames]
     assert names[0] == "message_start" and names[-1] == "error" and "message_stop" not in names
@@ -227,7 +311,9 @@ def test_mid_stream_break_becomes_an_error_event(gateway: GatewayProcess, client
 
 def test_failover_before_the_first_byte_and_usage_records(gateway: GatewayProcess, client: anthropic.Anthropic) -> None:
     before = len(gateway.access_lines())
-    with client.messages.stream(model="gpt-failover", max_tokens=50, messages=USER, extra_headers={"X-Claude-Code-Session-Id": "sess-42"}) as stream:
+    with client.messages.stream(
+        model="gpt-failover", max_tokens=50, messages=USER, extra_headers={"X-Claude-Code-Session-Id": "sess-42"}
+    ) as stream:
         final = stream.get_final_message()
     assert final.content[0].text == "Hello from the fake upstream."
     lines = gateway.wait_for_records(before + 2)
@@ -245,7 +331,9 @@ def test_events_are_relayed_as_they_arrive(gateway: GatewayProcess, fake_openai:
     body = {"model": "gpt-test", "max_tokens": 50, "messages": USER, "stream": True}
     texts = []
     try:
-        with httpx.stream("POST", f"{gateway.base_url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=5) as resp:
+        with httpx.stream(
+            "POST", f"{gateway.base_url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=5
+        ) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             for line in resp.iter_lines():
                 if line.startswith("data: ") and '"text_delta"' in line:

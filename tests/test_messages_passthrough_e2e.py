@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
-from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, thinking, tool_use, text
+from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, text, thinking, tool_use
 from tests.harness import MASTER_KEY, GatewayProcess
 from tests.messages_support import check_and_accumulate, parse_sse
 
@@ -32,7 +33,13 @@ def fake(fake_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
 
 @pytest.fixture(scope="module")
 def gateway(fake_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    deployment = {"provider": "anthropic", "model": "claude-upstream-1", "api_base": fake_server.url, "api_key": UPSTREAM_KEY, "first_byte_timeout_s": 5}
+    deployment = {
+        "provider": "anthropic",
+        "model": "claude-upstream-1",
+        "api_base": fake_server.url,
+        "api_key": UPSTREAM_KEY,
+        "first_byte_timeout_s": 5,
+    }
     config = {
         "auth": {"master_key": MASTER_KEY},
         "models": [
@@ -55,41 +62,74 @@ def test_body_goes_upstream_as_sent_with_the_model_rewritten(client: anthropic.A
     system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
     fake.reply.cache_read_input_tokens = 50
     message = client.beta.messages.create(
-        model="claude-sonnet-4-6", max_tokens=64, system=system, messages=USER, betas=["context-management-2025-06-27"],
+        model="claude-sonnet-4-6",
+        max_tokens=64,
+        system=system,
+        messages=USER,
+        betas=["context-management-2025-06-27"],
         extra_body={"top_k": 3, "context_management": {"edits": [{"type": "clear_thinking_20251015"}]}},
     )
     assert message.model == "claude-sonnet-4-6" and message.content[0].text == "Hello from the fake Anthropic upstream."
     assert message.usage.cache_read_input_tokens == 50 and message.usage.input_tokens == 21
     seen = fake.requests[-1]
     assert seen.body == {
-        "model": "claude-upstream-1", "max_tokens": 64, "system": system, "messages": USER, "top_k": 3,
+        "model": "claude-upstream-1",
+        "max_tokens": 64,
+        "system": system,
+        "messages": USER,
+        "top_k": 3,
         "context_management": {"edits": [{"type": "clear_thinking_20251015"}]},
     }
     assert seen.headers["anthropic-beta"] == "context-management-2025-06-27"
     assert seen.headers["x-api-key"] == UPSTREAM_KEY  # the gateway's credential, never the client's
 
 
-def test_stream_relays_thinking_with_signature_and_tools(client: anthropic.Anthropic, gateway: GatewayProcess, fake: FakeAnthropic) -> None:
-    fake.reply.content = [thinking("Let me see.", "sig-upstream-42"), text("Calling."), tool_use("toolu_1", "get_weather", {"city": "Oslo"})]
+def test_stream_relays_thinking_with_signature_and_tools(
+    client: anthropic.Anthropic, gateway: GatewayProcess, fake: FakeAnthropic
+) -> None:
+    fake.reply.content = [
+        thinking("Let me see.", "sig-upstream-42"),
+        text("Calling."),
+        tool_use("toolu_1", "get_weather", {"city": "Oslo"}),
+    ]
     fake.reply.stop_reason = "tool_use"
     think = {"type": "enabled", "budget_tokens": 1024}
-    with client.messages.stream(model="claude-sonnet-4-6", max_tokens=2048, messages=USER, tools=[WEATHER], thinking=think) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=2048, messages=USER, tools=[WEATHER], thinking=think
+    ) as stream:
         final = stream.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
     assert final.content[0].signature == "sig-upstream-42" and final.content[2].input == {"city": "Oslo"}
     assert final.stop_reason == "tool_use" and final.usage.output_tokens == 9 and final.model == "claude-sonnet-4-6"
     # The thinking block goes back byte for byte on the next turn (Anthropic rejects modified ones).
     replay = [b.model_dump(exclude_none=True, exclude={"citations", "parsed_output"}) for b in final.content]
-    client.messages.create(model="claude-sonnet-4-6", max_tokens=2048, thinking=think, tools=[WEATHER], messages=[
-        *USER, {"role": "assistant", "content": replay},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
-    ])
-    assert fake.requests[-1].body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "Let me see.", "signature": "sig-upstream-42"}
-    raw = httpx.post(f"{gateway.base_url}/v1/messages", json={"model": "claude-sonnet-4-6", "max_tokens": 50, "messages": USER, "stream": True}, headers={"x-api-key": MASTER_KEY}).content
+    client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=2048,
+        thinking=think,
+        tools=[WEATHER],
+        messages=[
+            *USER,
+            {"role": "assistant", "content": replay},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+        ],
+    )
+    assert fake.requests[-1].body["messages"][1]["content"][0] == {
+        "type": "thinking",
+        "thinking": "Let me see.",
+        "signature": "sig-upstream-42",
+    }
+    raw = httpx.post(
+        f"{gateway.base_url}/v1/messages",
+        json={"model": "claude-sonnet-4-6", "max_tokens": 50, "messages": USER, "stream": True},
+        headers={"x-api-key": MASTER_KEY},
+    ).content
     check_and_accumulate(parse_sse(raw))
 
 
-def test_usage_recorded_from_message_start_and_delta(client: anthropic.Anthropic, gateway: GatewayProcess, fake: FakeAnthropic) -> None:
+def test_usage_recorded_from_message_start_and_delta(
+    client: anthropic.Anthropic, gateway: GatewayProcess, fake: FakeAnthropic
+) -> None:
     fake.reply.cache_creation_input_tokens = 30
     before = len(gateway.access_lines())
     with client.messages.stream(model="claude-sonnet-4-6", max_tokens=50, messages=USER) as stream:
@@ -114,11 +154,21 @@ def test_stream_connection_reused(client: anthropic.Anthropic, fake: FakeAnthrop
     ("fault", "error", "etype"),
     [
         ({"status": 529, "type": "overloaded_error", "message": "Overloaded"}, anthropic.APIStatusError, "overloaded_error"),
-        ({"status": 429, "type": "rate_limit_error", "headers": {"retry-after": "1"}}, anthropic.RateLimitError, "rate_limit_error"),
-        ({"status": 400, "type": "invalid_request_error", "message": "prompt is too long: 209375 tokens > 200000 maximum"}, anthropic.BadRequestError, "invalid_request_error"),
+        (
+            {"status": 429, "type": "rate_limit_error", "headers": {"retry-after": "1"}},
+            anthropic.RateLimitError,
+            "rate_limit_error",
+        ),
+        (
+            {"status": 400, "type": "invalid_request_error", "message": "prompt is too long: 209375 tokens > 200000 maximum"},
+            anthropic.BadRequestError,
+            "invalid_request_error",
+        ),
     ],
 )
-def test_upstream_errors_keep_their_type_and_wording(client: anthropic.Anthropic, fake: FakeAnthropic, fault: dict[str, Any], error: type, etype: str) -> None:
+def test_upstream_errors_keep_their_type_and_wording(
+    client: anthropic.Anthropic, fake: FakeAnthropic, fault: dict[str, Any], error: type, etype: str
+) -> None:
     fake.faults.append(fault)
     model = "claude-limited" if fault["status"] == 429 else "claude-sonnet-4-6"
     with pytest.raises(error) as info:
@@ -159,13 +209,24 @@ def test_models_list_in_anthropic_shape(client: anthropic.Anthropic) -> None:
     assert page.has_more is False and page.first_id == "claude-sonnet-4-6"
 
 
-def test_unsigned_thinking_from_another_deployment_is_dropped_not_rejected(client: anthropic.Anthropic, fake: FakeAnthropic) -> None:
+def test_unsigned_thinking_from_another_deployment_is_dropped_not_rejected(
+    client: anthropic.Anthropic, fake: FakeAnthropic
+) -> None:
     # An OpenAI-protocol deployment's reasoning came back as thinking with an empty signature.
     history = [
         *USER,
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "foreign", "signature": ""}, {"type": "text", "text": "Hi."}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "thinking", "thinking": "foreign", "signature": ""}, {"type": "text", "text": "Hi."}],
+        },
         {"role": "user", "content": "And?"},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"}, {"type": "text", "text": "So."}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"},
+                {"type": "text", "text": "So."},
+            ],
+        },
         {"role": "user", "content": "Go on"},
     ]
     message = client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=history)
@@ -175,7 +236,9 @@ def test_unsigned_thinking_from_another_deployment_is_dropped_not_rejected(clien
     assert sent[3]["content"][0] == {"type": "thinking", "thinking": "signed", "signature": "sig-upstream-1"}
 
 
-def test_anthropic_only_blocks_pass_through_but_are_refused_for_translation(client: anthropic.Anthropic, fake: FakeAnthropic, gateway: GatewayProcess) -> None:
+def test_anthropic_only_blocks_pass_through_but_are_refused_for_translation(
+    client: anthropic.Anthropic, fake: FakeAnthropic, gateway: GatewayProcess
+) -> None:
     # A server tool has no chat equivalent: fine for the Anthropic deployment, which gets it as sent.
     web_search = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
     message = client.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=USER, tools=[web_search])

@@ -73,20 +73,28 @@ def test_minimal_request_and_string_content() -> None:
     ],
 )
 def test_tool_choice(choice: dict[str, Any], expected: dict[str, Any]) -> None:
-    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-            "tools": [{"name": "t", "input_schema": {"type": "object"}}], "tool_choice": choice}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+        "tool_choice": choice,
+    }
     chat = to_chat(body)
     assert {k: chat[k] for k in expected} == expected
     if "parallel_tool_calls" not in expected:
         assert "parallel_tool_calls" not in chat
 
 
-@pytest.mark.parametrize(("thinking", "effort"), [
-    ({"type": "enabled", "budget_tokens": 1024}, "low"),
-    ({"type": "enabled", "budget_tokens": 8192}, "medium"),
-    ({"type": "enabled", "budget_tokens": 50000}, "high"),
-    ({"type": "disabled"}, None),
-])
+@pytest.mark.parametrize(
+    ("thinking", "effort"),
+    [
+        ({"type": "enabled", "budget_tokens": 1024}, "low"),
+        ({"type": "enabled", "budget_tokens": 8192}, "medium"),
+        ({"type": "enabled", "budget_tokens": 50000}, "high"),
+        ({"type": "disabled"}, None),
+    ],
+)
 def test_thinking_becomes_reasoning_effort(thinking: dict[str, Any], effort: str | None) -> None:
     chat = to_chat({"model": "m", "max_tokens": 99999, "messages": [{"role": "user", "content": "x"}], "thinking": thinking})
     assert chat.get("reasoning_effort") == effort
@@ -105,7 +113,17 @@ def test_max_tokens_clamped_to_the_deployment_limit() -> None:
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools.0.type"),
-        ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a"}, {"type": "tool_result", "tool_use_id": "a"}]}]}, "messages.0.content.1.tool_use_id"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "a"}, {"type": "tool_result", "tool_use_id": "a"}],
+                    }
+                ]
+            },
+            "messages.0.content.1.tool_use_id",
+        ),
         ({"temperature": 1.5}, "temperature"),
         ({"tool_choice": {"type": "any"}}, "tool_choice"),
     ],
@@ -135,7 +153,12 @@ def test_completion_with_reasoning_and_tools_becomes_a_message() -> None:
     ]
     assert message["stop_reason"] == "tool_use"
     # Anthropic's meaning: input_tokens excludes the cache reads.
-    assert message["usage"] == {"input_tokens": 20, "output_tokens": 33, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
+    assert message["usage"] == {
+        "input_tokens": 20,
+        "output_tokens": 33,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 100,
+    }
 
 
 @pytest.mark.parametrize(("finish", "stop"), [("stop", "end_turn"), ("length", "max_tokens"), ("content_filter", "refusal")])
@@ -206,7 +229,13 @@ def test_stream_failure_closes_the_open_block_then_sends_an_error_event() -> Non
     encoder = MessagesStreamEncoder("m")
     raw = encoder.feed({"choices": [{"index": 0, "delta": {"content": "par"}}]}) + encoder.fail("overloaded_error", "Overloaded")
     frames = parse_sse(raw)
-    assert [n for n, _ in frames] == ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "error"]
+    assert [n for n, _ in frames] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "error",
+    ]
     assert frames[-1][1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     assert encoder.finish() == b""  # nothing after the error
 
@@ -227,7 +256,11 @@ def test_stream_failure_closes_the_open_block_then_sends_an_error_event() -> Non
         (GatewayInternal("oops"), 500, "api_error"),
         (from_upstream_status(500, "boom"), 502, "api_error"),
         (from_upstream_status(529, "Overloaded"), 529, "overloaded_error"),
-        (from_upstream_status(400, "prompt is too long: 209375 tokens > 200000 maximum", type="invalid_request_error"), 400, "invalid_request_error"),
+        (
+            from_upstream_status(400, "prompt is too long: 209375 tokens > 200000 maximum", type="invalid_request_error"),
+            400,
+            "invalid_request_error",
+        ),
     ],
 )
 def test_error_rendering(err: Any, status: int, etype: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import openai
 
@@ -14,8 +14,18 @@ def _config() -> dict:
     return {
         "auth": {"master_key": MASTER_KEY},
         "models": [
-            {"name": "slow-mock", "deployments": [{"provider": "mock", "model": "m", "mock_latency_ms": 300,
-                                                   "mock_tokens_per_s": 20, "mock_response": "one two three four five"}]},
+            {
+                "name": "slow-mock",
+                "deployments": [
+                    {
+                        "provider": "mock",
+                        "model": "m",
+                        "mock_latency_ms": 300,
+                        "mock_tokens_per_s": 20,
+                        "mock_response": "one two three four five",
+                    }
+                ],
+            },
             {"name": "fixed", "deployments": [{"provider": "mock", "model": "m", "mock_response": "fixed answer here"}]},
         ],
     }
@@ -43,14 +53,20 @@ def test_several_workers_serve(start_gateway: Callable[..., GatewayProcess]) -> 
     gw = start_gateway(_config(), workers=2)
     client = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
     for _ in range(6):
-        assert client.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "x"}]).choices[0].message.content == "fixed answer here"
+        assert (
+            client.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "x"}]).choices[0].message.content
+            == "fixed answer here"
+        )
 
 
 def test_streams_are_exact_openai_shapes(start_gateway: Callable[..., GatewayProcess]) -> None:
     gw = start_gateway(_config())
     client = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
-    chunks = list(client.chat.completions.create(model="fixed", messages=[{"role": "user", "content": "x"}], stream=True,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="fixed", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3

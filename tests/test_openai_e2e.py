@@ -25,7 +25,11 @@ TOOLS = [
         },
     }
 ]
-CALL = {"id": "call_abc123", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}}
+CALL = {
+    "id": "call_abc123",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'},
+}
 
 
 def test_chat_non_stream_rewrites_model_and_passes_every_field(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
@@ -49,9 +53,7 @@ def test_chat_non_stream_rewrites_model_and_passes_every_field(client: openai.Op
     assert seen.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
 
 
-def test_chat_stream_asks_upstream_for_usage_but_hides_it_unless_asked(
-    client: openai.OpenAI, fake_openai: FakeOpenAI
-) -> None:
+def test_chat_stream_asks_upstream_for_usage_but_hides_it_unless_asked(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
     chunks = list(client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hi"}], stream=True))
     assert fake_openai.requests[-1].body["stream_options"] == {"include_usage": True}
     assert all(c.model == "gpt-test" for c in chunks)
@@ -124,7 +126,11 @@ def test_embeddings_float_and_base64(client: openai.OpenAI, fake_openai: FakeOpe
 
 def test_mock_embeddings_are_deterministic(client: openai.OpenAI) -> None:
     a = client.embeddings.create(model="mock-embedding", input="same text", dimensions=8).data[0].embedding
-    b = client.embeddings.create(model="mock-embedding", input="same text", encoding_format="float", dimensions=8).data[0].embedding
+    b = (
+        client.embeddings.create(model="mock-embedding", input="same text", encoding_format="float", dimensions=8)
+        .data[0]
+        .embedding
+    )
     assert len(a) == 8 and all(abs(x - y) < 1e-6 for x, y in zip(a, b))
     assert abs(sum(x * x for x in a) - 1.0) < 1e-5
 
@@ -141,7 +147,9 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
 # --- errors ------------------------------------------------------------------------------
 
 
-def _post(gw: GatewayProcess, body: bytes | dict, key: str | None = MASTER_KEY, path: str = "/v1/chat/completions") -> httpx.Response:
+def _post(
+    gw: GatewayProcess, body: bytes | dict, key: str | None = MASTER_KEY, path: str = "/v1/chat/completions"
+) -> httpx.Response:
     headers = {"content-type": "application/json"}
     if key:
         headers["authorization"] = f"Bearer {key}"
@@ -231,7 +239,9 @@ def test_unknown_route_and_method(shared_gateway: GatewayProcess) -> None:
 
 
 def test_upstream_4xx_is_passed_on(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
-    fake_openai.faults.append({"status": 400, "message": "max_tokens is too large", "param": "max_tokens", "code": "invalid_value"})
+    fake_openai.faults.append(
+        {"status": 400, "message": "max_tokens is too large", "param": "max_tokens", "code": "invalid_value"}
+    )
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     assert err.value.body["message"] == "max_tokens is too large"
@@ -239,7 +249,9 @@ def test_upstream_4xx_is_passed_on(client: openai.OpenAI, fake_openai: FakeOpenA
 
 
 def test_upstream_429_is_429_with_retry_after(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
-    fake_openai.faults.append({"status": 429, "headers": {"retry-after": "7"}, "message": "slow down", "code": "rate_limit_exceeded"})
+    fake_openai.faults.append(
+        {"status": 429, "headers": {"retry-after": "7"}, "message": "slow down", "code": "rate_limit_exceeded"}
+    )
     with pytest.raises(openai.RateLimitError) as err:
         client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     assert err.value.response.headers["retry-after"] == "7"
@@ -267,7 +279,9 @@ def test_unreachable_upstream_is_503_and_timeout_is_504(client: openai.OpenAI, f
     assert err.value.status_code == 504
 
 
-def test_stream_that_breaks_ends_with_an_error_event(client: openai.OpenAI, fake_openai: FakeOpenAI, shared_gateway: GatewayProcess) -> None:
+def test_stream_that_breaks_ends_with_an_error_event(
+    client: openai.OpenAI, fake_openai: FakeOpenAI, shared_gateway: GatewayProcess
+) -> None:
     fake_openai.reply.content = "one two three four five six"
     fake_openai.faults.append({"drop_after": 3})
     received = []
@@ -341,7 +355,9 @@ def test_every_request_ends_in_one_record(shared_gateway: GatewayProcess, client
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     records = shared_gateway.wait_for_records(before + 3)[before:]
-    assert len(records) == 3 and len({r["request_id"] for r in records}) == 3  # tests/test_one_record_per_request.py counts every ending
+    assert (
+        len(records) == 3 and len({r["request_id"] for r in records}) == 3
+    )  # tests/test_one_record_per_request.py counts every ending
     streamed = [r for r in records if r["status"] == 200]
     assert streamed and streamed[-1]["streamed"] is True
     # Usage comes from the upstream's usage chunk even though the client did not ask for it.
@@ -367,7 +383,9 @@ def test_openapi_spec_documents_the_endpoints(shared_gateway: GatewayProcess) ->
 
 
 def test_embedding_base64_round_trip_is_exact(shared_gateway: GatewayProcess, fake_openai: FakeOpenAI) -> None:
-    resp = _post(shared_gateway, {"model": "gpt-test", "input": "x", "encoding_format": "base64", "dimensions": 3}, path="/v1/embeddings")
+    resp = _post(
+        shared_gateway, {"model": "gpt-test", "input": "x", "encoding_format": "base64", "dimensions": 3}, path="/v1/embeddings"
+    )
     raw = base64.b64decode(resp.json()["data"][0]["embedding"])
     assert [round(v, 4) for v in struct.unpack("<3f", raw)] == [0.1, 0.2, 0.3]
 
@@ -381,7 +399,9 @@ def test_client_gone_before_the_first_byte_still_releases_the_upstream(
     before = len([r for r in shared_gateway.access_lines() if r.get("status") == 499])
     body = {"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "stream": True}
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(shared_gateway.url + "/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=0.3)
+        httpx.post(
+            shared_gateway.url + "/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=0.3
+        )
     # The stream would take 10 s; the gateway must drop it as soon as it finds the client gone.
     assert fake_openai.stream_closed.wait(5), "the upstream stream was not released"
     deadline = time.monotonic() + 5
@@ -403,7 +423,9 @@ def test_random_bad_bodies_never_get_a_5xx(shared_gateway: GatewayProcess, fake_
         body = {
             "model": rng.choice(["mock-gpt", "mock-embedding", 1, None, "x" * 300]),
             "messages": rng.choice([[], [{"role": "user", "content": "hi"}], "s", [1], [{"role": "user"}], [{}]]),
-            rng.choice(["stream", "n", "temperature", "max_tokens", "stop", "tools", "tool_choice", "input", "prompt", "dimensions"]): rng.choice(values),
+            rng.choice(
+                ["stream", "n", "temperature", "max_tokens", "stop", "tools", "tool_choice", "input", "prompt", "dimensions"]
+            ): rng.choice(values),
         }
         bodies.append(json.dumps(body).encode())
     headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
@@ -417,9 +439,16 @@ def test_random_bad_bodies_never_get_a_5xx(shared_gateway: GatewayProcess, fake_
     assert "Traceback" not in shared_gateway.logs()
 
 
-def test_upstream_messages_never_echo_the_provider_key(client: openai.OpenAI, fake_openai: FakeOpenAI, shared_gateway: GatewayProcess) -> None:
-    fake_openai.faults.append({"status": 401, "message": f"Incorrect API key provided: {UPSTREAM_KEY[:8]}****{UPSTREAM_KEY[-4:]}.",
-                               "code": "invalid_api_key"})
+def test_upstream_messages_never_echo_the_provider_key(
+    client: openai.OpenAI, fake_openai: FakeOpenAI, shared_gateway: GatewayProcess
+) -> None:
+    fake_openai.faults.append(
+        {
+            "status": 401,
+            "message": f"Incorrect API key provided: {UPSTREAM_KEY[:8]}****{UPSTREAM_KEY[-4:]}.",
+            "code": "invalid_api_key",
+        }
+    )
     with pytest.raises(openai.AuthenticationError) as err:
         client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "x"}])
     message = err.value.body["message"]

@@ -7,7 +7,8 @@ error, raised with its message, never relayed as a chunk.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -73,4 +74,3 @@ async def test_an_error_event_mid_stream_is_the_upstreams_error(provider: Any, f
     assert isinstance(err, ProviderServerError) and err.retryable
     assert err.message == MID_STREAM_ERROR["message"]
     assert texts(chunks) == "Hello from " and not any("error" in c for c in chunks)
-

@@ -9,8 +9,7 @@ import pytest
 
 from lockgate.auth import MASTER, Principal
 from lockgate.config import parse_config
-from lockgate.errors import RateLimited
-from lockgate.errors import LimiterUnavailable
+from lockgate.errors import LimiterUnavailable, RateLimited
 from lockgate.ratelimit import build_admission, go_duration
 from lockgate.ratelimit.admission import estimate_tokens
 from lockgate.ratelimit.base import BackendUnavailable
@@ -68,8 +67,19 @@ def record(prompt: int, completion: int) -> RequestRecord:
 
 @pytest.mark.parametrize(
     ("ms", "text"),
-    [(0, "0s"), (12, "12ms"), (999, "999ms"), (1000, "1s"), (9800, "9.8s"), (60_000, "1m0s"), (360_000, "6m0s"),
-     (61_500, "1m1.5s"), (3_600_000, "1h0m0s"), (86_400_000, "24h0m0s"), (-5, "0s")],
+    [
+        (0, "0s"),
+        (12, "12ms"),
+        (999, "999ms"),
+        (1000, "1s"),
+        (9800, "9.8s"),
+        (60_000, "1m0s"),
+        (360_000, "6m0s"),
+        (61_500, "1m1.5s"),
+        (3_600_000, "1h0m0s"),
+        (86_400_000, "24h0m0s"),
+        (-5, "0s"),
+    ],
 )
 def test_go_duration(ms: int, text: str) -> None:
     assert go_duration(ms) == text
@@ -101,8 +111,7 @@ async def test_model_limits_headers_and_refusal() -> None:
     err = caught.value
     assert err.status == 429 and err.code == "rate_limit_exceeded" and err.type == "requests"
     assert err.message == (
-        "Rate limit reached for model `m` on requests per min (RPM): Limit 5, Used 5, Requested 1. "
-        "Please try again in 1m1s."
+        "Rate limit reached for model `m` on requests per min (RPM): Limit 5, Used 5, Requested 1. Please try again in 1m1s."
     )
     assert err.retry_after_s == 61.0 and err.headers["retry-after-ms"] == "61000"
     assert ctx.headers["x-ratelimit-remaining-requests"] == "0"  # headers on the refusal too
@@ -130,7 +139,9 @@ async def test_team_and_user_scopes() -> None:
     with pytest.raises(RateLimited, match="for team `red`"):
         await adm.admit(Ctx(a, Route("free"), chat()))
     ann = Principal(key_id="c", user="ann")
-    with pytest.raises(RateLimited, match=r"Request too large for user `ann` on tokens per min \(TPM\): Limit 100, Requested 1029") as caught:
+    with pytest.raises(
+        RateLimited, match=r"Request too large for user `ann` on tokens per min \(TPM\): Limit 100, Requested 1029"
+    ) as caught:
         await adm.admit(Ctx(ann, Route("free"), chat()))
     assert caught.value.type == "tokens"
     await adm.admit(Ctx(ann, Route("free"), chat(max_tokens=50)))

@@ -6,8 +6,9 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -77,9 +78,13 @@ def test_tokens_are_reconciled_with_real_usage(fake_openai: FakeOpenAI, start_ga
     assert second.headers["x-ratelimit-remaining-tokens"] == str(5000 - 16 - estimate)
     # A stream cut short: what was relayed is counted (estimated), the rest is given back.
     fake_openai.faults.append({"drop_after": 1})
-    with httpx.stream("POST", f"{gw.url}/chat/completions", headers=AUTH, timeout=10,
-                      json={"model": "gpt-test", "max_tokens": 1000, "stream": True,
-                            "messages": [{"role": "user", "content": "hello"}]}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/chat/completions",
+        headers=AUTH,
+        timeout=10,
+        json={"model": "gpt-test", "max_tokens": 1000, "stream": True, "messages": [{"role": "user", "content": "hello"}]},
+    ) as resp:
         assert resp.headers["x-ratelimit-remaining-tokens"] == str(5000 - 32 - estimate)
         resp.read()
     # An upstream failure after admission: nothing used, the estimate is refunded.
@@ -90,9 +95,13 @@ def test_tokens_are_reconciled_with_real_usage(fake_openai: FakeOpenAI, start_ga
     streamed = 5000 - 32 - estimate - remaining  # the cut stream's estimated usage
     assert 0 < streamed < 100, remaining
     # A whole stream with the usage chunk: charged exactly the reported 16.
-    with httpx.stream("POST", f"{gw.url}/chat/completions", headers=AUTH, timeout=10,
-                      json={"model": "gpt-test", "max_tokens": 1000, "stream": True,
-                            "messages": [{"role": "user", "content": "hello"}]}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/chat/completions",
+        headers=AUTH,
+        timeout=10,
+        json={"model": "gpt-test", "max_tokens": 1000, "stream": True, "messages": [{"role": "user", "content": "hello"}]},
+    ) as resp:
         resp.read()
     after = chat(gw, max_tokens=1000)
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == remaining + estimate - 16 - 16 - estimate
@@ -113,7 +122,9 @@ def test_tokens_refusal_names_the_limit(fake_openai: FakeOpenAI, start_gateway: 
 # --- Redis ------------------------------------------------------------------------------------
 
 
-def test_two_gateways_share_one_limit_through_redis(fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_two_gateways_share_one_limit_through_redis(
+    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess]
+) -> None:
     require_service("Redis", "127.0.0.1", 6379)
     cfg = limited_config(fake_openai, {"rpm": 5, "tpm": 100_000}, backend="redis")
     a, b = start_gateway(cfg), start_gateway(cfg)
@@ -155,13 +166,20 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
 
 @pytest.mark.parametrize("policy", ["allow", "deny"])
 def test_redis_stopped_mid_test(
-    policy: str, own_redis: tuple[int, subprocess.Popen[bytes]], fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess]
+    policy: str,
+    own_redis: tuple[int, subprocess.Popen[bytes]],
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
 ) -> None:
     port, proc = own_redis
-    gw = start_gateway(limited_config(
-        fake_openai, {"rpm": 100}, backend="redis",
-        redis={"url": f"redis://127.0.0.1:{port}/0", "on_error": policy, "timeout_s": 0.2, "connect_timeout_s": 0.2},
-    ))
+    gw = start_gateway(
+        limited_config(
+            fake_openai,
+            {"rpm": 100},
+            backend="redis",
+            redis={"url": f"redis://127.0.0.1:{port}/0", "on_error": policy, "timeout_s": 0.2, "connect_timeout_s": 0.2},
+        )
+    )
     ok = chat(gw)
     assert ok.status_code == 200 and ok.headers["x-ratelimit-remaining-requests"] == "99"
     proc.kill()

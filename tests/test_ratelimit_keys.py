@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -22,15 +23,20 @@ def config(fake: FakeOpenAI, **ratelimit: Any) -> dict[str, Any]:
 
 
 def create_key(gw: GatewayProcess, **fields: Any) -> dict[str, Any]:
-    resp = httpx.post(f"{gw.base_url}/admin/keys", json={"name": "rl", **fields},
-                      headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    resp = httpx.post(
+        f"{gw.base_url}/admin/keys", json={"name": "rl", **fields}, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
 def chat(gw: GatewayProcess, key: str, **extra: Any) -> httpx.Response:
-    return httpx.post(f"{gw.url}/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=10,
-                      json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], **extra})
+    return httpx.post(
+        f"{gw.url}/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], **extra},
+    )
 
 
 def test_key_rpm_own_limit_beats_defaults(fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess]) -> None:
@@ -49,8 +55,9 @@ def test_key_rpm_own_limit_beats_defaults(fake_openai: FakeOpenAI, start_gateway
     resp = chat(gw, plain["key"])
     assert resp.status_code == 200 and resp.headers["x-ratelimit-limit-requests"] == "5"
     # Raising the key's limit applies once the key cache refreshes; its usage so far still counts.
-    patched = httpx.patch(f"{gw.base_url}/admin/keys/{tight['id']}", json={"rpm": 3},
-                          headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
+    patched = httpx.patch(
+        f"{gw.base_url}/admin/keys/{tight['id']}", json={"rpm": 3}, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
     assert patched.status_code == 200, patched.text
     time.sleep(TTL_S + 0.2)
     resp = chat(gw, tight["key"])
@@ -77,7 +84,9 @@ def test_team_limit_is_shared_by_its_keys(fake_openai: FakeOpenAI, start_gateway
     assert chat(gw, outsider["key"]).status_code == 200
 
 
-def test_key_limit_across_two_gateways_through_redis(fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], tmp_path: Any) -> None:
+def test_key_limit_across_two_gateways_through_redis(
+    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], tmp_path: Any
+) -> None:
     require_service("Redis", "127.0.0.1", 6379)
     cfg = config(fake_openai, backend="redis")
     cfg["database"] = {"url": f"sqlite:///{tmp_path}/shared-keys.db"}  # both replicas read one key store

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from lockgate.config import RedisConfig
 from lockgate.ratelimit.base import WINDOW_PERIODS, BackendUnavailable, Window
 from lockgate.ratelimit.memory import MemoryLimiter
-from lockgate.config import RedisConfig
 from lockgate.ratelimit.redis import RedisLimiter
 from lockgate.redis_client import SharedRedis
 from tests.harness import free_port, require_service

@@ -9,7 +9,8 @@ masked. Neither form may reach the client's error body, the gateway's log,
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -67,9 +68,12 @@ def _config(openai_fake: FakeOpenAI, anthropic_fake: FakeAnthropic, capture: Cap
         "posthog": {"api_key": POSTHOG_KEY, "host": capture.url, "flush_interval_s": 0.1, "flush_at": 1},
         "models": [
             *(openai_model(name, key) for name, key in KEYS.items()),
-            {"name": "claude", "deployments": [
-                {"provider": "anthropic", "model": "claude-x", "api_base": anthropic_fake.url, "api_key": ANTHROPIC_KEY}
-            ]},
+            {
+                "name": "claude",
+                "deployments": [
+                    {"provider": "anthropic", "model": "claude-x", "api_base": anthropic_fake.url, "api_key": ANTHROPIC_KEY}
+                ],
+            },
         ],
     }
 
@@ -96,7 +100,9 @@ def test_echoed_keys_never_leave_the_gateway(
             status, text = _chat(gw, model, stream)
             # The upstream did receive the key and echo it: the check below could fail.
             sent = fake.requests[-1].headers
-            assert key in (sent.get("Authorization", "").removeprefix("Bearer "), sent.get("api-key"), sent.get("x-api-key")), model
+            assert key in (sent.get("Authorization", "").removeprefix("Bearer "), sent.get("api-key"), sent.get("x-api-key")), (
+                model
+            )
             if stream:
                 assert status == 200 and '"error"' in text, (model, text)
             else:

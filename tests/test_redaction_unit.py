@@ -62,17 +62,38 @@ def test_configured_secrets_are_found_everywhere() -> None:
             "database": {"url": "postgresql+asyncpg://u:p%40ss-word@127.0.0.1/test"},
             "redis": {"url": "redis://:redispw123@127.0.0.1:6379/0"},
             "posthog": {"api_key": "phc_abcdefgh"},
-            "models": [{"name": "a", "deployments": [{
-                "provider": "openai", "model": "m", "api_key": GROQ,
-                "api_base": "https://x.example/v1?api-version=2024&api-key=qkey%2B1",
-                "headers": {"api-key": HEX, "Authorization": "Bearer hdrtoken", "X-Trace": "notsecret"},
-            }]}],
+            "models": [
+                {
+                    "name": "a",
+                    "deployments": [
+                        {
+                            "provider": "openai",
+                            "model": "m",
+                            "api_key": GROQ,
+                            "api_base": "https://x.example/v1?api-version=2024&api-key=qkey%2B1",
+                            "headers": {"api-key": HEX, "Authorization": "Bearer hdrtoken", "X-Trace": "notsecret"},
+                        }
+                    ],
+                }
+            ],
         },
         env={},
     )
     found = set(configured_secrets(config))
-    assert {"sk-master-123456", "jwt-secret-value", "p%40ss-word", "p@ss-word", "redispw123", "phc_abcdefgh",
-            GROQ, HEX, "Bearer hdrtoken", "hdrtoken", "qkey%2B1", "qkey+1"} <= found
+    assert {
+        "sk-master-123456",
+        "jwt-secret-value",
+        "p%40ss-word",
+        "p@ss-word",
+        "redispw123",
+        "phc_abcdefgh",
+        GROQ,
+        HEX,
+        "Bearer hdrtoken",
+        "hdrtoken",
+        "qkey%2B1",
+        "qkey+1",
+    } <= found
     assert "notsecret" not in found and "2024" not in found
 
 

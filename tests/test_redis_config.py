@@ -36,8 +36,14 @@ async def test_one_client_with_the_sections_settings_and_no_retries() -> None:
     c = config(
         ratelimit={"backend": "redis"},
         budgets={"backend": "redis"},
-        redis={"url": "redis://127.0.0.1:6399/2", "timeout_s": 0.4, "connect_timeout_s": 0.1, "max_connections": 7,
-               "key_prefix": "gw1:", "on_error": "deny"},
+        redis={
+            "url": "redis://127.0.0.1:6399/2",
+            "timeout_s": 0.4,
+            "connect_timeout_s": 0.1,
+            "max_connections": 7,
+            "key_prefix": "gw1:",
+            "on_error": "deny",
+        },
     )
     shared = build_redis(c)
     assert isinstance(shared, SharedRedis)
@@ -90,8 +96,9 @@ def test_check_config_names_the_moved_field_and_lists_backends(tmp_path: Path) -
     def check(data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({"models": MODELS, **data}))
-        return subprocess.run([sys.executable, "-m", "lockgate", "check-config", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "lockgate", "check-config", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
 
     old = check({"ratelimit": {"backend": "redis", "redis_url": "redis://10.0.0.5:6379/0"}})
     assert old.returncode == 1 and "ratelimit.redis_url: moved to redis.url" in old.stderr

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -76,11 +77,7 @@ def sse_events(gw: GatewayProcess, model: str) -> tuple[httpx.Response, list[Any
 
 
 def text_of(events: list[Any]) -> str:
-    return "".join(
-        (c["choices"][0]["delta"].get("content") or "")
-        for c in events
-        if isinstance(c, dict) and c.get("choices")
-    )
+    return "".join((c["choices"][0]["delta"].get("content") or "") for c in events if isinstance(c, dict) and c.get("choices"))
 
 
 def ready(gw: GatewayProcess) -> dict[str, dict[str, Any]]:
@@ -91,7 +88,9 @@ def ready(gw: GatewayProcess) -> dict[str, dict[str, Any]]:
 # --- failover before the first byte ----------------------------------------------------------
 
 
-def test_first_deployment_500_answer_still_arrives_non_streaming(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_first_deployment_500_answer_still_arrives_non_streaming(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}])
     a.faults.append({"status": 500})
@@ -110,7 +109,9 @@ def test_first_deployment_500_answer_still_arrives_non_streaming(fakes: list[Fak
     assert main["deployment"] == "b" and main["status"] == 200
 
 
-def test_first_deployment_fails_answer_still_arrives_streaming(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_first_deployment_fails_answer_still_arrives_streaming(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}])
     a.faults.append({"status": 529, "type": "overloaded_error"})
@@ -132,7 +133,9 @@ def test_connection_refused_fails_over(fakes: list[FakeOpenAI], start_gateway: C
     assert any(line.get("error_type") == "provider_unavailable" and line.get("deployment") == "dead" for line in lines)
 
 
-def test_hang_past_first_byte_timeout_streams_from_the_next(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_hang_past_first_byte_timeout_streams_from_the_next(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     models = [{"name": "smart", "deployments": [*deps(("a", a), first_byte_timeout_s=0.3)[:1], *deps(("b", b))]}]
     gw = gateway(start_gateway, models)
@@ -145,7 +148,9 @@ def test_hang_past_first_byte_timeout_streams_from_the_next(fakes: list[FakeOpen
     assert len(b.requests) == 1
 
 
-def test_429_with_retry_after_cools_down_then_recovers(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_429_with_retry_after_cools_down_then_recovers(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}])
     a.faults.append({"status": 429, "headers": {"retry-after": "1"}, "type": "requests", "code": "rate_limit_exceeded"})
@@ -167,7 +172,11 @@ def test_429_with_retry_after_cools_down_then_recovers(fakes: list[FakeOpenAI], 
 
 def test_repeated_failures_cool_a_deployment_down(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
     a, b, _ = fakes
-    gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}], cooldown={"failures": 2, "window_s": 60, "cooldown_s": 30})
+    gw = gateway(
+        start_gateway,
+        [{"name": "smart", "deployments": deps(("a", a), ("b", b))}],
+        cooldown={"failures": 2, "window_s": 60, "cooldown_s": 30},
+    )
     a.faults.extend([{"status": 500}, {"status": 503}, {"status": 500}])
     c = client(gw)
     for _ in range(4):
@@ -178,7 +187,11 @@ def test_repeated_failures_cool_a_deployment_down(fakes: list[FakeOpenAI], start
 
 def test_deployment_failing_every_other_request(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
     a, b, _ = fakes
-    gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}], cooldown={"failures": 5, "window_s": 60, "cooldown_s": 30})
+    gw = gateway(
+        start_gateway,
+        [{"name": "smart", "deployments": deps(("a", a), ("b", b))}],
+        cooldown={"failures": 5, "window_s": 60, "cooldown_s": 30},
+    )
     for _ in range(4):
         a.faults.extend([{"status": 502}, {}])
     c = client(gw)
@@ -218,13 +231,19 @@ def test_non_retryable_error_is_returned_at_once(fakes: list[FakeOpenAI], start_
     assert len(b.requests) == 0
 
 
-def test_all_failing_returns_the_last_error_openai_shaped(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_all_failing_returns_the_last_error_openai_shaped(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}], max_attempts=3)
     a.faults.extend([{"status": 500}] * 2)
     b.faults.append({"status": 503, "message": "b overloaded"})
     with httpx.Client(timeout=20) as http:
-        resp = http.post(f"{gw.url}/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"}, json={"model": "smart", "messages": MSG})
+        resp = http.post(
+            f"{gw.url}/chat/completions",
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "smart", "messages": MSG},
+        )
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "upstream_error" and set(resp.json()["error"]) == {"message", "type", "param", "code"}
     assert resp.headers["x-lockgate-attempts"] == "3"
@@ -237,7 +256,11 @@ def test_deadline_stops_failover(fakes: list[FakeOpenAI], start_gateway: Callabl
     gw = gateway(start_gateway, models, deadline_s=0.5)
     a.faults.append({"hang_s": 1.2})
     with httpx.Client(timeout=20) as http:
-        resp = http.post(f"{gw.url}/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"}, json={"model": "smart", "messages": MSG})
+        resp = http.post(
+            f"{gw.url}/chat/completions",
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "smart", "messages": MSG},
+        )
     assert resp.status_code == 504 and resp.json()["error"]["code"] == "upstream_timeout"
     assert len(b.requests) == 0  # no attempt starts after the deadline
 
@@ -251,7 +274,9 @@ def test_cost_strategy_sends_to_the_cheapest(fakes: list[FakeOpenAI], start_gate
     gw = gateway(start_gateway, [{"name": "smart", "strategy": "cost", "deployments": deployments}])
     c = client(gw)
     for _ in range(3):
-        assert c.chat.completions.with_raw_response.create(model="smart", messages=MSG).headers["x-lockgate-deployment"] == "cheap"  # type: ignore[arg-type]
+        assert (
+            c.chat.completions.with_raw_response.create(model="smart", messages=MSG).headers["x-lockgate-deployment"] == "cheap"
+        )  # type: ignore[arg-type]
     b.faults.append({"status": 500})
     assert c.chat.completions.with_raw_response.create(model="smart", messages=MSG).headers["x-lockgate-deployment"] == "pricey"  # type: ignore[arg-type]
 
@@ -259,7 +284,9 @@ def test_cost_strategy_sends_to_the_cheapest(fakes: list[FakeOpenAI], start_gate
 # --- after the first byte --------------------------------------------------------------------
 
 
-def test_stream_dropped_mid_way_ends_with_an_error_and_a_partial_record(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_stream_dropped_mid_way_ends_with_an_error_and_a_partial_record(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "deployments": deps(("a", a), ("b", b))}])
     a.reply.content = "one two three four five six"
@@ -275,7 +302,9 @@ def test_stream_dropped_mid_way_ends_with_an_error_and_a_partial_record(fakes: l
     assert ready(gw)["a"]["errors"] == 1  # the break counts against a's health
 
 
-def test_stream_resume_continues_on_the_next_deployment(fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]) -> None:
+def test_stream_resume_continues_on_the_next_deployment(
+    fakes: list[FakeOpenAI], start_gateway: Callable[..., GatewayProcess]
+) -> None:
     a, b, _ = fakes
     gw = gateway(start_gateway, [{"name": "smart", "stream_resume": True, "deployments": deps(("a", a), ("b", b))}])
     a.reply.content = "one two three four five six"

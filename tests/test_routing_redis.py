@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from lockgate.config import RedisConfig, parse_config
 from lockgate.errors import ProviderRateLimited
-from lockgate.router import Router, Upstream
 from lockgate.redis_client import SharedRedis
+from lockgate.router import Router, Upstream
 from lockgate.routing.redis_cooldowns import RedisCooldowns
 from tests.conftest import openai_deployment
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -52,7 +53,12 @@ class NoProvider:
 def replica(prefix: str) -> Router:
     cfg = parse_config(
         {
-            "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "a", "id": "a"}, {"provider": "mock", "model": "b", "id": "b"}]}],
+            "models": [
+                {
+                    "name": "m",
+                    "deployments": [{"provider": "mock", "model": "a", "id": "a"}, {"provider": "mock", "model": "b", "id": "b"}],
+                }
+            ],
             "router": {"backoff": {"base_s": 0.001, "max_s": 0.01}},
         },
         env={},

@@ -158,7 +158,9 @@ def test_cost_orders_cheapest_first_and_unknown_last() -> None:
 
 
 def test_weighted_picks_first_in_proportion_to_weight() -> None:
-    r = make_router([{"name": "m", "strategy": "weighted", "deployments": [dep("a", weight=3), dep("b", weight=1), dep("z", weight=0)]}])
+    r = make_router(
+        [{"name": "m", "strategy": "weighted", "deployments": [dep("a", weight=3), dep("b", weight=1), dep("z", weight=0)]}]
+    )
     firsts = Counter(r.order(r.routes["m"])[0].id for _ in range(4000))
     assert firsts["z"] == 0
     assert 0.70 < firsts["a"] / 4000 < 0.80
@@ -225,7 +227,12 @@ async def test_moves_to_next_deployment_without_waiting_then_backs_off_on_repeat
 @pytest.mark.asyncio
 async def test_single_deployment_retries_in_place_with_exponential_backoff() -> None:
     clock = FakeClock()
-    r = make_router([{"name": "m", "deployments": [dep("a")]}], clock, backoff={"base_s": 1, "max_s": 3, "jitter": "none"}, cooldown={"failures": 10})
+    r = make_router(
+        [{"name": "m", "deployments": [dep("a")]}],
+        clock,
+        backoff={"base_s": 1, "max_s": 3, "jitter": "none"},
+        cooldown={"failures": 10},
+    )
     op = Script({"a": [err500(), ProviderUnavailable("refused"), err500()]})
     assert await r.call(r.routes["m"], op, []) == "ok:a"
     assert clock.sleeps == [1, 2, 3]  # 1, 2, 4 capped at max_s
@@ -243,7 +250,9 @@ async def test_retry_after_is_honoured_and_capped() -> None:
 @pytest.mark.asyncio
 async def test_non_retryable_error_returns_at_once() -> None:
     clock = FakeClock()
-    r = make_router([{"name": "m", "fallbacks": ["f"], "deployments": [dep("a"), dep("b")]}, {"name": "f", "deployments": [dep("c")]}], clock)
+    r = make_router(
+        [{"name": "m", "fallbacks": ["f"], "deployments": [dep("a"), dep("b")]}, {"name": "f", "deployments": [dep("c")]}], clock
+    )
     op = Script({"a": [InvalidRequest("bad")]})
     attempts: list[Attempt] = []
     with pytest.raises(InvalidRequest):
@@ -279,7 +288,13 @@ async def test_fallbacks_after_the_group_is_exhausted() -> None:
 @pytest.mark.asyncio
 async def test_deadline_stops_new_attempts() -> None:
     clock = FakeClock()
-    r = make_router([{"name": "m", "deployments": [dep("a"), dep("b"), dep("c")]}], clock, deadline_s=10, max_attempts=10, cooldown={"failures": 10})
+    r = make_router(
+        [{"name": "m", "deployments": [dep("a"), dep("b"), dep("c")]}],
+        clock,
+        deadline_s=10,
+        max_attempts=10,
+        cooldown={"failures": 10},
+    )
     op = Script({k: [err500()] * 10 for k in "abc"}, clock, cost_s=4.0)  # each try takes 4 s
     attempts: list[Attempt] = []
     with pytest.raises(ProviderServerError):
@@ -300,7 +315,9 @@ async def test_backoff_that_would_pass_the_deadline_is_not_slept() -> None:
 @pytest.mark.asyncio
 async def test_cooldown_skips_a_deployment_then_half_open_probe_recovers_it() -> None:
     clock = FakeClock()
-    r = make_router([{"name": "m", "deployments": [dep("a"), dep("b")]}], clock, cooldown={"failures": 2, "window_s": 60, "cooldown_s": 30})
+    r = make_router(
+        [{"name": "m", "deployments": [dep("a"), dep("b")]}], clock, cooldown={"failures": 2, "window_s": 60, "cooldown_s": 30}
+    )
     a = r.routes["m"].upstreams[0]
     op = Script({"a": [err500(), err500(), err500()]})
     for _ in range(2):

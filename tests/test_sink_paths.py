@@ -12,8 +12,18 @@ from tests.test_usage_units import FlakyDB
 
 
 def _record(rid: str) -> RequestRecord:
-    return RequestRecord(request_id=rid, endpoint="chat", public_model="m", status=200, started_at=1_790_000_000.0,
-                         latency_ms=1.0, key_id="k", prompt_tokens=3, completion_tokens=2, cost_usd=0.0)
+    return RequestRecord(
+        request_id=rid,
+        endpoint="chat",
+        public_model="m",
+        status=200,
+        started_at=1_790_000_000.0,
+        latency_ms=1.0,
+        key_id="k",
+        prompt_tokens=3,
+        completion_tokens=2,
+        cost_usd=0.0,
+    )
 
 
 class Collecting:

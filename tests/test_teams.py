@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import jwt
@@ -65,7 +66,9 @@ def _token(team: str) -> str:
 
 
 def test_team_budget_is_shared_by_its_keys_and_raised_by_patch(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url))
     a, b = _key(gw, team="red"), _key(gw, team="red")
@@ -107,7 +110,9 @@ def test_team_budget_is_shared_by_its_keys_and_raised_by_patch(
 
 
 def test_team_rpm_is_shared_and_beats_the_config(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url, teams={"red": {"rpm": 100}}))
     _team(gw, id="red", rpm=3)
@@ -125,7 +130,9 @@ def test_team_rpm_is_shared_and_beats_the_config(
 
 
 def test_admin_api_guard_errors_and_openapi(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url))
     user_key = _key(gw, team="red")
@@ -181,7 +188,10 @@ def _wait_limit(gw: GatewayProcess, key: str, want: str, within_s: float) -> str
 
 
 def test_other_replicas_and_the_cli_see_changes_within_the_ttl(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str, tmp_path: Path  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
+    tmp_path: Path,
 ) -> None:
     ttl_s = 0.5
     cfg = _config(fake_openai, db_url, ttl_s=ttl_s)
@@ -200,7 +210,9 @@ def test_other_replicas_and_the_cli_see_changes_within_the_ttl(
     made = subprocess.run([*cli, "create", "violet", "--budget", "12.5", "--period", "monthly", "--rpm", "40",
                            "--config", str(a.config_path)], env=a.env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    again = subprocess.run([*cli, "create", "violet", "--config", str(a.config_path)], env=a.env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*cli, "create", "violet", "--config", str(a.config_path)], env=a.env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = subprocess.run([*cli, "list", "--config", str(a.config_path)], env=a.env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr

@@ -21,7 +21,7 @@ class CountingTeams(Teams):
         return await super()._fetch(cache_key)
 
 
-async def test_one_read_per_team_per_ttl_and_invalidation(db_url: str) -> None:  # noqa: F811
+async def test_one_read_per_team_per_ttl_and_invalidation(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         repo = TeamRepository(store)
@@ -37,7 +37,12 @@ async def test_one_read_per_team_per_ttl_and_invalidation(db_url: str) -> None: 
         assert await teams.attach(member) is member  # the miss is still cached…
         teams.invalidate("red")  # …until this replica drops it
         enriched = await teams.attach(member)
-        assert (enriched.team_max_budget_usd, enriched.team_budget_period, enriched.team_rpm, enriched.team_tpm) == (2.5, "weekly", 7, 900)
+        assert (enriched.team_max_budget_usd, enriched.team_budget_period, enriched.team_rpm, enriched.team_tpm) == (
+            2.5,
+            "weekly",
+            7,
+            900,
+        )
         assert enriched.max_budget_usd == 9.0 and enriched.key_id == "k1"  # the key's own fields stay
         assert await teams.attach(member) is enriched  # built once per cached principal
         assert teams.lookups == 2
@@ -57,7 +62,7 @@ async def test_one_read_per_team_per_ttl_and_invalidation(db_url: str) -> None: 
         await store.aclose()
 
 
-async def test_zero_ttl_reads_every_time(db_url: str) -> None:  # noqa: F811
+async def test_zero_ttl_reads_every_time(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         repo = TeamRepository(store)
@@ -72,7 +77,7 @@ async def test_zero_ttl_reads_every_time(db_url: str) -> None:  # noqa: F811
         await store.aclose()
 
 
-async def test_migration_down_and_up(db_url: str) -> None:  # noqa: F811
+async def test_migration_down_and_up(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         assert await store.current() == "0003_teams"

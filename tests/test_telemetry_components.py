@@ -7,7 +7,8 @@ scrape (a few seconds at most) until the values it caused show.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import openai
 
@@ -69,7 +70,9 @@ def test_rate_limiter_backend_down_fails_open_and_is_counted(start_gateway, fake
     _send(gw.url, 5)  # all answered: fail open
     samples = _until(
         gw.base_url,
-        lambda s: value(s, "lockgate_ratelimit_fail_open_total") >= 5 and value(s, "lockgate_budget_dropped_increments_total") > 0,
+        lambda s: (
+            value(s, "lockgate_ratelimit_fail_open_total") >= 5 and value(s, "lockgate_budget_dropped_increments_total") > 0
+        ),
     )
     assert value(samples, "lockgate_ratelimit_fail_open_total") == 5
     assert value(samples, "lockgate_ratelimit_backend_errors_total") >= 1  # then the breaker skips Redis a moment

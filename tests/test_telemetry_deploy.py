@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from lockgate.telemetry import metrics
 from tests.harness import missing
 

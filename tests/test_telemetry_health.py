@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import openai
@@ -33,8 +33,22 @@ class OwnRedis:
 
     def start(self) -> "OwnRedis":
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 5
         while not service_available("127.0.0.1", self.port):
             assert time.monotonic() < deadline, "redis-server did not start"
@@ -68,7 +82,9 @@ def test_ready_reports_each_part(start_gateway, fake_openai: FakeOpenAI) -> None
     assert "phc_x" not in httpx.get(f"{gw.base_url}/health/ready").text
 
 
-def test_redis_outage_makes_it_not_ready_when_the_limiter_denies(start_gateway, fake_openai: FakeOpenAI, own_redis: OwnRedis) -> None:
+def test_redis_outage_makes_it_not_ready_when_the_limiter_denies(
+    start_gateway, fake_openai: FakeOpenAI, own_redis: OwnRedis
+) -> None:
     ratelimit = {"backend": "redis"}
     redis = {"url": f"redis://127.0.0.1:{own_redis.port}/0", "on_error": "deny", "key_prefix": f"lgtest:{own_redis.port}:"}
     gw = start_gateway(telemetry_config(fake_openai, ratelimit=ratelimit, redis=redis))

@@ -21,7 +21,10 @@ def test_access_lines_and_no_secrets(start_gateway, fake_openai: FakeOpenAI) -> 
     ok = client.chat.completions.with_raw_response.create(**chat_body())
     list(client.chat.completions.create(**chat_body(), stream=True, stream_options={"include_usage": True}))
     for token in (WRONG_KEY, JWT_LIKE):
-        assert httpx.post(f"{gw.url}/chat/completions", json=chat_body(), headers={"authorization": f"Bearer {token}"}).status_code == 401
+        assert (
+            httpx.post(f"{gw.url}/chat/completions", json=chat_body(), headers={"authorization": f"Bearer {token}"}).status_code
+            == 401
+        )
     fake_openai.faults.append({"status": 500, "message": f"Incorrect API key provided: {UPSTREAM_KEY}"})
     httpx.post(f"{gw.url}/chat/completions", json=chat_body(), headers={"authorization": f"Bearer {MASTER_KEY}"})
 
@@ -29,9 +32,17 @@ def test_access_lines_and_no_secrets(start_gateway, fake_openai: FakeOpenAI) -> 
     assert len(lines) == 6  # the upstream 500 was retried: one line for the failed attempt too
     first = next(line for line in lines if line["request_id"] == ok.headers["x-request-id"])
     expected = {
-        "key_id": "master", "user": None, "public_model": "gpt-test", "deployment": "openai/upstream-model#0",
-        "status": 200, "prompt_tokens": 9, "completion_tokens": 7, "attempts": 1, "ttft_ms": None,
-        "level": "info", "event": "request",
+        "key_id": "master",
+        "user": None,
+        "public_model": "gpt-test",
+        "deployment": "openai/upstream-model#0",
+        "status": 200,
+        "prompt_tokens": 9,
+        "completion_tokens": 7,
+        "attempts": 1,
+        "ttft_ms": None,
+        "level": "info",
+        "event": "request",
     }
     assert {k: first.get(k) for k in expected} == expected
     assert abs(first["cost_usd"] - 23e-6) < 1e-12 and first["latency_ms"] > 0

@@ -21,8 +21,16 @@ def _sequence(url: str, fake: FakeOpenAI) -> None:
     list(client.chat.completions.create(**chat_body(), stream=True, stream_options={"include_usage": True}))
     fake.faults.append({"status": 500})
     client.chat.completions.create(**chat_body("gpt-failover"))
-    assert httpx.post(f"{url}/chat/completions", json=chat_body(), headers={"authorization": "Bearer sk-nope-123456789"}).status_code == 401
-    assert httpx.post(f"{url}/chat/completions", json=chat_body("no-such-model"), headers={"authorization": f"Bearer {MASTER_KEY}"}).status_code == 404
+    assert (
+        httpx.post(f"{url}/chat/completions", json=chat_body(), headers={"authorization": "Bearer sk-nope-123456789"}).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{url}/chat/completions", json=chat_body("no-such-model"), headers={"authorization": f"Bearer {MASTER_KEY}"}
+        ).status_code
+        == 404
+    )
 
 
 def _settled(base_url: str, name: str, expected: float, timeout_s: float = 5.0) -> dict:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -35,10 +36,27 @@ def _costs() -> CostTable:
 
 def _record(**over: Any) -> RequestRecord:
     base: dict[str, Any] = dict(
-        request_id="req_1", endpoint="chat", public_model="gpt-x", status=200, started_at=1.0, latency_ms=1250.0,
-        streamed=True, key_id="key_1", user="alice", team="team-a", provider="openai", deployment="dep-a",
-        upstream_model="up-x", api_base="https://api.example.com/v1", attempts=1, prompt_tokens=1000,
-        completion_tokens=500, cached_tokens=200, cache_creation_tokens=0, reasoning_tokens=100, ttft_ms=250.0,
+        request_id="req_1",
+        endpoint="chat",
+        public_model="gpt-x",
+        status=200,
+        started_at=1.0,
+        latency_ms=1250.0,
+        streamed=True,
+        key_id="key_1",
+        user="alice",
+        team="team-a",
+        provider="openai",
+        deployment="dep-a",
+        upstream_model="up-x",
+        api_base="https://api.example.com/v1",
+        attempts=1,
+        prompt_tokens=1000,
+        completion_tokens=500,
+        cached_tokens=200,
+        cache_creation_tokens=0,
+        reasoning_tokens=100,
+        ttft_ms=250.0,
         cost_usd=0.002,  # the pipeline prices every record; the split is ours
     )
     base.update(over)
@@ -97,9 +115,19 @@ def test_content_only_outside_privacy_mode() -> None:
 
 
 def test_failed_attempt_is_its_own_generation_in_the_same_trace() -> None:
-    record = _record(request_id="req_1.1", parent_request_id="req_1", attempt=1, status=502,
-                     error_type="provider_server_error", error_message="upstream said 500 (key sk-abcdefghijklmnop)",
-                     prompt_tokens=0, completion_tokens=0, cached_tokens=0, reasoning_tokens=0, ttft_ms=None)
+    record = _record(
+        request_id="req_1.1",
+        parent_request_id="req_1",
+        attempt=1,
+        status=502,
+        error_type="provider_server_error",
+        error_message="upstream said 500 (key sk-abcdefghijklmnop)",
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        ttft_ms=None,
+    )
     [(name, _, props, _)] = events_for(record, _costs())
     assert name == "$ai_generation"
     assert (props["$ai_trace_id"], props["$ai_span_id"]) == ("req_1", "req_1.1")
@@ -111,17 +139,30 @@ def test_failed_attempt_is_its_own_generation_in_the_same_trace() -> None:
 
 def test_gateway_events_from_refusals_and_failover() -> None:
     costs = _costs()
-    refusal = dict(deployment=None, provider=None, upstream_model=None, api_base=None, attempts=0, status=429,
-                   prompt_tokens=0, completion_tokens=0, cached_tokens=0, reasoning_tokens=0, ttft_ms=None)
+    refusal = dict(
+        deployment=None,
+        provider=None,
+        upstream_model=None,
+        api_base=None,
+        attempts=0,
+        status=429,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        ttft_ms=None,
+    )
     [(name, distinct, props, groups)] = events_for(
-        _record(**refusal, error_type="policy_rate_limited", error_message="Rate limit reached for requests"), costs)
+        _record(**refusal, error_type="policy_rate_limited", error_message="Rate limit reached for requests"), costs
+    )
     assert (name, distinct, groups) == ("lockgate rate limited", "alice", {"team": "team-a"})
     assert props["lockgate_reason"] == "Rate limit reached for requests" and props["lockgate_status"] == 429
     [(name, _, _, _)] = events_for(_record(**refusal, error_type="policy_budget_exceeded"), costs)
     assert name == "lockgate budget exceeded"
     anonymous = {**refusal, "status": 401, "key_id": None, "user": None, "team": None}
     [(name, distinct, props, groups)] = events_for(
-        _record(**anonymous, error_type="caller_authentication", error_message="Incorrect API key provided."), costs)
+        _record(**anonymous, error_type="caller_authentication", error_message="Incorrect API key provided."), costs
+    )
     assert (name, distinct, groups) == ("lockgate auth failed", "req_1", None)
     assert props["$process_person_profile"] is False
     events = events_for(_record(attempts=3), costs)
@@ -160,18 +201,31 @@ def test_events_reach_posthog_batched_and_exact(start_gateway, fake_openai: Fake
     for event in events:
         by_name.setdefault(event["event"], []).append(event)
     assert sorted((k, len(v)) for k, v in by_name.items()) == [
-        ("$ai_generation", 4), ("lockgate auth failed", 1), ("lockgate failover", 1)]
+        ("$ai_generation", 4),
+        ("lockgate auth failed", 1),
+        ("lockgate failover", 1),
+    ]
 
     first = next(e for e in by_name["$ai_generation"] if e["properties"]["$ai_trace_id"] == request_id)
     props = first["properties"]
     assert first["distinct_id"] == "master"
     expected = {
-        "$ai_span_id": f"{request_id}.1", "$ai_model": "upstream-model", "$ai_provider": "openai",
-        "$ai_input_tokens": 9, "$ai_output_tokens": 7, "$ai_cache_read_input_tokens": 0,
-        "$ai_cache_creation_input_tokens": 0, "$ai_reasoning_tokens": 0, "$ai_http_status": 200,
-        "$ai_is_error": False, "$ai_stream": False, "$ai_base_url": fake_openai.url,
-        "$ai_input_cost_usd": pytest.approx(9e-6), "$ai_output_cost_usd": pytest.approx(14e-6),
-        "$ai_total_cost_usd": pytest.approx(23e-6), "lockgate_model": "gpt-test",
+        "$ai_span_id": f"{request_id}.1",
+        "$ai_model": "upstream-model",
+        "$ai_provider": "openai",
+        "$ai_input_tokens": 9,
+        "$ai_output_tokens": 7,
+        "$ai_cache_read_input_tokens": 0,
+        "$ai_cache_creation_input_tokens": 0,
+        "$ai_reasoning_tokens": 0,
+        "$ai_http_status": 200,
+        "$ai_is_error": False,
+        "$ai_stream": False,
+        "$ai_base_url": fake_openai.url,
+        "$ai_input_cost_usd": pytest.approx(9e-6),
+        "$ai_output_cost_usd": pytest.approx(14e-6),
+        "$ai_total_cost_usd": pytest.approx(23e-6),
+        "lockgate_model": "gpt-test",
     }
     assert {k: props.get(k) for k in expected} == expected
     assert 0 < props["$ai_latency"] < 5 and "$ai_time_to_first_token" not in props
@@ -180,10 +234,14 @@ def test_events_reach_posthog_batched_and_exact(start_gateway, fake_openai: Fake
     streamed = next(e["properties"] for e in by_name["$ai_generation"] if e["properties"]["$ai_stream"])
     assert 0 < streamed["$ai_time_to_first_token"] <= streamed["$ai_latency"]
 
-    tries = sorted((e["properties"] for e in by_name["$ai_generation"] if e["properties"]["$ai_trace_id"] == failover_id),
-                   key=lambda p: p["$ai_span_id"])
+    tries = sorted(
+        (e["properties"] for e in by_name["$ai_generation"] if e["properties"]["$ai_trace_id"] == failover_id),
+        key=lambda p: p["$ai_span_id"],
+    )
     assert [(p["$ai_span_id"], p["lockgate_deployment"], p["$ai_is_error"]) for p in tries] == [
-        (f"{failover_id}.1", "primary", True), (f"{failover_id}.2", "secondary", False)]
+        (f"{failover_id}.1", "primary", True),
+        (f"{failover_id}.2", "secondary", False),
+    ]
     assert tries[0]["$ai_error_type"] == "provider_server_error"
     assert by_name["lockgate failover"][0]["properties"]["lockgate_attempts"] == 2
 
@@ -195,8 +253,7 @@ def test_events_reach_posthog_batched_and_exact(start_gateway, fake_openai: Fake
     assert any(r.headers.get("content-encoding") == "gzip" for r in capture.requests)
 
 
-def test_prompts_and_completions_only_when_privacy_is_off(start_gateway, fake_openai: FakeOpenAI,
-                                                          capture: CaptureServer) -> None:
+def test_prompts_and_completions_only_when_privacy_is_off(start_gateway, fake_openai: FakeOpenAI, capture: CaptureServer) -> None:
     gw = start_gateway(telemetry_config(fake_openai, posthog=_posthog(capture, privacy_mode=False)))
     client = openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
     client.chat.completions.create(**chat_body())

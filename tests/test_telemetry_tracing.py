@@ -57,10 +57,17 @@ async def test_spans_for_stages_and_attempts(traced, fake_openai: FakeOpenAI) ->
     assert attempt.parent.span_id == spans["route"].context.span_id
     assert attempt.kind.name == "CLIENT" and root.kind.name == "SERVER"
     expected = {
-        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-test",
-        "gen_ai.response.model": "upstream-model", "gen_ai.usage.input_tokens": 9, "gen_ai.usage.output_tokens": 7,
-        "gen_ai.request.max_tokens": 50, "gen_ai.request.temperature": 0.5, "http.response.status_code": 200,
-        "lockgate.request_id": response.headers["x-request-id"], "lockgate.attempts": 1,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-test",
+        "gen_ai.response.model": "upstream-model",
+        "gen_ai.usage.input_tokens": 9,
+        "gen_ai.usage.output_tokens": 7,
+        "gen_ai.request.max_tokens": 50,
+        "gen_ai.request.temperature": 0.5,
+        "http.response.status_code": 200,
+        "lockgate.request_id": response.headers["x-request-id"],
+        "lockgate.attempts": 1,
     }
     assert {k: root.attributes.get(k) for k in expected} == expected
     assert attempt.attributes["gen_ai.request.model"] == "upstream-model"
@@ -76,7 +83,9 @@ async def test_failover_gives_one_span_per_attempt(traced, fake_openai: FakeOpen
     assert (await client.post("/v1/chat/completions", json=chat_body("gpt-failover"), headers=AUTH)).status_code == 200
     attempts = [s for s in exporter.get_finished_spans() if s.name == "chat upstream-model"]
     assert [(s.attributes["lockgate.deployment"], s.status.status_code.name) for s in attempts] == [
-        ("primary", "ERROR"), ("secondary", "UNSET")]
+        ("primary", "ERROR"),
+        ("secondary", "UNSET"),
+    ]
     assert attempts[0].attributes["error.type"] == "provider_server_error"
 
 

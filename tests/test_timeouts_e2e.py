@@ -14,7 +14,8 @@ cut is told from a natural end with wide margins on a loaded machine.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -56,8 +57,14 @@ def stalled() -> Iterator[tuple[FullBacklog, SilentServer]]:
 
 
 def _anthropic(fake: FakeAnthropic, **extra: Any) -> dict[str, Any]:
-    return {"provider": "anthropic", "model": "claude-test", "api_base": fake.url, "api_key": ANTHROPIC_KEY,
-            "timeout_s": LONG, **extra}
+    return {
+        "provider": "anthropic",
+        "model": "claude-test",
+        "api_base": fake.url,
+        "api_key": ANTHROPIC_KEY,
+        "timeout_s": LONG,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -199,9 +206,7 @@ def test_first_byte_timeout_s_bounds_a_streams_first_event(
     assert 0.4 < elapsed < 2.5, elapsed  # the upstream would have started at 3 s
 
 
-def test_first_byte_timeout_s_fails_over_and_spares_non_streamed_answers(
-    client: openai.OpenAI, fake_openai: FakeOpenAI
-) -> None:
+def test_first_byte_timeout_s_fails_over_and_spares_non_streamed_answers(client: openai.OpenAI, fake_openai: FakeOpenAI) -> None:
     fake_openai.faults.append({"first_event_delay_s": 3})
     text, error, elapsed, headers = stream_text(client, "first-byte-fb")
     assert error is None and text == OPENAI_TEXT

@@ -6,7 +6,8 @@ Against real `lockgate serve` processes, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import openai
@@ -44,7 +45,9 @@ MSG = [{"role": "user", "content": "hello"}]
 
 
 def test_every_outcome_is_recorded_once(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url))
     client = _client(gw)
@@ -119,7 +122,9 @@ def test_every_outcome_is_recorded_once(
     assert cancelled["status"] == 499 and cancelled["partial"] and cancelled["completion_tokens"] > 0
 
     # The reports are the records, summed.
-    report = httpx.get(f"{gw.base_url}/admin/usage", params={"group_by": "model"}, headers={"authorization": f"Bearer {MASTER_KEY}"})
+    report = httpx.get(
+        f"{gw.base_url}/admin/usage", params={"group_by": "model"}, headers={"authorization": f"Bearer {MASTER_KEY}"}
+    )
     assert report.status_code == 200
     data = {row["model"]: row for row in report.json()["data"]}
     own = [r for r in rows if r["parent_request_id"] is None]
@@ -138,7 +143,9 @@ def test_every_outcome_is_recorded_once(
 
 
 def test_reports_by_every_group_and_access(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url))
     client = _client(gw)
@@ -161,7 +168,9 @@ def test_reports_by_every_group_and_access(
 
 
 def test_each_key_sees_only_its_own_usage(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     gw = start_gateway(_config(fake_openai, db_url))
     admin = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -194,7 +203,9 @@ def test_each_key_sees_only_its_own_usage(
     assert [r["requests"] for r in own(MASTER_KEY, "day")] == [1]
     # A virtual key asking for others' figures, or for a grouping only admins have.
     for group_by in ("key", "model"):
-        refused = httpx.get(f"{gw.base_url}/admin/usage", params={"group_by": group_by}, headers={"authorization": f"Bearer {keys['alice']}"})
+        refused = httpx.get(
+            f"{gw.base_url}/admin/usage", params={"group_by": group_by}, headers={"authorization": f"Bearer {keys['alice']}"}
+        )
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"]["message"].startswith("Usage reports for all keys need")
     wrong = httpx.get(f"{gw.base_url}/v1/usage", params={"group_by": "key"}, headers={"authorization": f"Bearer {keys['alice']}"})
@@ -204,7 +215,9 @@ def test_each_key_sees_only_its_own_usage(
 
 
 def test_budget_is_enforced_at_the_boundary_and_rebuilt_at_start(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     cfg = _config(fake_openai, db_url)
     gw = start_gateway(cfg)
@@ -234,7 +247,9 @@ def test_budget_is_enforced_at_the_boundary_and_rebuilt_at_start(
 
 
 def test_sigterm_flushes_what_is_buffered(
-    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], db_url: str  # noqa: F811
+    fake_openai: FakeOpenAI,
+    start_gateway: Callable[..., GatewayProcess],
+    db_url: str,
 ) -> None:
     cfg = usage_config(_config(fake_openai, db_url), db_url, flush_interval_s=3600, batch_size=1000)
     gw = start_gateway(cfg)

@@ -16,8 +16,9 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -99,8 +100,14 @@ def _config(url: str, posthog: CaptureServer) -> dict[str, Any]:
         "database": {"url": url},
         "usage": {"batch_size": 50, "flush_interval_s": 0.1, "write_timeout_s": 1, "max_buffered": 200},
         "posthog": {
-            "api_key": "phc_test_never_dropped", "host": posthog.url, "flush_at": 10, "flush_interval_s": 0.1,
-            "max_queue_size": 20, "max_retries": 0, "timeout_s": 30, "shutdown_timeout_s": 1,
+            "api_key": "phc_test_never_dropped",
+            "host": posthog.url,
+            "flush_at": 10,
+            "flush_interval_s": 0.1,
+            "max_queue_size": 20,
+            "max_retries": 0,
+            "timeout_s": 30,
+            "shutdown_timeout_s": 1,
         },
     }
 
@@ -150,7 +157,9 @@ def _settled_metrics(gw: GatewayProcess, n: int, timeout_s: float = 15.0) -> dic
 
 
 def test_every_usage_record_survives_a_stalled_posthog_and_a_locked_database(
-    db_url: str, start_gateway: Callable[..., GatewayProcess], stalled_posthog: CaptureServer  # noqa: F811
+    db_url: str,
+    start_gateway: Callable[..., GatewayProcess],
+    stalled_posthog: CaptureServer,
 ) -> None:
     gw = start_gateway(_config(db_url, stalled_posthog))
     n = 3000
@@ -183,7 +192,9 @@ def test_every_usage_record_survives_a_stalled_posthog_and_a_locked_database(
 
 
 def test_a_stop_while_the_database_is_locked_spools_everything_for_the_next_start(
-    db_url: str, start_gateway: Callable[..., GatewayProcess], stalled_posthog: CaptureServer  # noqa: F811
+    db_url: str,
+    start_gateway: Callable[..., GatewayProcess],
+    stalled_posthog: CaptureServer,
 ) -> None:
     config = _config(db_url, stalled_posthog)
     gw = start_gateway(config)

@@ -16,7 +16,7 @@ from lockgate.usage.rows import to_row
 from lockgate.usage.store import UsageStore
 from tests.dbs import db_url  # noqa: F401
 
-T0 = dt.datetime(2026, 11, 20, 12, tzinfo=dt.timezone.utc).timestamp()
+T0 = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp()
 
 
 def _row(rid: str, **kw: object) -> dict:
@@ -28,7 +28,7 @@ def _row(rid: str, **kw: object) -> dict:
     return to_row(RequestRecord(**base))  # type: ignore[arg-type]
 
 
-async def test_replayed_batches_change_nothing(db_url: str) -> None:  # noqa: F811
+async def test_replayed_batches_change_nothing(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
         writer = UsageStore(store.engine)
@@ -58,7 +58,7 @@ async def test_replayed_batches_change_nothing(db_url: str) -> None:  # noqa: F8
         await store.aclose()
 
 
-async def test_a_batch_committed_and_also_spooled_is_stored_once_when_replayed(db_url: str, tmp_path) -> None:  # noqa: F811
+async def test_a_batch_committed_and_also_spooled_is_stored_once_when_replayed(db_url: str, tmp_path) -> None:
     """The commit lands but its answer comes after the sink's timeout: the batch is in the database
     and in the spool; the replay writes it again, and the database keeps one row, counted once."""
     from lockgate.usage.sink import UsageSink
@@ -113,7 +113,9 @@ async def test_cli_prints_the_table(tmp_path) -> None:  # type: ignore[no-untype
     finally:
         await store.aclose()
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"database": {"url": url}, "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "m"}]}]}))
+    cfg.write_text(
+        yaml.safe_dump({"database": {"url": url}, "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "m"}]}]})
+    )
     run = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "lockgate", "usage", "--config", str(cfg), "--by", "model", "--since", "7d"],
         capture_output=True, text=True, timeout=60,
@@ -134,8 +136,8 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
     import secrets
 
     from lockgate.auth import Principal
-    from lockgate.errors import BudgetExceeded
     from lockgate.config import RedisConfig
+    from lockgate.errors import BudgetExceeded
     from lockgate.redis_client import SharedRedis
     from lockgate.usage.budgets import RedisCounters
     from tests.harness import require_service

@@ -40,7 +40,7 @@ class _KeyFields(BaseModel):
     @classmethod
     def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
+            return value.replace(tzinfo=dt.UTC)
         return value
 
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from lockgate.api.admin import BudgetPeriod, _json, settle_budget_change
 from lockgate.api.deps import require_admin
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
-from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
+from lockgate.errors import Conflict, NotFound, NotImplementedHere
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
 
@@ -26,7 +26,9 @@ router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(requir
 class _TeamFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period, shared by the team's keys")
+    max_budget_usd: float | None = Field(
+        default=None, ge=0, description="Spend limit per budget period, shared by the team's keys"
+    )
     budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute, shared by the team's keys")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute, shared by the team's keys")

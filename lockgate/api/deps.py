@@ -22,9 +22,7 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def authenticate(
-    request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
-) -> Principal:
+async def authenticate(request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Principal:
     """The caller: 401 without valid credentials, 429 after too many failures from its address."""
     principal: Principal = await request.app.state.gateway.pipeline.authenticator.authenticate(
         request.headers, client_address(request)

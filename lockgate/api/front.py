@@ -10,7 +10,8 @@ Everything else (admin, health, metrics, docs) goes through FastAPI as usual.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from starlette.requests import ClientDisconnect, Request

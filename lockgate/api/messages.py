@@ -69,7 +69,9 @@ async def count_tokens(request: Request) -> Response:
         if hasattr(upstream.provider, "count_tokens"):
             # Exact, from the Anthropic deployment itself (the body as sent, model rewritten).
             native = {k: v for k, v in body.items() if k not in ("max_tokens", "stream")}
-            count = await upstream.provider.count_tokens({**native, "model": upstream.config.model}, beta=request.headers.get("anthropic-beta"))
+            count = await upstream.provider.count_tokens(
+                {**native, "model": upstream.config.model}, beta=request.headers.get("anthropic-beta")
+            )
         else:
             count = estimate_tokens(orjson.dumps([chat["messages"], chat.get("tools")]).decode())
     except GatewayError as err:

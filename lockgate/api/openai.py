@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from lockgate.api.deps import authenticate, client_address
 from lockgate.api.http import encode, json_response, read_body, request_id_of
 from lockgate.auth import Principal
-from lockgate.errors import GatewayError, ModelNotFound
 from lockgate.context import RequestContext
+from lockgate.errors import GatewayError, ModelNotFound
 from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -21,7 +22,7 @@ router = APIRouter(tags=["OpenAI-compatible"])
 # these routes are their documented form in the OpenAPI spec.
 
 
-def _body_doc(model: type) -> dict[str, Any]:
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     # Documented in the OpenAPI spec, but parsed by the pipeline (so errors are OpenAI-shaped, not 422s).
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
@@ -74,11 +75,16 @@ def _anthropic_model_list(routes: list[Any]) -> dict[str, Any]:
             "type": "model",
             "id": r.name,
             "display_name": r.name,
-            "created_at": datetime.fromtimestamp(r.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": datetime.fromtimestamp(r.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         for r in routes
     ]
-    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+    return {
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
 
 
 @router.get("/v1/models/{model_id:path}", summary="Retrieve a model")

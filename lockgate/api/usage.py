@@ -20,7 +20,7 @@ router = APIRouter(tags=["Usage"])
 
 def _range(request: Request) -> tuple[dt.date, dt.date]:
     q = request.query_params
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     try:
         end = parse_day(q["end"]) if q.get("end") else today
         start = parse_day(q["start"]) if q.get("start") else end - dt.timedelta(days=DEFAULT_DAYS - 1)
@@ -41,7 +41,13 @@ def _group_by(request: Request, allowed: tuple[str, ...]) -> str:
 async def _answer(request: Request, group_by: str, key_id: str | None) -> Response:
     start, end = _range(request)
     rows = await report(request.app.state.gateway.store.engine, group_by, start, end, key_id=key_id)
-    body: dict[str, Any] = {"object": "list", "group_by": group_by, "start": start.isoformat(), "end": end.isoformat(), "data": rows}
+    body: dict[str, Any] = {
+        "object": "list",
+        "group_by": group_by,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "data": rows,
+    }
     return json_response(orjson.dumps(body))
 
 

@@ -10,7 +10,8 @@ fails too often.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from lockgate.auth.guard import FailureGuard
 from lockgate.auth.principal import MASTER, Principal
@@ -63,9 +64,7 @@ class Authenticator:
         self.guard.check(client)
         token = credential_from(headers)
         if not token:
-            raise AuthenticationFailed(
-                "You didn't provide an API key. Send it in an Authorization header as 'Bearer YOUR_KEY'."
-            )
+            raise AuthenticationFailed("You didn't provide an API key. Send it in an Authorization header as 'Bearer YOUR_KEY'.")
         try:
             principal = await self._identify(token)
         except AuthenticationFailed:

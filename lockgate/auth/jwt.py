@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import jwt
@@ -187,7 +188,7 @@ class JWTVerifier:
                 audience=self.config.audience,
                 issuer=self.config.issuer,
                 leeway=self.config.leeway_s,
-                options=self._options,
+                options=self._options,  # type: ignore[arg-type]  # PyJWT types it as a TypedDict
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationFailed("The token has expired.") from None

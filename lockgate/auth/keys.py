@@ -13,13 +13,13 @@ and `last_used_at` written in batches off the request path.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, get_args
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 import structlog

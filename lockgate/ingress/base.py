@@ -16,7 +16,8 @@ No web framework here.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from lockgate.errors import GatewayError
 

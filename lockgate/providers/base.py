@@ -13,8 +13,9 @@ what comes back carries whatever the upstream said, and the pipeline rewrites
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from lockgate.config import Deployment
 
@@ -79,7 +80,8 @@ class ProviderStream(Protocol):
     connection and must be safe to call twice.
     """
 
-    usage: Usage | None
+    @property
+    def usage(self) -> Usage | None: ...
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
 

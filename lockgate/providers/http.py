@@ -7,7 +7,8 @@ httpx's CPU per request, which is most of the gateway's own overhead.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -70,7 +71,9 @@ def upstream_name(model: str, base: str) -> str:
 def transport_error(err: BaseException, what: str, connect_timeout_s: float | None = None) -> GatewayError:
     """A client-side failure talking to an upstream, as the error the client should see."""
     if isinstance(err, aiohttp.ConnectionTimeoutError) and connect_timeout_s is not None:
-        return ProviderTimeout(f"The upstream {what} could not be connected to within connect_timeout_s ({connect_timeout_s:g} s).")
+        return ProviderTimeout(
+            f"The upstream {what} could not be connected to within connect_timeout_s ({connect_timeout_s:g} s)."
+        )
     if isinstance(err, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return ProviderTimeout(f"The upstream {what} did not answer in time.")
     if isinstance(err, aiohttp.ClientPayloadError):
@@ -255,9 +258,7 @@ class StreamTimer:
 
     __slots__ = ("_what", "_first", "_first_label", "_idle_s", "_end", "_max_s", "_handle", "_resp", "expired")
 
-    def __init__(
-        self, what: str, first: float, first_label: str, idle_s: float, end: float | None, max_s: float | None
-    ) -> None:
+    def __init__(self, what: str, first: float, first_label: str, idle_s: float, end: float | None, max_s: float | None) -> None:
         self._what = what
         self._first: float | None = first  # loop time; None once the first event arrived
         self._first_label = first_label

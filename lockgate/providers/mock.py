@@ -14,7 +14,8 @@ import hashlib
 import math
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from lockgate.config import Deployment
 from lockgate.errors import InvalidRequest
@@ -175,7 +176,12 @@ class MockProvider:
             delta = {"content": piece} if piece is not None else {}
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
-        opening = {"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None, "finish_reason": None}
+        opening = {
+            "index": 0,
+            "delta": {"role": "assistant", "content": "", "refusal": None},
+            "logprobs": None,
+            "finish_reason": None,
+        }
         return self._paced(base, pieces, finish, usage, self._usage_dict(usage), choice, opening)
 
     async def completions(self, body: dict[str, Any]) -> ProviderResult:
@@ -189,9 +195,7 @@ class MockProvider:
                 "object": "text_completion",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [
-                    {"text": "".join(pieces), "index": 0, "logprobs": None, "finish_reason": finish}
-                ],
+                "choices": [{"text": "".join(pieces), "index": 0, "logprobs": None, "finish_reason": finish}],
                 "usage": self._text_usage_dict(usage),
             },
             usage=usage,

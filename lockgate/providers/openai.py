@@ -6,7 +6,8 @@ rewritten by the pipeline, and streams always ask for the usage chunk.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
@@ -52,9 +53,7 @@ class OpenAIStream:
                 chunk = json_object(data, self._what)
                 if "error" in chunk and not chunk.get("choices"):
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise from_upstream_status(
-                        int(err.get("status") or 500), str(err.get("message") or "upstream stream error")
-                    )
+                    raise from_upstream_status(int(err.get("status") or 500), str(err.get("message") or "upstream stream error"))
                 usage = chunk.get("usage")
                 if usage:
                     self.usage = Usage.from_openai(usage)

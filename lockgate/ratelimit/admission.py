@@ -12,8 +12,9 @@ real usage when the request ends; a request that never reached an upstream
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import structlog
@@ -56,9 +57,16 @@ class Charge(NamedTuple):
     estimate: int  # tokens charged before the real count was known
 
 
-def _limits_windows(prefix: str, scope: str, name: str, rpm: int | None, tpm: int | None, rpd: int | None = None, tpd: int | None = None) -> list[Window]:
+def _limits_windows(
+    prefix: str, scope: str, name: str, rpm: int | None, tpm: int | None, rpd: int | None = None, tpd: int | None = None
+) -> list[Window]:
     out = []
-    for kind, period, limit in (("requests", "min", rpm), ("tokens", "min", tpm), ("requests", "day", rpd), ("tokens", "day", tpd)):
+    for kind, period, limit in (
+        ("requests", "min", rpm),
+        ("tokens", "min", tpm),
+        ("requests", "day", rpd),
+        ("tokens", "day", tpd),
+    ):
         if limit:
             window_ms, bucket_ms = WINDOW_PERIODS[period]
             key = f"{prefix}{scope}:{name}:{kind[0]}{period}"

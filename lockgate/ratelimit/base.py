@@ -11,8 +11,9 @@ needed. Both back-ends implement exactly this arithmetic, so they agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 # period -> (window length, bucket length) in milliseconds
 WINDOW_PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}

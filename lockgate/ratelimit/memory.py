@@ -9,7 +9,7 @@ await happens between the check and the charge.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lockgate.background import Ticker
 from lockgate.ratelimit.base import Decision, Window

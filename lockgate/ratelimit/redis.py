@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from redis.exceptions import NoScriptError, ResponseError
@@ -65,7 +66,9 @@ end
 
 # KEYS: one per window. ARGV: now_ms (negative: Redis' clock), then per window limit, window_ms, bucket_ms, amount.
 # Returns {allowed, now, refused index (1-based, 0 if none), retry_ms, used..., reset_ms...}.
-ACQUIRE = _SLIDE + """
+ACQUIRE = (
+    _SLIDE
+    + """
 local n = #KEYS
 local total, first, cur, last, nb, size, limit, amount = {}, {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
@@ -115,9 +118,12 @@ for i = 1, n do
 end
 return answer(1, 0, 0)
 """
+)
 
 # KEYS: one per correction. ARGV: now_ms, then per key window_ms, bucket_ms, charged bucket, delta.
-ADJUST = _SLIDE + """
+ADJUST = (
+    _SLIDE
+    + """
 for i = 1, #KEYS do
   local a = 1 + (i - 1) * 4
   local size = tonumber(ARGV[a + 2])
@@ -145,6 +151,7 @@ for i = 1, #KEYS do
 end
 return 1
 """
+)
 
 Clock = Callable[[], float]  # milliseconds
 _ERRORS = REDIS_ERRORS
@@ -265,7 +272,9 @@ class RedisLimiter:
         finally:
             self._idle.set()
 
-    async def _send(self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]) -> None:
+    async def _send(
+        self, acquires: list[tuple[list[str], list[Any], asyncio.Future[Any]]], keys: list[str], args: list[Any]
+    ) -> None:
         try:
             results = await self._roundtrip([(k, a) for k, a, _ in acquires], keys, args)
         except BaseException as err:  # whatever it was, no waiting request may hang on it

@@ -12,7 +12,7 @@ keeps working on local health alone.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import structlog
 

@@ -10,7 +10,8 @@ streams that delivered plain text (no tool calls, one choice) are resumed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -64,7 +65,7 @@ class RoutedStream:
     def _note(self, chunk: dict[str, Any]) -> None:
         if not self._resumable:
             return
-        choices = chunk.get("choices") or ()
+        choices: list[Any] = chunk.get("choices") or []
         if len(choices) > 1:
             self._resumable = False
         for choice in choices:
@@ -106,7 +107,7 @@ class RoutedStream:
 
     def _trim_leading(self, chunk: dict[str, Any]) -> bool:
         """Strip whitespace the resumed deployment repeats; False when nothing is left to send."""
-        choices = chunk.get("choices") or ()
+        choices: list[Any] = chunk.get("choices") or []
         delta = choices[0].get("delta") if len(choices) == 1 else None
         text = delta.get("content") if delta else None
         if not isinstance(text, str):
@@ -132,9 +133,7 @@ class RoutedStream:
         prefix = delivered.rstrip()
         self._trim = prefix != delivered
         body = {**self._body, "messages": [*self._body["messages"], {"role": "assistant", "content": prefix}]}
-        opened = await router.call(
-            self._route, self._reopen(body), self._attempts, hold=True, avoid=(broken,), deadline=deadline
-        )
+        opened = await router.call(self._route, self._reopen(body), self._attempts, hold=True, avoid=(broken,), deadline=deadline)
         self.resumes += 1
         self._closed = False
         self._stream, self._chunks, first = opened
@@ -154,7 +153,7 @@ class RoutedStream:
 
 
 def _is_role_only(chunk: dict[str, Any]) -> bool:
-    choices = chunk.get("choices") or ()
+    choices: list[Any] = chunk.get("choices") or []
     if len(choices) != 1:
         return False
     delta = choices[0].get("delta") or {}

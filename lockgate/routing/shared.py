@@ -8,7 +8,8 @@ the mirror fresh from a background task. Which one serves is the config's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from lockgate.config import Config

@@ -30,7 +30,6 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x4C4B4754  # "LKGT"
 
 
-
 class SchemaAhead(RuntimeError):
     """The database was migrated by a newer Lockgate: this code must not write to it."""
 
@@ -54,13 +53,13 @@ def async_url(url: str) -> sa.URL:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:
     """SQLite hands timestamps back without a zone; they were written in UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -215,4 +214,3 @@ def _current_revision(connection: sa.Connection) -> str | None:
 
     heads = MigrationContext.configure(connection).get_current_heads()
     return ",".join(heads) if heads else None
-

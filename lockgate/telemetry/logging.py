@@ -106,8 +106,19 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
 
 
 # Always on the access line (null when unknown), so log queries can rely on them.
-_CORE = ("request_id", "key_id", "user", "public_model", "deployment", "status", "prompt_tokens",
-         "completion_tokens", "latency_ms", "ttft_ms", "attempts")
+_CORE = (
+    "request_id",
+    "key_id",
+    "user",
+    "public_model",
+    "deployment",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "attempts",
+)
 # Never on the access line: prompts and completions (only PostHog gets them, and only outside privacy mode).
 _NEVER = frozenset({"extra", "content"})
 

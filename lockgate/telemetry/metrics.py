@@ -12,11 +12,11 @@ error vocabulary, never by users or keys: cardinality stays fixed.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 import structlog
-from prometheus_client import disable_created_metrics, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess
 
 from lockgate.background import Ticker
 from lockgate.records import RequestRecord
@@ -33,25 +33,32 @@ _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 REQUESTS = Counter(
-    "lockgate_requests", "Requests answered, by public model, deployment, status and error type",
+    "lockgate_requests",
+    "Requests answered, by public model, deployment, status and error type",
     ["model", "deployment", "status", "error_type"],
 )
 LATENCY = Histogram(
-    "lockgate_request_duration_seconds", "Whole-request latency (to the last byte of a stream)",
-    ["model", "deployment"], buckets=_LATENCY_BUCKETS,
+    "lockgate_request_duration_seconds",
+    "Whole-request latency (to the last byte of a stream)",
+    ["model", "deployment"],
+    buckets=_LATENCY_BUCKETS,
 )
 TTFT = Histogram(
-    "lockgate_time_to_first_token_seconds", "Time to the first streamed token",
-    ["model", "deployment"], buckets=_TTFT_BUCKETS,
+    "lockgate_time_to_first_token_seconds",
+    "Time to the first streamed token",
+    ["model", "deployment"],
+    buckets=_TTFT_BUCKETS,
 )
 TOKENS = Counter(
-    "lockgate_tokens", "Tokens, by kind: prompt, completion, cached (read), cache_creation, reasoning",
+    "lockgate_tokens",
+    "Tokens, by kind: prompt, completion, cached (read), cache_creation, reasoning",
     ["model", "deployment", "kind"],
 )
 COST = Counter("lockgate_cost_usd", "Spend in USD (priced requests only)", ["model", "deployment"])
 UNPRICED = Counter("lockgate_unpriced_requests", "Requests with tokens but no known price", ["model", "deployment"])
 UPSTREAM_ERRORS = Counter(
-    "lockgate_upstream_errors", "Failed upstream attempts (retried or not), by deployment and error type",
+    "lockgate_upstream_errors",
+    "Failed upstream attempts (retried or not), by deployment and error type",
     ["model", "deployment", "error_type"],
 )
 RETRIES = Counter("lockgate_retries", "Attempts beyond the first", ["model"])
@@ -63,12 +70,16 @@ BUDGET_REFUSED = Counter("lockgate_budget_refused", "Requests refused by an exha
 AUTH_FAILED = Counter("lockgate_auth_failures", "Requests refused for a missing or wrong credential")
 IN_FLIGHT = Gauge("lockgate_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
 DEPLOYMENT_UP = Gauge(
-    "lockgate_deployment_up", "1 when the deployment takes traffic, 0 while cooling down (min over workers)",
-    ["model", "deployment"], multiprocess_mode="livemin",
+    "lockgate_deployment_up",
+    "1 when the deployment takes traffic, 0 while cooling down (min over workers)",
+    ["model", "deployment"],
+    multiprocess_mode="livemin",
 )
 DEPLOYMENT_COOLDOWN = Gauge(
-    "lockgate_deployment_cooldown_remaining_seconds", "Seconds left in the deployment's cool-down (max over workers)",
-    ["model", "deployment"], multiprocess_mode="livemax",
+    "lockgate_deployment_cooldown_remaining_seconds",
+    "Seconds left in the deployment's cool-down (max over workers)",
+    ["model", "deployment"],
+    multiprocess_mode="livemax",
 )
 # Best-effort sinks only (access_log, metrics, posthog): usage records never wait in these queues.
 SINK_DEPTH = Gauge(
@@ -81,11 +92,16 @@ SINK_DROPPED = Counter(
 )
 POSTHOG_DEPTH = Gauge("lockgate_posthog_queue_depth", "Events waiting in the PostHog client", multiprocess_mode="livesum")
 # Counts kept by components (usage writer, limiter, budgets), copied here by the sampler.
-USAGE_BUFFERED = Gauge("lockgate_usage_buffered_records", "Usage records waiting for the next database write", multiprocess_mode="livesum")
+USAGE_BUFFERED = Gauge(
+    "lockgate_usage_buffered_records", "Usage records waiting for the next database write", multiprocess_mode="livesum"
+)
 USAGE_WRITTEN = Counter("lockgate_usage_written_records", "Usage records written to the database (spool replays included)")
-USAGE_SPOOLED = Counter("lockgate_usage_spooled_records", "Usage records appended to the durable spool because the database failed or was slow")
+USAGE_SPOOLED = Counter(
+    "lockgate_usage_spooled_records", "Usage records appended to the durable spool because the database failed or was slow"
+)
 USAGE_SPOOL_PENDING = Gauge(
-    "lockgate_usage_spool_pending", "1 while a worker's spool holds records not yet replayed (workers with a pending spool)",
+    "lockgate_usage_spool_pending",
+    "1 while a worker's spool holds records not yet replayed (workers with a pending spool)",
     multiprocess_mode="livesum",
 )
 USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database writes that failed or timed out")
@@ -181,8 +197,14 @@ class StateSampler:
     Each worker samples its own state, so a scrape answered by any worker sees all of them.
     """
 
-    def __init__(self, describe: Callable[[], list[dict[str, Any]]], sinks: Any, posthog: Any = None,
-                 interval_s: float = 1.0, components: Callable[[], dict[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        describe: Callable[[], list[dict[str, Any]]],
+        sinks: Any,
+        posthog: Any = None,
+        interval_s: float = 1.0,
+        components: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.describe, self.sinks, self.posthog, self.interval_s = describe, sinks, posthog, interval_s
         self.components = components
         self._dropped_seen: dict[str, int] = {}

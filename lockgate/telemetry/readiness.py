@@ -101,8 +101,12 @@ class Readiness:
             await self._redis.ping()  # bounded by the client's deadline
             return {"status": "ok", "used_by": self._redis_users}
         except Exception as err:
-            return {"status": "down", "error": str(err) or type(err).__name__, "required": self._redis_required,
-                    "used_by": self._redis_users}
+            return {
+                "status": "down",
+                "error": str(err) or type(err).__name__,
+                "required": self._redis_required,
+                "used_by": self._redis_users,
+            }
 
     def _posthog(self) -> dict[str, Any] | None:
         sink = getattr(getattr(self.gateway, "telemetry", None), "posthog", None)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from lockgate.errors import GatewayError
 from lockgate.context import RequestContext
+from lockgate.errors import GatewayError
 from lockgate.pipeline import JsonOutcome, Pipeline, StreamOutcome
 
 _OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
@@ -61,7 +62,7 @@ class Tracing:
     def instrument(self, pipeline: Pipeline) -> None:
         """Wrap the pipeline's parts in spans (once, at start-up)."""
         tracer = self.tracer
-        pipeline.authenticator = _Traced(pipeline.authenticator, "authenticate", tracer)
+        pipeline.authenticator = _Traced(pipeline.authenticator, "authenticate", tracer)  # type: ignore[assignment]
         pipeline.admissions = [_Traced(a, "admit", tracer, name=f"admit {type(a).__name__}") for a in pipeline.admissions]
         pipeline.router = _TracedRouter(pipeline.router, tracer)  # type: ignore[assignment]
         inner_resolve, inner_handle = pipeline.resolve, pipeline.handle
@@ -78,9 +79,14 @@ class Tracing:
             operation = _OPERATION.get(ctx.endpoint, ctx.endpoint)
             _AUTH_END.set(None)
             _OPERATION_NAME.set(operation)
-            span = tracer.start_span(operation, kind=SpanKind.SERVER, attributes={
-                "gen_ai.operation.name": operation, "lockgate.request_id": ctx.request_id,
-            })
+            span = tracer.start_span(
+                operation,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "gen_ai.operation.name": operation,
+                    "lockgate.request_id": ctx.request_id,
+                },
+            )
             token = otel_context.attach(trace.set_span_in_context(span))
             try:
                 outcome = await inner_handle(ctx, raw, headers)
@@ -160,8 +166,9 @@ class _TracedRouter:
                 attributes["server.address"] = base.hostname
                 if base.port:
                     attributes["server.port"] = base.port
-            with tracer.start_as_current_span(f"{operation} {dep.model}", kind=SpanKind.CLIENT,
-                                              attributes=attributes, record_exception=False) as span:
+            with tracer.start_as_current_span(
+                f"{operation} {dep.model}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+            ) as span:
                 try:
                     result = await op(upstream, *a, **kw)
                 except GatewayError as err:
@@ -216,8 +223,11 @@ def _end_request(span: Any, ctx: RequestContext, status: int) -> None:
     if isinstance(model, str):
         span.update_name(f"{operation} {model}")
         span.set_attribute("gen_ai.request.model", model)
-    for key, attr in (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
-                      ("top_p", "gen_ai.request.top_p")):
+    for key, attr in (
+        ("max_tokens", "gen_ai.request.max_tokens"),
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+    ):
         value = body.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             span.set_attribute(attr, value)

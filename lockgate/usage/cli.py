@@ -8,7 +8,16 @@ from typing import Any
 
 from lockgate.usage.queries import GROUPS, report, since_days
 
-COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors", "latency_ms_p50", "latency_ms_p95")
+COLUMNS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "errors",
+    "latency_ms_p50",
+    "latency_ms_p95",
+)
 HEADERS = ("requests", "prompt", "completion", "cached", "cost_usd", "errors", "p50_ms", "p95_ms")
 
 
@@ -51,7 +60,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
     from lockgate.cli_keys import _run
 
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     try:
         start = since_days(args.since, today)
     except ValueError as err:

@@ -27,7 +27,7 @@ def parse_day(value: str) -> dt.date:
     except ValueError:
         stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         if stamp.tzinfo is not None:
-            stamp = stamp.astimezone(dt.timezone.utc)
+            stamp = stamp.astimezone(dt.UTC)
         return stamp.date()
 
 
@@ -55,16 +55,21 @@ async def report(
     where = [usage_daily.c.day >= start, usage_daily.c.day <= end]
     if key_id is not None:
         where.append(usage_daily.c.key_id == key_id)
-    sums = sa.select(
-        col,
-        sa.func.sum(usage_daily.c.requests),
-        sa.func.sum(usage_daily.c.prompt_tokens),
-        sa.func.sum(usage_daily.c.completion_tokens),
-        sa.func.sum(usage_daily.c.cached_tokens),
-        sa.func.sum(usage_daily.c.cost_usd),
-        sa.func.sum(usage_daily.c.errors),
-        sa.func.sum(usage_daily.c.cost_unknown),
-    ).where(*where).group_by(col).order_by(col)
+    sums = (
+        sa.select(
+            col,
+            sa.func.sum(usage_daily.c.requests),
+            sa.func.sum(usage_daily.c.prompt_tokens),
+            sa.func.sum(usage_daily.c.completion_tokens),
+            sa.func.sum(usage_daily.c.cached_tokens),
+            sa.func.sum(usage_daily.c.cost_usd),
+            sa.func.sum(usage_daily.c.errors),
+            sa.func.sum(usage_daily.c.cost_unknown),
+        )
+        .where(*where)
+        .group_by(col)
+        .order_by(col)
+    )
     lcol = usage_latency_daily.c[field]
     lwhere = [usage_latency_daily.c.day >= start, usage_latency_daily.c.day <= end]
     if key_id is not None:

@@ -57,7 +57,7 @@ def to_row(record: RequestRecord) -> Row:
 
 def utc_datetime(unix_s: float) -> dt.datetime:
     """Naive UTC (the column is `timestamp without time zone`, in UTC on both back-ends)."""
-    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromtimestamp(unix_s, dt.UTC).replace(tzinfo=None)
 
 
 def for_insert(row: Row) -> Row:

@@ -50,7 +50,6 @@ usage_records = sa.Table(
 )
 
 
-
 def _group() -> list[sa.Column]:
     return [
         sa.Column("day", sa.Date, primary_key=True),

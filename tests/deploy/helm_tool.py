@@ -1,6 +1,6 @@
 """Run by the tools venv's python (helm-python-sdk: Helm v4's own lint, render and schema check).
 
-    python helm_tool.py CHART VALUES_JSON  ->  {"lint": …, "rendered": {path: yaml}} or {"error": "…"}
+python helm_tool.py CHART VALUES_JSON  ->  {"lint": …, "rendered": {path: yaml}} or {"error": "…"}
 """
 
 import json

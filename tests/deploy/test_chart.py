@@ -19,8 +19,12 @@ KUBE_VERSIONS = ["1.30.0", "1.32.0", "1.34.0"]
 
 def helm(values: dict) -> dict:
     py = tools_python("helm_python")
-    out = subprocess.run([py, str(Path(__file__).with_name("helm_tool.py")), str(CHART), json.dumps(values)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [py, str(Path(__file__).with_name("helm_tool.py")), str(CHART), json.dumps(values)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -125,16 +129,19 @@ def test_sqlite_is_one_pod_with_a_volume():
     assert not kind(docs, "Job") and not kind(docs, "Deployment")
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"storage": "sqlite", "replicaCount": 2}, "replicaCount must be 1"),
-    ({"storage": "sqlite", "replicaCount": 1, "autoscaling": {"enabled": True}}, "cannot autoscale"),
-    ({"terminationGracePeriodSeconds": 10}, "at least preStopSeconds"),
-    ({"replicaCount": 0}, "minimum"),
-    ({"storage": "mysql"}, "storage"),
-    ({"image": {"repository": "x", "tag": "latest"}}, "tag"),
-    ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
-    ({"secretEnv": [{"name": "X", "value": "plain"}]}, "secretEnv"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"storage": "sqlite", "replicaCount": 2}, "replicaCount must be 1"),
+        ({"storage": "sqlite", "replicaCount": 1, "autoscaling": {"enabled": True}}, "cannot autoscale"),
+        ({"terminationGracePeriodSeconds": 10}, "at least preStopSeconds"),
+        ({"replicaCount": 0}, "minimum"),
+        ({"storage": "mysql"}, "storage"),
+        ({"image": {"repository": "x", "tag": "latest"}}, "tag"),
+        ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
+        ({"secretEnv": [{"name": "X", "value": "plain"}]}, "secretEnv"),
+    ],
+)
 def test_bad_values_are_refused(values, message):
     result = helm(values)
     assert "error" in result and message in result["error"], result.get("error")

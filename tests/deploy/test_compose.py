@@ -16,8 +16,14 @@ COMPOSE = ROOT / "deploy" / "compose"
 
 def config(env_file: str = ".env.example", *args: str) -> subprocess.CompletedProcess[str]:
     args = args or ("--format", "json")
-    return subprocess.run([compose(), "--env-file", env_file, "-f", "compose.yaml", "config", *args],
-                          cwd=COMPOSE, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [compose(), "--env-file", env_file, "-f", "compose.yaml", "config", *args],
+        cwd=COMPOSE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +71,17 @@ def test_required_secrets_stop_the_stack(tmp_path):
 
 
 def test_alertmanager_and_prometheus_configs():
-    am = subprocess.run([tool("amtool"), "check-config", "alertmanager/alertmanager.yml"], cwd=COMPOSE,
-                        capture_output=True, text=True, timeout=60)
+    am = subprocess.run(
+        [tool("amtool"), "check-config", "alertmanager/alertmanager.yml"], cwd=COMPOSE, capture_output=True, text=True, timeout=60
+    )
     assert am.returncode == 0, am.stdout + am.stderr
-    prom = subprocess.run([tool("promtool"), "check", "config", "prometheus/prometheus.yml"], cwd=COMPOSE,
-                          capture_output=True, text=True, timeout=60)
+    prom = subprocess.run(
+        [tool("promtool"), "check", "config", "prometheus/prometheus.yml"],
+        cwd=COMPOSE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert prom.returncode == 0, prom.stdout + prom.stderr
 
 

@@ -25,7 +25,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 def policy(text: str) -> list[str]:
     """What a production image must have; each problem as a sentence."""
     ins = instructions(text)
-    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
     problems = []
     users = [rest for w, rest in final if w == "USER"]
     if not users or not re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]) or users[-1].startswith("0"):
@@ -47,8 +47,9 @@ def policy(text: str) -> list[str]:
 
 
 def test_hadolint_warning_level():
-    out = subprocess.run([tool("hadolint"), "--failure-threshold", "warning", str(DOCKERFILE)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "warning", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -18,8 +18,14 @@ def _config(tmp_path) -> dict:
     return {
         "auth": {"master_key": MASTER},
         "database": {"url": f"sqlite:///{tmp_path / 'drain.db'}"},
-        "models": [{"name": "slow", "deployments": [
-            {"provider": "mock", "model": "slow", "mock_response": " ".join(["w"] * 30), "mock_tokens_per_s": 10}]}],
+        "models": [
+            {
+                "name": "slow",
+                "deployments": [
+                    {"provider": "mock", "model": "slow", "mock_response": " ".join(["w"] * 30), "mock_tokens_per_s": 10}
+                ],
+            }
+        ],
     }
 
 

@@ -44,7 +44,9 @@ def image():
     out = subprocess.run([str(ROOT / "deploy/tools/build-image.sh"), TAG], env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout + out.stderr
     print(out.stdout, f"image build total {time.monotonic() - start:.0f} s")
-    info = json.loads(subprocess.check_output(["buildah", "inspect", "--type", "image", TAG], env={**os.environ, "STORAGE_DRIVER": "vfs"}))
+    info = json.loads(
+        subprocess.check_output(["buildah", "inspect", "--type", "image", TAG], env={**os.environ, "STORAGE_DRIVER": "vfs"})
+    )
     return info
 
 
@@ -93,32 +95,51 @@ def test_image_runs_read_only_as_10001_and_drains_a_stream(image, tmp_path):
     data.mkdir()
     os.chown(data, 10001, 10001)
     port = _free_port()
-    (tmp_path / "lockgate.yaml").write_text(yaml.safe_dump({
-        "auth": {"master_key": "${LOCKGATE_MASTER_KEY}"},
-        "models": [{"name": "mock-gpt", "deployments": [
-            {"provider": "mock", "model": "mock-gpt", "mock_response": " ".join(["word"] * 40), "mock_tokens_per_s": 10}]}],
-        "telemetry": {"log_format": "json"},
-    }))
+    (tmp_path / "lockgate.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "auth": {"master_key": "${LOCKGATE_MASTER_KEY}"},
+                "models": [
+                    {
+                        "name": "mock-gpt",
+                        "deployments": [
+                            {
+                                "provider": "mock",
+                                "model": "mock-gpt",
+                                "mock_response": " ".join(["word"] * 40),
+                                "mock_tokens_per_s": 10,
+                            }
+                        ],
+                    }
+                ],
+                "telemetry": {"log_format": "json"},
+            }
+        )
+    )
     Path(rootfs, "etc/lockgate/lockgate.yaml").touch()
     env = [e for e in cfg["Env"]] + [
-        f"LOCKGATE_MASTER_KEY={MASTER}", "LOCKGATE_CONFIG=/etc/lockgate/lockgate.yaml", "LOCKGATE_DRAIN_SECONDS=20"]
+        f"LOCKGATE_MASTER_KEY={MASTER}",
+        "LOCKGATE_CONFIG=/etc/lockgate/lockgate.yaml",
+        "LOCKGATE_DRAIN_SECONDS=20",
+    ]
     argv = [*cfg["Entrypoint"], "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     # A private mount namespace: the image's root bind-mounted read-only, tmpfs /tmp, the data volume
     # and the config file bound in; then chroot as the image's USER into its WORKDIR.
     script = f"""set -e
 r={rootfs}
 mount --bind "$r" "$r"
-mount --bind {tmp_path / 'lockgate.yaml'} "$r/etc/lockgate/lockgate.yaml"
-mount --bind {data} "$r{cfg['WorkingDir']}"
+mount --bind {tmp_path / "lockgate.yaml"} "$r/etc/lockgate/lockgate.yaml"
+mount --bind {data} "$r{cfg["WorkingDir"]}"
 mount -t proc proc "$r/proc"
 mount --rbind /dev "$r/dev"
 mount -t tmpfs -o size=64m,mode=1777 tmpfs "$r/tmp"
 mount -o remount,bind,ro "$r"
-exec chroot --userspec={cfg['User']} "$r" /usr/bin/env -i {' '.join(env)} /bin/sh -c 'cd {cfg['WorkingDir']} && exec "$@"' sh {' '.join(argv)}
+exec chroot --userspec={cfg["User"]} "$r" /usr/bin/env -i {" ".join(env)} /bin/sh -c 'cd {cfg["WorkingDir"]} && exec "$@"' sh {" ".join(argv)}
 """
     log = open(tmp_path / "container.log", "wb")
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", script],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -145,7 +166,9 @@ exec chroot --userspec={cfg['User']} "$r" /usr/bin/env -i {' '.join(env)} /bin/s
 
         chunks, signalled = [], False
         with client.chat.completions.create(
-            model="mock-gpt", messages=[{"role": "user", "content": "hi"}], stream=True,
+            model="mock-gpt",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
             stream_options={"include_usage": True},
         ) as stream:
             for chunk in stream:

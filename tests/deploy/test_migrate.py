@@ -55,7 +55,10 @@ async def _query(url: str, sql: str) -> list:
 def _migrate(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lockgate", "migrate", "--config", str(config)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -86,9 +89,15 @@ def test_migrate_waits_for_the_advisory_lock(tmp_path, pg_url):
         holder = await asyncpg.connect(pg_url)
         await holder.execute("SELECT pg_advisory_lock($1)", _PG_MIGRATION_LOCK)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lockgate", "migrate", "--config", str(_config(tmp_path, pg_url)),
+            sys.executable,
+            "-m",
+            "lockgate",
+            "migrate",
+            "--config",
+            str(_config(tmp_path, pg_url)),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         await asyncio.sleep(4)
         assert proc.returncode is None, "migrate did not wait for the lock"
@@ -127,7 +136,10 @@ def test_readiness_waits_for_the_migrate_step(tmp_path, pg_url):
     log = open(gw.log_path, "ab")
     gw.proc = subprocess.Popen(
         [sys.executable, "-m", "lockgate", "serve", "--config", str(gw.config_path), "--port", str(gw.port)],
-        cwd=tmp_path, env=gw.env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=gw.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30

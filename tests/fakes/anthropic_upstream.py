@@ -43,9 +43,26 @@ VERSION = "2023-06-01"
 
 _TOP_LEVEL = frozenset(
     {
-        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
-        "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "output_config",
-        "cache_control", "mcp_servers", "context_management", "inference_geo",
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "output_config",
+        "cache_control",
+        "mcp_servers",
+        "context_management",
+        "inference_geo",
     }
 )
 _MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -139,14 +156,16 @@ def stream_events(reply: Reply, model: str) -> list[dict[str, Any]]:
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], reply.text_piece)]
         elif btype == "thinking":
             events.append(
-                {"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                }
             )
             deltas = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], reply.text_piece)]
             deltas.append({"type": "signature_delta", "signature": block.get("signature", "sig")})
         elif btype == "tool_use":
-            events.append(
-                {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
-            )
+            events.append({"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}})
             raw = orjson.dumps(block["input"]).decode()
             # Anthropic opens tool input with an empty fragment, then sends it in pieces.
             deltas = [{"type": "input_json_delta", "partial_json": ""}]
@@ -223,7 +242,23 @@ def _check_blocks(content: Any, where: str, role: str) -> None:
                 raise Invalid(f"{at}.thinking.signature: Invalid `signature` in `thinking` block")
         else:
             raise Invalid(f"{at}: Input tag '{btype}' found using 'type' does not match any of the expected tags")
-        extra = set(block) - {"type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control", "title", "citations", "context", "thinking", "signature"}
+        extra = set(block) - {
+            "type",
+            "text",
+            "source",
+            "id",
+            "name",
+            "input",
+            "tool_use_id",
+            "content",
+            "is_error",
+            "cache_control",
+            "title",
+            "citations",
+            "context",
+            "thinking",
+            "signature",
+        }
         if extra:
             raise Invalid(f"{at}.{min(extra)}: Extra inputs are not permitted")
 
@@ -242,9 +277,13 @@ def validate(body: Any) -> None:
     if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
         raise Invalid("max_tokens: Input should be a valid integer greater than or equal to 1")
     system = body.get("system")
-    if system is not None and not isinstance(system, str) and (
-        not isinstance(system, list)
-        or any(not isinstance(b, dict) or b.get("type") != "text" or not b.get("text") for b in system)
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and (
+            not isinstance(system, list)
+            or any(not isinstance(b, dict) or b.get("type") != "text" or not b.get("text") for b in system)
+        )
     ):
         raise Invalid("system: Input should be a valid string or a list of non-empty text blocks")
     messages = body.get("messages")
@@ -256,14 +295,16 @@ def validate(body: Any) -> None:
         if role == "system":
             raise Invalid(
                 'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
-                "not \"system\" as an input message role."
+                'not "system" as an input message role.'
             )
         if role not in ("user", "assistant"):
             raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
         if i == 0 and role != "user":
             raise Invalid('messages: first message must use the "user" role')
         if i > 0 and messages[i - 1].get("role") == role:
-            raise Invalid(f'messages: roles must alternate between "user" and "assistant", but found multiple "{role}" roles in a row')
+            raise Invalid(
+                f'messages: roles must alternate between "user" and "assistant", but found multiple "{role}" roles in a row'
+            )
         content = message.get("content")
         _check_blocks(content, f"messages.{i}", role)
         blocks = content if isinstance(content, list) else []
@@ -294,7 +335,18 @@ def validate(body: Any) -> None:
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise Invalid(f"tools.{k}.custom.input_schema.type: Input should be 'object'")
         # Documented custom-tool fields (defer_loading: tool search; strict; input_examples …) besides the basics.
-        extra = set(tool) - {"name", "description", "input_schema", "cache_control", "type", "defer_loading", "strict", "input_examples", "eager_input_streaming", "allowed_callers"}
+        extra = set(tool) - {
+            "name",
+            "description",
+            "input_schema",
+            "cache_control",
+            "type",
+            "defer_loading",
+            "strict",
+            "input_examples",
+            "eager_input_streaming",
+            "allowed_callers",
+        }
         if extra:
             raise Invalid(f"tools.{k}.custom.{min(extra)}: Extra inputs are not permitted")
         names.add(tool["name"])
@@ -406,7 +458,17 @@ class FakeAnthropic:
         self.requests.append(Seen(request.path, dict(request.headers), body))
         if request.headers.get("x-api-key") != self.api_key:
             return self._error(401, "authentication_error", "invalid x-api-key")
-        extra = set(body) - {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management", "output_config"}
+        extra = set(body) - {
+            "model",
+            "messages",
+            "system",
+            "tools",
+            "tool_choice",
+            "thinking",
+            "mcp_servers",
+            "context_management",
+            "output_config",
+        }
         if extra:
             return self._error(400, "invalid_request_error", f"{min(extra)}: Extra inputs are not permitted")
         counted = orjson.dumps([body.get("messages"), body.get("system"), body.get("tools")])
@@ -458,7 +520,12 @@ class FakeAnthropic:
                 headers={"request-id": "req_fake_0001", **RATE_LIMIT_HEADERS},
             )
         resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "request-id": "req_fake_0001", **RATE_LIMIT_HEADERS}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "request-id": "req_fake_0001",
+                **RATE_LIMIT_HEADERS,
+            }
         )
         await resp.prepare(request)
         await self._pause(resp, fault.get("first_event_delay_s"), fault.get("keepalive_s"))

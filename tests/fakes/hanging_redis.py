@@ -81,10 +81,13 @@ class HangingRedis:
 # RESP3 replies to what a client sends when it connects; anything else is never answered.
 _HELLO = {"server": "redis", "version": "7.2.0", "proto": 3, "id": 1, "mode": "standalone", "role": "master"}
 _HANDSHAKE = {
-    b"HELLO": (f"%{len(_HELLO)}\r\n".encode()
-               + b"".join(f"${len(k)}\r\n{k}\r\n".encode()
-                          + (f":{v}\r\n" if isinstance(v, int) else f"${len(v)}\r\n{v}\r\n").encode()
-                          for k, v in _HELLO.items())),
+    b"HELLO": (
+        f"%{len(_HELLO)}\r\n".encode()
+        + b"".join(
+            f"${len(k)}\r\n{k}\r\n".encode() + (f":{v}\r\n" if isinstance(v, int) else f"${len(v)}\r\n{v}\r\n").encode()
+            for k, v in _HELLO.items()
+        )
+    ),
     b"CLIENT": b"+OK\r\n",
     b"SELECT": b"+OK\r\n",
 }

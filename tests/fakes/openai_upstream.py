@@ -142,20 +142,35 @@ class FakeOpenAI:
         self.requests.append(Seen(request.path, dict(request.headers), body))
         if self.faults and self.faults[0].get("echo_key") is True:
             self.faults.pop(0)
-            return body, web.Response(
-                status=401, body=self.error_body(echo_key_message(request), "invalid_request_error", "invalid_api_key"),
-                content_type="application/json",
-            ), None
+            return (
+                body,
+                web.Response(
+                    status=401,
+                    body=self.error_body(echo_key_message(request), "invalid_request_error", "invalid_api_key"),
+                    content_type="application/json",
+                ),
+                None,
+            )
         if self.faults and self.faults[0].get("echo_key") == "stream":
             return body, None, self.faults.pop(0)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return body, web.Response(
-                status=401,
-                body=self.error_body("Incorrect API key provided: sk-up***.", "invalid_request_error", "invalid_api_key"),
-                content_type="application/json",
-            ), None
+            return (
+                body,
+                web.Response(
+                    status=401,
+                    body=self.error_body("Incorrect API key provided: sk-up***.", "invalid_request_error", "invalid_api_key"),
+                    content_type="application/json",
+                ),
+                None,
+            )
         if body is None:
-            return body, web.Response(status=400, body=self.error_body("bad json", "invalid_request_error"), content_type="application/json"), None
+            return (
+                body,
+                web.Response(
+                    status=400, body=self.error_body("bad json", "invalid_request_error"), content_type="application/json"
+                ),
+                None,
+            )
         fault = self.faults.pop(0) if self.faults else None
         if fault:
             if "hang_s" in fault:
@@ -166,17 +181,21 @@ class FakeOpenAI:
                 return body, web.Response(status=500), None
             if "status" in fault:
                 status = fault["status"]
-                return body, web.Response(
-                    status=status,
-                    headers=fault.get("headers", {}),
-                    body=self.error_body(
-                        fault.get("message", f"fake upstream error {status}"),
-                        fault.get("type", "server_error" if status >= 500 else "invalid_request_error"),
-                        fault.get("code"),
-                        fault.get("param"),
+                return (
+                    body,
+                    web.Response(
+                        status=status,
+                        headers=fault.get("headers", {}),
+                        body=self.error_body(
+                            fault.get("message", f"fake upstream error {status}"),
+                            fault.get("type", "server_error" if status >= 500 else "invalid_request_error"),
+                            fault.get("code"),
+                            fault.get("param"),
+                        ),
+                        content_type="application/json",
                     ),
-                    content_type="application/json",
-                ), None
+                    None,
+                )
             if fault.get("not_json"):
                 return body, web.Response(status=200, text="<html>oops</html>", content_type="text/html"), None
         return body, None, fault
@@ -275,8 +294,17 @@ class FakeOpenAI:
             await self._pause(resp, fault.get("first_event_delay_s"), fault.get("keepalive_s"))
             await self._send_sse(resp, chunk({"role": "assistant", "content": "", "refusal": None}))
             if fault and fault.get("echo_key") == "stream":
-                await self._send_sse(resp, {"error": {"message": echo_key_message(request), "type": "invalid_request_error",
-                                                      "code": "invalid_api_key", "status": 401}})
+                await self._send_sse(
+                    resp,
+                    {
+                        "error": {
+                            "message": echo_key_message(request),
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                            "status": 401,
+                        }
+                    },
+                )
                 await resp.write_eof()
                 return resp
             for word in (r.reasoning or "").split(" ") if r.reasoning else []:
@@ -306,16 +334,30 @@ class FakeOpenAI:
                     await asyncio.sleep(r.chunk_delay_s)
             for index, call in enumerate(r.tool_calls or []):
                 args = call["function"]["arguments"]
-                head = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+                head = {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
                 await self._send_sse(resp, chunk({"tool_calls": [head]}))
                 for k in range(0, len(args), 8):
-                    await self._send_sse(resp, chunk({"tool_calls": [{"index": index, "function": {"arguments": args[k : k + 8]}}]}))
+                    await self._send_sse(
+                        resp, chunk({"tool_calls": [{"index": index, "function": {"arguments": args[k : k + 8]}}]})
+                    )
             await self._send_sse(resp, chunk({}, finish))
             if include_usage:
                 await self._send_sse(
                     resp,
-                    {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "system_fingerprint": "fp_fake", "choices": [], "usage": self._usage()},
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "system_fingerprint": "fp_fake",
+                        "choices": [],
+                        "usage": self._usage(),
+                    },
                 )
             if not fault.get("no_done"):
                 await resp.write(b"data: [DONE]\n\n")
@@ -332,13 +374,22 @@ class FakeOpenAI:
             return early
         r = self.reply
         cid, created, model = "cmpl-fake0001", int(time.time()), body.get("model")
-        usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                 "total_tokens": r.prompt_tokens + r.completion_tokens}
+        usage = {
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+        }
         text = r.content or ""
         if not body.get("stream"):
             return web.json_response(
-                {"id": cid, "object": "text_completion", "created": created, "model": model,
-                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}], "usage": usage},
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                    "usage": usage,
+                },
                 dumps=lambda o: orjson.dumps(o).decode(),
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -347,13 +398,30 @@ class FakeOpenAI:
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word + (" " if i < len(words) - 1 else "")
-            await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
-                                        "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]})
-        await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
-                                    "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+            await self._send_sse(
+                resp,
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}],
+                },
+            )
+        await self._send_sse(
+            resp,
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            },
+        )
         if include_usage:
-            await self._send_sse(resp, {"id": cid, "object": "text_completion", "created": created, "model": model,
-                                        "choices": [], "usage": usage})
+            await self._send_sse(
+                resp, {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+            )
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

@@ -6,9 +6,10 @@ Messages wire format. No web framework here.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable
-
 import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
 import orjson
 
 from lockgate.errors import GatewayError, InvalidRequest

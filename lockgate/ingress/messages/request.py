@@ -40,8 +40,8 @@ def _text(block: dict[str, Any], where: str) -> str:
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = block.get("source")
-    stype = source.get("type") if isinstance(source, dict) else None
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
+    stype = source.get("type")
     if stype == "base64":
         media_type = source.get("media_type")
         data = source.get("data")
@@ -54,8 +54,8 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _document_part(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = block.get("source")
-    stype = source.get("type") if isinstance(source, dict) else None
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
+    stype = source.get("type")
     if stype == "base64" and source.get("media_type") == "application/pdf" and isinstance(source.get("data"), str):
         file: dict[str, Any] = {"file_data": f"data:application/pdf;base64,{source['data']}"}
         if isinstance(block.get("title"), str):

@@ -68,7 +68,7 @@ class MessagesStreamEncoder:
         if self._started:
             return []
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": message_id(),
             "type": "message",
             "role": "assistant",
@@ -92,7 +92,15 @@ class MessagesStreamEncoder:
         btype, index = self._open
         out = []
         if btype == "thinking" and self._signature is not None:
-            out.append(sse({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": self._signature}}))
+            out.append(
+                sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": self._signature},
+                    }
+                )
+            )
         self._signature = None
         out.append(sse({"type": "content_block_stop", "index": index}))
         self._open = None
@@ -195,12 +203,16 @@ class MessagesStreamEncoder:
                 tool.name = "unknown"  # arguments without a name: still delivered, visibly
                 out += self._open_tool(tool)
         out += self._close()
-        usage = anthropic_usage(self.usage) if self.usage else {
-            "input_tokens": self._input_estimate,
-            "output_tokens": (self.output_chars + 3) // 4,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
+        usage = (
+            anthropic_usage(self.usage)
+            if self.usage
+            else {
+                "input_tokens": self._input_estimate,
+                "output_tokens": (self.output_chars + 3) // 4,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            }
+        )
         out.append(
             sse(
                 {

@@ -6,7 +6,8 @@ module only does the HTTP: one POST to ``{api_base}/v1/messages`` per call.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 

@@ -21,22 +21,17 @@ def _image_block(url: Any, where: str) -> dict[str, Any]:
     if url.startswith("data:"):
         match = _DATA_URL.match(url)
         if not match or ";base64" not in match.group(2):
-            raise InvalidRequest(
-                f"{where}.image_url.url: only base64 data URLs are supported.", param=f"{where}.image_url.url"
-            )
+            raise InvalidRequest(f"{where}.image_url.url: only base64 data URLs are supported.", param=f"{where}.image_url.url")
         media_type = match.group(1).lower()
         if media_type not in IMAGE_MEDIA_TYPES:
             raise InvalidRequest(
-                f"{where}.image_url.url: Anthropic accepts image/jpeg, image/png, image/gif and image/webp, "
-                f"not {media_type}.",
+                f"{where}.image_url.url: Anthropic accepts image/jpeg, image/png, image/gif and image/webp, not {media_type}.",
                 param=f"{where}.image_url.url",
             )
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": match.group(3)}}
     if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest(
-        f"{where}.image_url.url must be an http(s) URL or a base64 data URL.", param=f"{where}.image_url.url"
-    )
+    raise InvalidRequest(f"{where}.image_url.url must be an http(s) URL or a base64 data URL.", param=f"{where}.image_url.url")
 
 
 def _file_block(file: Any, where: str) -> dict[str, Any]:
@@ -110,14 +105,10 @@ def _tool_use_blocks(tool_calls: Any, where: str) -> list[dict[str, Any]]:
         try:
             arguments = json.loads(raw) if isinstance(raw, str) else raw
         except ValueError:
-            raise InvalidRequest(
-                f"{at}.function.arguments is not valid JSON.", param=f"{at}.function.arguments"
-            ) from None
+            raise InvalidRequest(f"{at}.function.arguments is not valid JSON.", param=f"{at}.function.arguments") from None
         if not isinstance(arguments, dict):
             # Anthropic tool input is always an object.
-            raise InvalidRequest(
-                f"{at}.function.arguments must be a JSON object.", param=f"{at}.function.arguments"
-            )
+            raise InvalidRequest(f"{at}.function.arguments must be a JSON object.", param=f"{at}.function.arguments")
         blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": arguments})
     return blocks
 

@@ -24,9 +24,22 @@ MIN_THINKING_BUDGET = 1024
 # Parameters translated below.
 _TRANSLATED = frozenset(
     {
-        "model", "messages", "max_tokens", "max_completion_tokens", "stop", "temperature", "top_p",
-        "user", "safety_identifier", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-        "reasoning_effort", "stream", "stream_options",
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "temperature",
+        "top_p",
+        "user",
+        "safety_identifier",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "stream",
+        "stream_options",
     }
 )
 # Anthropic-native parameters some OpenAI clients send through `extra_body`; passed as they are.
@@ -115,9 +128,7 @@ def convert_tool_choice(choice: Any) -> dict[str, Any]:
     fn = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
     if isinstance(fn, dict) and isinstance(fn.get("name"), str):
         return {"type": "tool", "name": fn["name"]}
-    raise InvalidRequest(
-        "tool_choice must be 'auto', 'none', 'required' or a named function.", param="tool_choice"
-    )
+    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or a named function.", param="tool_choice")
 
 
 def json_tool(response_format: Any) -> tuple[dict[str, Any] | None, bool]:
@@ -165,9 +176,7 @@ def _thinking(effort: Any, max_tokens: int, client_set: bool) -> tuple[dict[str,
     if effort == "none":
         return None, max_tokens
     if effort not in THINKING_BUDGETS:
-        raise InvalidRequest(
-            f"reasoning_effort must be one of none, {', '.join(THINKING_BUDGETS)}.", param="reasoning_effort"
-        )
+        raise InvalidRequest(f"reasoning_effort must be one of none, {', '.join(THINKING_BUDGETS)}.", param="reasoning_effort")
     budget = THINKING_BUDGETS[effort]
     if not client_set:
         # The deployment default is for the answer; give thinking its room on top.
@@ -253,9 +262,7 @@ def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict
             if ctx.json_tool or (tool_choice and tool_choice["type"] in ("any", "tool")):
                 # Anthropic refuses forced tool use with thinking.
                 param = "response_format" if ctx.json_tool else "tool_choice"
-                raise InvalidRequest(
-                    f"reasoning_effort cannot be combined with {param} on Anthropic models.", param=param
-                )
+                raise InvalidRequest(f"reasoning_effort cannot be combined with {param} on Anthropic models.", param=param)
             if temperature is not None and temperature != 1:
                 raise InvalidRequest(
                     "reasoning_effort cannot be combined with a temperature other than 1 on Anthropic models.",
@@ -273,11 +280,7 @@ def to_anthropic(body: dict[str, Any], *, max_tokens_default: int) -> tuple[dict
 
 def _continues_tool_turn(messages: list[dict[str, Any]]) -> bool:
     last = messages[-1] if messages else None
-    return bool(
-        last
-        and last["role"] == "user"
-        and any(b.get("type") == "tool_result" for b in last["content"])
-    )
+    return bool(last and last["role"] == "user" and any(b.get("type") == "tool_result" for b in last["content"]))
 
 
 # --- legacy completions ------------------------------------------------------------------------------
