@@ -130,3 +130,16 @@ async def test_resume_gives_up_after_max_attempts() -> None:
     assert routed.resumes == 1 and c.bodies == []
     assert [x.upstream.id for x in attempts] == ["dep-a", "dep-b"]
     assert attempts[1].error is second_break
+
+
+async def test_the_resumed_role_chunk_is_dropped_when_nothing_is_trimmed() -> None:
+    # Delivered text without trailing whitespace: no trimming hides the resumed stream's role chunk.
+    a = FakeProvider(streams=[[chunk(role="assistant", content=""), chunk("Once upon a"), ProviderServerError("reset")]])
+    b = FakeProvider(streams=[[chunk(role="assistant", content=""), chunk(" time"), chunk(finish="stop")]])
+    router = make_router({"dep-a": a, "dep-b": b}, stream_resume=True)
+    routed, _ = await open_routed(router, resume=True)
+    seen: list[dict[str, Any]] = []
+    await collect(routed.__aiter__(), seen)
+    assert b.bodies[0]["messages"][-1] == {"role": "assistant", "content": "Once upon a"}
+    assert text(seen) == "Once upon a time"
+    assert [c["choices"][0]["delta"] for c in seen] == [{"content": "Once upon a"}, {"content": " time"}, {}]
