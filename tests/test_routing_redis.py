@@ -167,28 +167,29 @@ def test_two_gateways_share_cool_downs(prefix: str, start_gateway: Callable[...,
 async def test_clearing_a_shared_cool_down_ends_it_on_every_replica(prefix: str) -> None:
     """A deployment that answered again is cleared in Redis: another replica's mirror drops it at its next sync,
     long before the 30 s cool-down would have run out."""
-    clock = time.monotonic
-    one = RedisCooldowns.from_url(REDIS_URL, prefix + "cd:", interval_s=3600)  # synced by hand below
-    two = RedisCooldowns.from_url(REDIS_URL, prefix + "cd:", interval_s=3600)
-    await one.start(["a", "b"], clock)
-    await two.start(["a", "b"], clock)
-    try:
-        one.publish("a", clock() + 30, 30)
-        await one.sync()
-        await two.sync()
-        assert (two.until("a") or 0) > clock() + 20 and two.until("b") is None
-        one.clear("a")
-        assert one.until("a") is None
-        await one.sync()
-        await two.sync()
-        assert two.until("a") is None
-        from redis.asyncio import Redis
-
-        plain = Redis.from_url(REDIS_URL)
+    async with asyncio.timeout(20):  # a broken clear must fail the test, not hang it
+        clock = time.monotonic
+        one = cooldowns(REDIS_URL, prefix + "cd:", timeout_s=2.0, interval_s=3600)  # synced by hand below
+        two = cooldowns(REDIS_URL, prefix + "cd:", timeout_s=2.0, interval_s=3600)
+        await one.start(["a", "b"], clock)
+        await two.start(["a", "b"], clock)
         try:
-            assert await plain.exists(prefix + "cd:a") == 0
+            one.publish("a", clock() + 30, 30)
+            await one.sync()
+            await two.sync()
+            assert (two.until("a") or 0) > clock() + 20 and two.until("b") is None
+            one.clear("a")
+            assert one.until("a") is None
+            await one.sync()
+            await two.sync()
+            assert two.until("a") is None
+            from redis.asyncio import Redis
+
+            plain = Redis.from_url(REDIS_URL)
+            try:
+                assert await plain.exists(prefix + "cd:a") == 0
+            finally:
+                await plain.aclose()
         finally:
-            await plain.aclose()
-    finally:
-        await one.aclose()
-        await two.aclose()
+            await one.aclose()
+            await two.aclose()
