@@ -147,7 +147,11 @@ async def test_when_the_disk_fails_too_records_stay_in_memory(tmp_path: Path) ->
     for i in range(30):
         sink.accept(_record(f"r{i}"))
         await asyncio.sleep(0)
-    await asyncio.sleep(0.1)
+    # A failed write hands its batch back to the buffer: all 30 are held again once no attempt is in flight.
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(sink._buffer) == 30 and sink.spool_failures > 0:
+            break
     assert len(sink._buffer) == 30 and sink.spooled == 0 and sink.spool_failures > 0
     broken, db.down = False, False
     await sink.aclose()
