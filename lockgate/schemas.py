@@ -106,8 +106,8 @@ def _param(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
-    """Decode and validate a request body; InvalidRequest names the first bad param."""
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or InvalidRequest saying what is wrong with it (every dialect)."""
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
@@ -116,6 +116,12 @@ def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"The request body is not valid JSON: {err.msg} (at position {err.pos}).") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
+    """Decode and validate a request body; InvalidRequest names the first bad param."""
+    body = decode_object(raw)
     try:
         _ADAPTERS[endpoint].validate_python(body)
     except ValidationError as err:

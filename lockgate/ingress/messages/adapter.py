@@ -18,21 +18,13 @@ from lockgate.ingress.messages.request import to_chat, without_unsigned_thinking
 from lockgate.ingress.messages.response import to_message
 from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
 from lockgate.providers.base import estimate_tokens
+from lockgate.schemas import decode_object
 
 # Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
 PING_INTERVAL_S = 15.0
 
 
-def decode(raw: bytes) -> dict[str, Any]:
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise InvalidRequest(f"The request body is not valid JSON: {err.msg} (at position {err.pos}).") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return body
+decode = decode_object  # the same JSON-object rule as the OpenAI endpoints
 
 
 class StreamFrames:
