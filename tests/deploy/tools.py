@@ -3,11 +3,12 @@ skip with the install command; under CI=true: fail, since .ci/run installs them.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.harness import under_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".tools" / "venv" / "bin"
@@ -16,7 +17,7 @@ INSTALL = "deploy/tools/install.sh (or make deploy-tools)"
 
 
 def missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
+    if under_ci():
         pytest.fail(f"{what} is missing, and CI=true requires it: .ci/run installs it with {INSTALL}")
     pytest.skip(f"{what} is not installed; run {INSTALL}")
 
