@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_teams, health, messages, openai
+from lockgate.api import admin, admin_teams, health, messages, openai, responses
 from lockgate.api import usage as usage_api
 from lockgate.api.front import Front
 from lockgate.api.http import error_response
@@ -21,6 +21,7 @@ from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
+from lockgate.ingress.responses.store import ResponseStore
 from lockgate.pipeline import Pipeline
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
@@ -52,6 +53,7 @@ class Gateway:
         self.redis = build_redis(config)
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
+        self.responses = ResponseStore(self.store.engine)  # stored Responses (store: true)
         self.router = Router(config, self.pool, cooldowns=build_cooldowns(config, self.redis))
         await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
@@ -119,6 +121,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(openai.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(health.router)
     app.include_router(usage_api.router)
     app.include_router(admin.router)
@@ -157,6 +160,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         serve=openai.serve,
         in_flight=IN_FLIGHT if config.telemetry.metrics else None,
         serve_messages=messages.serve,
+        serve_responses=responses.serve,
     )
     return app
 

@@ -62,6 +62,8 @@ _CALLS = {
     # Ingress dialects call the canonical chat methods.
     ("messages", False): "chat",
     ("messages", True): "chat_stream",
+    ("responses", False): "chat",
+    ("responses", True): "chat_stream",
 }
 
 

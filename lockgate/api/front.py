@@ -25,6 +25,8 @@ log = structlog.get_logger("lockgate.api")
 INFERENCE_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 # The Anthropic Messages dialect, served the same way by api/messages.py.
 MESSAGES_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
+# The OpenAI Responses dialect, served by api/responses.py (its GET/DELETE routes go through FastAPI).
+RESPONSES_PATHS = {"/v1/responses": "responses"}
 
 
 class Front:
@@ -34,10 +36,12 @@ class Front:
         serve: Callable[[Request, str], Any],
         in_flight: Any = None,
         serve_messages: Callable[[Request, str], Any] | None = None,
+        serve_responses: Callable[[Request, str], Any] | None = None,
     ) -> None:
         self.app = app
         self._serve = serve  # api.openai.serve: (request, endpoint) -> Response
         self._serve_messages = serve_messages  # api.messages.serve
+        self._serve_responses = serve_responses  # api.responses.serve
         self._in_flight = in_flight  # a gauge counting /v1/ requests until their last byte
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +69,8 @@ class Front:
                 endpoint = INFERENCE_PATHS.get(scope["path"])
                 if endpoint is None and self._serve_messages is not None:
                     serve, endpoint = self._serve_messages, MESSAGES_PATHS.get(scope["path"])
+                if endpoint is None and self._serve_responses is not None:
+                    serve, endpoint = self._serve_responses, RESPONSES_PATHS.get(scope["path"])
             if endpoint is None:
                 await self.app(scope, receive, send_with_id)
                 return

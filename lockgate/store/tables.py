@@ -56,3 +56,19 @@ teams = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# Stored Responses (`store: true`): what a later turn (previous_response_id) and GET /v1/responses
+# need, scoped to the key that created it. The user's data: never logged, never sent to analytics.
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False, index=True),  # the creating key's id
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("deployment", sa.String(200), nullable=True),
+    sa.Column("previous_response_id", sa.String(64), nullable=True),
+    sa.Column("response", sa.JSON, nullable=False),  # the Response object as returned
+    sa.Column("input_items", sa.JSON, nullable=False),  # this turn's input items, with ids
+    sa.Column("conversation", sa.JSON, nullable=False),  # every item up to and including the output
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)

@@ -1,0 +1,92 @@
+"""Stored Responses in the SQL store: save a finished turn, load a chain, list input items, delete.
+
+Every read is scoped to the owner (the key that created the response): another
+key's id is indistinguishable from one that never existed. Written before the
+client sees the response, so a next turn can never miss this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lockgate.ingress.responses.response import new_id
+from lockgate.store.db import utcnow
+from lockgate.store.tables import responses
+
+
+def with_ids(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as input_items lists them: each with an id and a type."""
+    out = []
+    for item in items:
+        item = {"type": "message", **item}
+        if item["type"] == "message" and isinstance(item.get("content"), str):
+            item["content"] = [{"type": "input_text", "text": item["content"]}]
+        item.setdefault("id", new_id("msg" if item["type"] == "message" else "item"))
+        out.append(item)
+    return out
+
+
+def output_as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A response's output items as the input items of the next turn."""
+    items = []
+    for item in output:
+        if item.get("type") == "message":
+            items.append({"type": "message", "role": "assistant", "content": item.get("content", [])})
+        elif item.get("type") == "function_call":
+            items.append({k: item[k] for k in ("type", "id", "call_id", "name", "arguments") if k in item})
+    return items
+
+
+class ResponseStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def save(
+        self,
+        response: dict[str, Any],
+        *,
+        owner: str,
+        deployment: str | None,
+        history: list[dict[str, Any]],
+        input_items: list[dict[str, Any]],
+    ) -> None:
+        conversation = [*history, *input_items, *output_as_input(response.get("output") or [])]
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                responses.insert().values(
+                    id=response["id"],
+                    owner=owner,
+                    model=response.get("model") or "",
+                    deployment=deployment,
+                    previous_response_id=response.get("previous_response_id"),
+                    response=response,
+                    input_items=input_items,
+                    conversation=conversation,
+                    created_at=utcnow(),
+                )
+            )
+
+    async def _row(self, response_id: str, owner: str, *columns: sa.Column[Any]) -> Any:
+        query = sa.select(*columns).where(responses.c.id == response_id, responses.c.owner == owner)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first()
+
+    async def get(self, response_id: str, owner: str) -> dict[str, Any] | None:
+        row = await self._row(response_id, owner, responses.c.response)
+        return row[0] if row else None
+
+    async def conversation(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
+        row = await self._row(response_id, owner, responses.c.conversation)
+        return row[0] if row else None
+
+    async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
+        row = await self._row(response_id, owner, responses.c.input_items)
+        return row[0] if row else None
+
+    async def delete(self, response_id: str, owner: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(responses.delete().where(responses.c.id == response_id, responses.c.owner == owner))
+        return bool(result.rowcount)
