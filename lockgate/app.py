@@ -69,8 +69,15 @@ class Gateway:
         self.ratelimit = build_admission(config, self.redis)
         await self.ratelimit.start()
         admissions: list[Admission] = [self.ratelimit, self.usage.budgets]
-        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=admissions)
-        self.telemetry.start(self)  # gauges sampler, tracing, prompt capture for analytics
+        self.pipeline = Pipeline(
+            Authenticator(config.auth, self.store),
+            self.router,
+            self.sinks,
+            admissions=admissions,
+            hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
+            capture_content=self.telemetry.capture_content,  # prompts for analytics
+        )
+        self.telemetry.start(self)  # gauges sampler, readiness
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -21,6 +21,7 @@ import structlog
 from lockgate.auth import Authenticator, Principal
 from lockgate.context import Admission, RequestContext
 from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
+from lockgate.pipeline_hooks import PipelineHooks
 from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import ModelRoute, Router, Upstream
@@ -28,6 +29,7 @@ from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
 from lockgate.usage.cost import Pricer
 
+T = TypeVar("T")
 log = structlog.get_logger("lockgate.pipeline")
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -66,36 +68,62 @@ _CALLS = {
 
 
 class Pipeline:
-    # Set at start-up when analytics may see prompts and completions (PostHog privacy_mode: false).
-    capture_content = False
-
     def __init__(
         self,
         authenticator: Authenticator,
         router: Router,
         sinks: SinkQueue,
         admissions: list[Admission] | None = None,
+        *,
+        hooks: PipelineHooks | None = None,
+        capture_content: bool = False,
     ) -> None:
         self.authenticator = authenticator
         self.router = router
         self.sinks = sinks
         self.admissions = admissions or []
+        # Observers of the stages (tracing); None means none is ever called.
+        self.hooks = hooks
+        # True when analytics may see prompts and completions (PostHog privacy_mode: false).
+        self.capture_content = capture_content
         self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
+        self._admit_names = [f"admit {type(a).__name__}" for a in self.admissions]
+
+    def observe(self, hooks: PipelineHooks | None) -> None:
+        """Attach (or detach) stage hooks after construction (tests trace a running gateway)."""
+        self.hooks = hooks
 
     # --- the stages ----------------------------------------------------------------
 
     async def handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str]) -> Outcome:
+        if self.hooks is not None:
+            return await self.hooks.request(ctx, self._handle(ctx, raw, headers, self.hooks))
+        return await self._handle(ctx, raw, headers, None)
+
+    async def _handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str], hooks: PipelineHooks | None) -> Outcome:
         try:
-            ctx.principal = await self.authenticator.authenticate(headers, ctx.client)
-            ctx.body = body = ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
-            ctx.route = route = self.resolve(body["model"], ctx.principal)
+            if hooks is None:
+                ctx.principal = principal = await self.authenticator.authenticate(headers, ctx.client)
+                ctx.body = body = self._parse(ctx, raw)
+                ctx.route = route = self.resolve(body["model"], principal)
+            else:
+                with hooks.stage("authenticate"):
+                    ctx.principal = principal = await self.authenticator.authenticate(headers, ctx.client)
+                with hooks.stage("parse"):
+                    ctx.body = body = self._parse(ctx, raw)
+                with hooks.stage("resolve", {"gen_ai.request.model": body["model"]}):
+                    ctx.route = route = self.resolve(body["model"], principal)
             ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
             options = body.get("stream_options")
             ctx.include_usage = bool(ctx.stream and isinstance(options, dict) and options.get("include_usage"))
             if self.capture_content:
                 ctx.content = {"input": body.get("messages", body.get("prompt", body.get("input")))}
-            for admission in self.admissions:
-                await admission.admit(ctx)
+            for i, admission in enumerate(self.admissions):
+                if hooks is None:
+                    await admission.admit(ctx)
+                else:
+                    with hooks.stage(self._admit_names[i]):
+                        await admission.admit(ctx)
             upstream_body = body  # rewritten per deployment in the call below
             if ctx.stream:
                 return await self._stream(ctx, route, upstream_body)
@@ -105,6 +133,19 @@ class Pipeline:
         except Exception:
             log.exception("request_failed", request_id=ctx.request_id)
             return self.fail(ctx, GatewayInternal("The gateway failed to process this request."))
+
+    def _parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
+        return ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
+
+    async def _route(
+        self, ctx: RequestContext, route: ModelRoute, op: Callable[[Upstream], Awaitable[T]], hold: bool = False
+    ) -> T:
+        """The router's call for this request, inside the hooks when there are any."""
+        hooks = self.hooks
+        if hooks is None:
+            return await self.router.call(route, op, ctx.attempts, hold=hold)
+        with hooks.route(route, ctx.attempts):
+            return await self.router.call(route, hooks.attempt(ctx, ctx.attempts, op), ctx.attempts, hold=hold)
 
     def resolve(self, model: str, principal: Principal) -> ModelRoute:
         route = self.router.get(model)
@@ -153,7 +194,7 @@ class Pipeline:
             return await self._provider_call(ctx, upstream, method, body)
 
         try:
-            result = await self.router.call(route, call, ctx.attempts)
+            result = await self._route(ctx, route, call)
         finally:
             self._record_failed_attempts(ctx)
         result.body["model"] = route.name
@@ -185,7 +226,7 @@ class Pipeline:
             return call
 
         try:
-            opened = await self.router.call(route, opener(body), ctx.attempts, hold=True)
+            opened = await self._route(ctx, route, opener(body), hold=True)
         finally:
             self._record_failed_attempts(ctx)
         # Reports mid-stream breaks to the router; resumes elsewhere when the model opts in.
