@@ -22,11 +22,12 @@ from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.pipeline import Pipeline
+from lockgate.providers import pooled_provider
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
 from lockgate.redis_client import SharedRedis, build_redis
-from lockgate.router import Router
+from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
@@ -52,7 +53,9 @@ class Gateway:
         self.redis = build_redis(config)
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
-        self.router = Router(config, self.pool, cooldowns=build_cooldowns(config, self.redis))
+        # Providers are built here, on the shared pool; the router receives them as its upstreams.
+        upstreams = build_upstreams(config, lambda dep: pooled_provider(dep, self.pool))
+        self.router = Router(config, upstreams, cooldowns=build_cooldowns(config, self.redis))
         await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
         # Best-effort sinks: a lane (bounded queue and task) each; they may drop, counted.
