@@ -22,7 +22,7 @@ from lockgate.auth import Authenticator, Principal
 from lockgate.context import Admission, RequestContext
 from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
 from lockgate.pipeline_hooks import PipelineHooks
-from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
+from lockgate.providers.base import ProviderStream, Usage, estimate_tokens, tokens_for_chars
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import ModelRoute, Router, Upstream
 from lockgate.routing.resume import RoutedStream
@@ -301,7 +301,7 @@ class Pipeline:
                 prompt = ctx.body.get("messages") or ctx.body.get("prompt") or "" if ctx.body else ""
                 ctx.usage = Usage(
                     prompt_tokens=estimate_tokens(orjson.dumps(prompt).decode()),
-                    completion_tokens=(delivered_chars + 3) // 4,
+                    completion_tokens=tokens_for_chars(delivered_chars),
                     estimated=True,
                 )
             self._record_failed_attempts(ctx)  # a resumed stream's broken attempts
@@ -320,67 +320,29 @@ class Pipeline:
             if attempt.error is None or attempt.recorded:
                 continue
             attempt.recorded = True
-            up = attempt.upstream
             self.sinks.emit(
-                RequestRecord(
+                build_record(
+                    ctx,
+                    attempt.upstream,
+                    attempt.error.status,
+                    attempt.error,
                     request_id=f"{ctx.request_id}.{attempt.number}",
-                    parent_request_id=ctx.request_id,
-                    attempt=attempt.number,
-                    endpoint=ctx.endpoint,
-                    public_model=ctx.route.name if ctx.route else None,
-                    status=attempt.error.status,
-                    started_at=ctx.started_at,
                     latency_ms=attempt.latency_ms,
-                    streamed=ctx.stream,
-                    key_id=ctx.principal.key_id if ctx.principal else None,
-                    user=ctx.principal.user if ctx.principal else None,
-                    team=ctx.principal.team if ctx.principal else None,
-                    provider=up.config.provider,
-                    deployment=up.id,
-                    upstream_model=up.config.model,
-                    api_base=up.api_base,
-                    attempts=1,
-                    error_type=attempt.error.kind,
-                    error_message=attempt.error.message,
-                    content={"input": ctx.content["input"]} if ctx.content is not None else None,
+                    attempt=attempt.number,
                 )
             )
 
     def _finish(self, ctx: RequestContext, status: int, err: GatewayError | None = None, partial: bool = False) -> None:
-        principal, upstream, usage = ctx.principal, ctx.upstream, ctx.usage
-        body = ctx.body
-        record = RequestRecord(
-            request_id=ctx.request_id,
-            endpoint=ctx.endpoint,
-            public_model=ctx.route.name
-            if ctx.route
-            else (body.get("model") if body and isinstance(body.get("model"), str) else None),
-            status=status,
-            started_at=ctx.started_at,
+        upstream = ctx.upstream
+        record = build_record(
+            ctx,
+            upstream,
+            status,
+            err,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
-            streamed=ctx.stream,
-            key_id=principal.key_id if principal else None,
-            user=principal.user if principal else None,
-            team=principal.team if principal else None,
-            provider=upstream.config.provider if upstream else None,
-            deployment=upstream.id if upstream else None,
-            upstream_model=upstream.config.model if upstream else None,
-            api_base=upstream.api_base if upstream else None,
-            attempts=len(ctx.attempts),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cached_tokens=usage.cached_tokens if usage else 0,
-            cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
-            reasoning_tokens=usage.reasoning_tokens if usage else 0,
-            usage_estimated=usage.estimated if usage else False,
-            cost_usd=self.pricer.cost(upstream.config if upstream else None, usage),
-            ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
-            error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
-            error_message=err.message if err else None,
+            usage=ctx.usage,
+            cost_usd=self.pricer.cost(upstream.config if upstream else None, ctx.usage),
             partial=partial,
-            content=ctx.content,
-            # Fields only an ingress knows (e.g. the Claude Code session id).
-            extra=dict(ctx.ingress.record_extra) if ctx.ingress is not None else {},
         )
         for admission in self.admissions:
             try:
@@ -388,3 +350,66 @@ class Pipeline:
             except Exception:
                 log.exception("settle_failed", request_id=ctx.request_id)
         self.sinks.emit(record)
+
+
+def build_record(
+    ctx: RequestContext,
+    upstream: Upstream | None,
+    status: int,
+    err: GatewayError | None,
+    *,
+    latency_ms: float,
+    request_id: str | None = None,
+    attempt: int | None = None,
+    usage: Usage | None = None,
+    cost_usd: float | None = 0.0,
+    partial: bool = False,
+) -> RequestRecord:
+    """The one RequestRecord builder: the request's own record, or (``attempt`` set) one failed try's.
+
+    A failed try's record is linked to its request, counts one attempt, has no usage and
+    carries only the prompt of any captured content; the request's own carries the rest.
+    """
+    principal, body = ctx.principal, ctx.body
+    own = attempt is None
+    if ctx.route is not None:
+        public_model: str | None = ctx.route.name
+    else:
+        public_model = body.get("model") if own and body and isinstance(body.get("model"), str) else None
+    if not own and ctx.content is not None:
+        content: dict[str, Any] | None = {"input": ctx.content["input"]}
+    else:
+        content = ctx.content
+    return RequestRecord(
+        request_id=request_id or ctx.request_id,
+        parent_request_id=None if own else ctx.request_id,
+        attempt=attempt,
+        endpoint=ctx.endpoint,
+        public_model=public_model,
+        status=status,
+        started_at=ctx.started_at,
+        latency_ms=latency_ms,
+        streamed=ctx.stream,
+        key_id=principal.key_id if principal else None,
+        user=principal.user if principal else None,
+        team=principal.team if principal else None,
+        provider=upstream.config.provider if upstream else None,
+        deployment=upstream.id if upstream else None,
+        upstream_model=upstream.config.model if upstream else None,
+        api_base=upstream.api_base if upstream else None,
+        attempts=len(ctx.attempts) if own else 1,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        usage_estimated=usage.estimated if usage else False,
+        cost_usd=cost_usd,
+        ttft_ms=round(ctx.ttft_ms, 3) if own and ctx.ttft_ms is not None else None,
+        error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
+        error_message=err.message if err else None,
+        partial=partial,
+        content=content,
+        # Fields only an ingress knows (e.g. the Claude Code session id), on the request's own record.
+        extra=dict(ctx.ingress.record_extra) if own and ctx.ingress is not None else {},
+    )
