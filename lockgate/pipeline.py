@@ -87,7 +87,6 @@ class Pipeline:
         # True when analytics may see prompts and completions (PostHog privacy_mode: false).
         self.capture_content = capture_content
         self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
-        self._admit_names = [f"admit {type(a).__name__}" for a in self.admissions]
 
     def observe(self, hooks: PipelineHooks | None) -> None:
         """Attach (or detach) stage hooks after construction (tests trace a running gateway)."""
@@ -118,11 +117,11 @@ class Pipeline:
             ctx.include_usage = bool(ctx.stream and isinstance(options, dict) and options.get("include_usage"))
             if self.capture_content:
                 ctx.content = {"input": body.get("messages", body.get("prompt", body.get("input")))}
-            for i, admission in enumerate(self.admissions):
+            for admission in self.admissions:
                 if hooks is None:
                     await admission.admit(ctx)
                 else:
-                    with hooks.stage(self._admit_names[i]):
+                    with hooks.stage(f"admit {type(admission).__name__}"):
                         await admission.admit(ctx)
             upstream_body = body  # rewritten per deployment in the call below
             if ctx.stream:
