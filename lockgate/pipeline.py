@@ -230,7 +230,14 @@ class Pipeline:
             self._record_failed_attempts(ctx)
         # Reports mid-stream breaks to the router; resumes elsewhere when the model opts in.
         resume = route.group.stream_resume and ctx.endpoint == "chat"
-        routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=opener if resume else None)
+        reopen = opener
+        hooks = self.hooks
+        if hooks is not None:  # a resumed attempt is observed like the first ones
+
+            def reopen(body: dict[str, Any]) -> Any:
+                return hooks.attempt(ctx, ctx.attempts, opener(body))
+
+        routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=reopen if resume else None)
         first = opened[2]
         relay = self._relay(ctx, route, routed, routed.__aiter__(), first)
 
