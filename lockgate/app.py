@@ -23,11 +23,12 @@ from lockgate.context import Admission
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.ingress.responses.store import ResponseStore
 from lockgate.pipeline import Pipeline
+from lockgate.providers import pooled_provider
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
 from lockgate.redis_client import SharedRedis, build_redis
-from lockgate.router import Router
+from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
@@ -54,7 +55,9 @@ class Gateway:
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.responses = ResponseStore(self.store.engine)  # stored Responses (store: true)
-        self.router = Router(config, self.pool, cooldowns=build_cooldowns(config, self.redis))
+        # Providers are built here, on the shared pool; the router receives them as its upstreams.
+        upstreams = build_upstreams(config, lambda dep: pooled_provider(dep, self.pool))
+        self.router = Router(config, upstreams, cooldowns=build_cooldowns(config, self.redis))
         await self.router.start()  # shared cool-downs (Redis) are read before the first request
         self.telemetry = Telemetry(config)
         # Best-effort sinks: a lane (bounded queue and task) each; they may drop, counted.
@@ -71,8 +74,15 @@ class Gateway:
         self.ratelimit = build_admission(config, self.redis)
         await self.ratelimit.start()
         admissions: list[Admission] = [self.ratelimit, self.usage.budgets]
-        self.pipeline = Pipeline(Authenticator(config.auth, self.store), self.router, self.sinks, admissions=admissions)
-        self.telemetry.start(self)  # gauges sampler, tracing, prompt capture for analytics
+        self.pipeline = Pipeline(
+            Authenticator(config.auth, self.store),
+            self.router,
+            self.sinks,
+            admissions=admissions,
+            hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
+            capture_content=self.telemetry.capture_content,  # prompts for analytics
+        )
+        self.telemetry.start(self)  # gauges sampler, readiness
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -21,13 +21,15 @@ import structlog
 from lockgate.auth import Authenticator, Principal
 from lockgate.context import Admission, RequestContext
 from lockgate.errors import GatewayError, GatewayInternal, ModelNotFound, PermissionDenied, render
-from lockgate.providers.base import ProviderStream, Usage, estimate_tokens
+from lockgate.pipeline_hooks import PipelineHooks
+from lockgate.providers.base import ProviderStream, Usage, estimate_tokens, tokens_for_chars
 from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import ModelRoute, Router, Upstream
 from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
 from lockgate.usage.cost import Pricer
 
+T = TypeVar("T")
 log = structlog.get_logger("lockgate.pipeline")
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -68,36 +70,61 @@ _CALLS = {
 
 
 class Pipeline:
-    # Set at start-up when analytics may see prompts and completions (PostHog privacy_mode: false).
-    capture_content = False
-
     def __init__(
         self,
         authenticator: Authenticator,
         router: Router,
         sinks: SinkQueue,
         admissions: list[Admission] | None = None,
+        *,
+        hooks: PipelineHooks | None = None,
+        capture_content: bool = False,
     ) -> None:
         self.authenticator = authenticator
         self.router = router
         self.sinks = sinks
         self.admissions = admissions or []
+        # Observers of the stages (tracing); None means none is ever called.
+        self.hooks = hooks
+        # True when analytics may see prompts and completions (PostHog privacy_mode: false).
+        self.capture_content = capture_content
         self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
+
+    def observe(self, hooks: PipelineHooks | None) -> None:
+        """Attach (or detach) stage hooks after construction (tests trace a running gateway)."""
+        self.hooks = hooks
 
     # --- the stages ----------------------------------------------------------------
 
     async def handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str]) -> Outcome:
+        if self.hooks is not None:
+            return await self.hooks.request(ctx, self._handle(ctx, raw, headers, self.hooks))
+        return await self._handle(ctx, raw, headers, None)
+
+    async def _handle(self, ctx: RequestContext, raw: bytes, headers: Mapping[str, str], hooks: PipelineHooks | None) -> Outcome:
         try:
-            ctx.principal = await self.authenticator.authenticate(headers, ctx.client)
-            ctx.body = body = ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
-            ctx.route = route = self.resolve(body["model"], ctx.principal)
+            if hooks is None:
+                ctx.principal = principal = await self.authenticator.authenticate(headers, ctx.client)
+                ctx.body = body = self._parse(ctx, raw)
+                ctx.route = route = self.resolve(body["model"], principal)
+            else:
+                with hooks.stage("authenticate"):
+                    ctx.principal = principal = await self.authenticator.authenticate(headers, ctx.client)
+                with hooks.stage("parse"):
+                    ctx.body = body = self._parse(ctx, raw)
+                with hooks.stage("resolve", {"gen_ai.request.model": body["model"]}):
+                    ctx.route = route = self.resolve(body["model"], principal)
             ctx.stream = bool(body.get("stream")) and ctx.endpoint != "embeddings"
             options = body.get("stream_options")
             ctx.include_usage = bool(ctx.stream and isinstance(options, dict) and options.get("include_usage"))
             if self.capture_content:
                 ctx.content = {"input": body.get("messages", body.get("prompt", body.get("input")))}
             for admission in self.admissions:
-                await admission.admit(ctx)
+                if hooks is None:
+                    await admission.admit(ctx)
+                else:
+                    with hooks.stage(f"admit {type(admission).__name__}"):
+                        await admission.admit(ctx)
             upstream_body = body  # rewritten per deployment in the call below
             if ctx.stream:
                 return await self._stream(ctx, route, upstream_body)
@@ -107,6 +134,19 @@ class Pipeline:
         except Exception:
             log.exception("request_failed", request_id=ctx.request_id)
             return self.fail(ctx, GatewayInternal("The gateway failed to process this request."))
+
+    def _parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
+        return ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)
+
+    async def _route(
+        self, ctx: RequestContext, route: ModelRoute, op: Callable[[Upstream], Awaitable[T]], hold: bool = False
+    ) -> T:
+        """The router's call for this request, inside the hooks when there are any."""
+        hooks = self.hooks
+        if hooks is None:
+            return await self.router.call(route, op, ctx.attempts, hold=hold)
+        with hooks.route(route, ctx.attempts):
+            return await self.router.call(route, hooks.attempt(ctx, ctx.attempts, op), ctx.attempts, hold=hold)
 
     def resolve(self, model: str, principal: Principal) -> ModelRoute:
         route = self.router.get(model)
@@ -155,7 +195,7 @@ class Pipeline:
             return await self._provider_call(ctx, upstream, method, body)
 
         try:
-            result = await self.router.call(route, call, ctx.attempts)
+            result = await self._route(ctx, route, call)
         finally:
             self._record_failed_attempts(ctx)
         result.body["model"] = route.name
@@ -187,12 +227,19 @@ class Pipeline:
             return call
 
         try:
-            opened = await self.router.call(route, opener(body), ctx.attempts, hold=True)
+            opened = await self._route(ctx, route, opener(body), hold=True)
         finally:
             self._record_failed_attempts(ctx)
         # Reports mid-stream breaks to the router; resumes elsewhere when the model opts in.
         resume = route.group.stream_resume and ctx.endpoint == "chat"
-        routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=opener if resume else None)
+        reopen = opener
+        hooks = self.hooks
+        if hooks is not None:  # a resumed attempt is observed like the first ones
+
+            def reopen(body: dict[str, Any]) -> Any:
+                return hooks.attempt(ctx, ctx.attempts, opener(body))
+
+        routed = RoutedStream(self.router, route, opened, ctx.attempts, body=body, reopen=reopen if resume else None)
         first = opened[2]
         relay = self._relay(ctx, route, routed, routed.__aiter__(), first)
 
@@ -262,7 +309,7 @@ class Pipeline:
                 prompt = ctx.body.get("messages") or ctx.body.get("prompt") or "" if ctx.body else ""
                 ctx.usage = Usage(
                     prompt_tokens=estimate_tokens(orjson.dumps(prompt).decode()),
-                    completion_tokens=(delivered_chars + 3) // 4,
+                    completion_tokens=tokens_for_chars(delivered_chars),
                     estimated=True,
                 )
             self._record_failed_attempts(ctx)  # a resumed stream's broken attempts
@@ -281,67 +328,29 @@ class Pipeline:
             if attempt.error is None or attempt.recorded:
                 continue
             attempt.recorded = True
-            up = attempt.upstream
             self.sinks.emit(
-                RequestRecord(
+                build_record(
+                    ctx,
+                    attempt.upstream,
+                    attempt.error.status,
+                    attempt.error,
                     request_id=f"{ctx.request_id}.{attempt.number}",
-                    parent_request_id=ctx.request_id,
-                    attempt=attempt.number,
-                    endpoint=ctx.endpoint,
-                    public_model=ctx.route.name if ctx.route else None,
-                    status=attempt.error.status,
-                    started_at=ctx.started_at,
                     latency_ms=attempt.latency_ms,
-                    streamed=ctx.stream,
-                    key_id=ctx.principal.key_id if ctx.principal else None,
-                    user=ctx.principal.user if ctx.principal else None,
-                    team=ctx.principal.team if ctx.principal else None,
-                    provider=up.config.provider,
-                    deployment=up.id,
-                    upstream_model=up.config.model,
-                    api_base=up.api_base,
-                    attempts=1,
-                    error_type=attempt.error.kind,
-                    error_message=attempt.error.message,
-                    content={"input": ctx.content["input"]} if ctx.content is not None else None,
+                    attempt=attempt.number,
                 )
             )
 
     def _finish(self, ctx: RequestContext, status: int, err: GatewayError | None = None, partial: bool = False) -> None:
-        principal, upstream, usage = ctx.principal, ctx.upstream, ctx.usage
-        body = ctx.body
-        record = RequestRecord(
-            request_id=ctx.request_id,
-            endpoint=ctx.endpoint,
-            public_model=ctx.route.name
-            if ctx.route
-            else (body.get("model") if body and isinstance(body.get("model"), str) else None),
-            status=status,
-            started_at=ctx.started_at,
+        upstream = ctx.upstream
+        record = build_record(
+            ctx,
+            upstream,
+            status,
+            err,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
-            streamed=ctx.stream,
-            key_id=principal.key_id if principal else None,
-            user=principal.user if principal else None,
-            team=principal.team if principal else None,
-            provider=upstream.config.provider if upstream else None,
-            deployment=upstream.id if upstream else None,
-            upstream_model=upstream.config.model if upstream else None,
-            api_base=upstream.api_base if upstream else None,
-            attempts=len(ctx.attempts),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cached_tokens=usage.cached_tokens if usage else 0,
-            cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
-            reasoning_tokens=usage.reasoning_tokens if usage else 0,
-            usage_estimated=usage.estimated if usage else False,
-            cost_usd=self.pricer.cost(upstream.config if upstream else None, usage),
-            ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
-            error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
-            error_message=err.message if err else None,
+            usage=ctx.usage,
+            cost_usd=self.pricer.cost(upstream.config if upstream else None, ctx.usage),
             partial=partial,
-            content=ctx.content,
-            # Fields only an ingress knows (e.g. the Claude Code session id).
-            extra=dict(ctx.ingress.record_extra) if ctx.ingress is not None else {},
         )
         for admission in self.admissions:
             try:
@@ -349,3 +358,66 @@ class Pipeline:
             except Exception:
                 log.exception("settle_failed", request_id=ctx.request_id)
         self.sinks.emit(record)
+
+
+def build_record(
+    ctx: RequestContext,
+    upstream: Upstream | None,
+    status: int,
+    err: GatewayError | None,
+    *,
+    latency_ms: float,
+    request_id: str | None = None,
+    attempt: int | None = None,
+    usage: Usage | None = None,
+    cost_usd: float | None = 0.0,
+    partial: bool = False,
+) -> RequestRecord:
+    """The one RequestRecord builder: the request's own record, or (``attempt`` set) one failed try's.
+
+    A failed try's record is linked to its request, counts one attempt, has no usage and
+    carries only the prompt of any captured content; the request's own carries the rest.
+    """
+    principal, body = ctx.principal, ctx.body
+    own = attempt is None
+    if ctx.route is not None:
+        public_model: str | None = ctx.route.name
+    else:
+        public_model = body.get("model") if own and body and isinstance(body.get("model"), str) else None
+    if not own and ctx.content is not None:
+        content: dict[str, Any] | None = {"input": ctx.content["input"]}
+    else:
+        content = ctx.content
+    return RequestRecord(
+        request_id=request_id or ctx.request_id,
+        parent_request_id=None if own else ctx.request_id,
+        attempt=attempt,
+        endpoint=ctx.endpoint,
+        public_model=public_model,
+        status=status,
+        started_at=ctx.started_at,
+        latency_ms=latency_ms,
+        streamed=ctx.stream,
+        key_id=principal.key_id if principal else None,
+        user=principal.user if principal else None,
+        team=principal.team if principal else None,
+        provider=upstream.config.provider if upstream else None,
+        deployment=upstream.id if upstream else None,
+        upstream_model=upstream.config.model if upstream else None,
+        api_base=upstream.api_base if upstream else None,
+        attempts=len(ctx.attempts) if own else 1,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        usage_estimated=usage.estimated if usage else False,
+        cost_usd=cost_usd,
+        ttft_ms=round(ctx.ttft_ms, 3) if own and ctx.ttft_ms is not None else None,
+        error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
+        error_message=err.message if err else None,
+        partial=partial,
+        content=content,
+        # Fields only an ingress knows (e.g. the Claude Code session id), on the request's own record.
+        extra=dict(ctx.ingress.record_extra) if own and ctx.ingress is not None else {},
+    )

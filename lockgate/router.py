@@ -20,7 +20,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -28,9 +28,7 @@ import structlog
 
 from lockgate.config import Config, Deployment, ModelGroup
 from lockgate.errors import GatewayError, ProviderOverloaded
-from lockgate.providers import build_provider
 from lockgate.providers.base import Provider
-from lockgate.providers.http import HttpPool
 from lockgate.routing.backoff import backoff_delay
 from lockgate.routing.health import Health
 from lockgate.routing.shared import CooldownStore, build_cooldowns
@@ -79,35 +77,38 @@ class Attempt:
     recorded: bool = False  # its own record was emitted
 
 
+def build_upstreams(config: Config, provider_for: Callable[[Deployment], Provider]) -> dict[str, list[Upstream]]:
+    """Each model group's deployments at run time, their providers made by ``provider_for`` (the app's factory)."""
+    upstreams: dict[str, list[Upstream]] = {}
+    for group in config.models:
+        ups = []
+        for i, dep in enumerate(group.deployments):
+            up = Upstream(dep.display_id(i), i, dep, provider_for(dep), unit_price=unit_price(dep))
+            up.key = f"{group.name}/{up.id}"
+            ups.append(up)
+        upstreams[group.name] = ups
+    return upstreams
+
+
 class Router:
     def __init__(
         self,
         config: Config,
-        pool: HttpPool | None,
+        upstreams: Mapping[str, list[Upstream]],
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         cooldowns: CooldownStore | None = None,
-        providers: Callable[[Deployment], Provider] | None = None,
     ) -> None:
+        """``upstreams`` are built outside (``build_upstreams``), one list per model group; the router owns them."""
         self._config = config
         self.clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
         self.cooldowns: CooldownStore = cooldowns or build_cooldowns(config)
-        self.routes: dict[str, ModelRoute] = {}
-        for group in config.models:
-            upstreams = []
-            for i, dep in enumerate(group.deployments):
-                if providers is not None:
-                    provider = providers(dep)
-                else:
-                    session = pool.session_for(dep) if pool is not None and dep.provider != "mock" else None
-                    provider = build_provider(dep, session)  # type: ignore[arg-type]
-                up = Upstream(dep.display_id(i), i, dep, provider, unit_price=unit_price(dep))
-                up.key = f"{group.name}/{up.id}"
-                upstreams.append(up)
-            self.routes[group.name] = ModelRoute(group.name, group, upstreams)
+        self.routes: dict[str, ModelRoute] = {
+            group.name: ModelRoute(group.name, group, list(upstreams[group.name])) for group in config.models
+        }
         # Fallback chains resolved once: the model itself, then its fallbacks (one level, no repeats).
         self._chains: dict[str, list[ModelRoute]] = {}
         for name, route in self.routes.items():
@@ -127,6 +128,11 @@ class Router:
     @property
     def deadline_s(self) -> float:
         return self._config.router.deadline_s
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts one call may make (a resumed stream counts its resumes against it)."""
+        return self._config.router.max_attempts
 
     async def call(
         self,

@@ -15,7 +15,7 @@ from lockgate.config import Deployment, parse_config
 from lockgate.errors import GatewayError
 from lockgate.providers.base import ProviderResult, Usage
 from lockgate.records import RequestRecord
-from lockgate.router import Router
+from lockgate.router import Router, build_upstreams
 
 Step = dict[str, Any] | GatewayError  # a chunk to yield, or an error to raise at that point
 
@@ -142,7 +142,7 @@ def make_router(
     def provider_for(dep: Deployment) -> Any:
         return providers[dep.model]
 
-    return Router(cfg, None, clock=clock, sleep=clock.sleep, rng=random.Random(3), providers=provider_for)
+    return Router(cfg, build_upstreams(cfg, provider_for), clock=clock, sleep=clock.sleep, rng=random.Random(3))
 
 
 class RecordingSinks:

@@ -14,7 +14,7 @@ import pytest
 from lockgate.config import RedisConfig, parse_config
 from lockgate.errors import ProviderRateLimited
 from lockgate.redis_client import SharedRedis
-from lockgate.router import Router, Upstream
+from lockgate.router import Router, Upstream, build_upstreams
 from lockgate.routing.redis_cooldowns import RedisCooldowns
 from tests.conftest import openai_deployment
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -64,7 +64,7 @@ def replica(prefix: str) -> Router:
         env={},
     )
     store = cooldowns(REDIS_URL, prefix + "cd:", interval_s=0.05)
-    return Router(cfg, None, cooldowns=store, providers=lambda d: NoProvider())  # type: ignore[arg-type,return-value]
+    return Router(cfg, build_upstreams(cfg, lambda d: NoProvider()), cooldowns=store)  # type: ignore[arg-type,return-value]
 
 
 class Script:
@@ -123,7 +123,7 @@ async def test_a_replica_starting_later_learns_current_cool_downs(prefix: str) -
 async def test_redis_down_keeps_routing_on_local_health() -> None:
     cfg = parse_config({"models": [{"name": "m", "deployments": [{"provider": "mock", "model": "a", "id": "a"}]}]}, env={})
     store = cooldowns("redis://127.0.0.1:1/0", "x:", timeout_s=0.1, interval_s=0.05)
-    router = Router(cfg, None, cooldowns=store, providers=lambda d: NoProvider())  # type: ignore[arg-type,return-value]
+    router = Router(cfg, build_upstreams(cfg, lambda d: NoProvider()), cooldowns=store)  # type: ignore[arg-type,return-value]
     started = time.monotonic()
     await router.start()
     try:

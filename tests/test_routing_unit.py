@@ -18,7 +18,7 @@ from lockgate.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from lockgate.router import Attempt, Router, Upstream
+from lockgate.router import Attempt, Router, Upstream, build_upstreams
 from lockgate.routing.backoff import backoff_delay
 from lockgate.routing.health import COOLING, HALF_OPEN, HEALTHY, Health
 
@@ -57,7 +57,7 @@ def make_router(models: list[dict[str, Any]], clock: FakeClock | None = None, se
         env={},
     )
     clock = clock or FakeClock()
-    return Router(cfg, None, clock=clock, sleep=clock.sleep, rng=random.Random(seed), providers=lambda d: object())  # type: ignore[arg-type,return-value]
+    return Router(cfg, build_upstreams(cfg, lambda d: object()), clock=clock, sleep=clock.sleep, rng=random.Random(seed))  # type: ignore[arg-type,return-value]
 
 
 class Script:

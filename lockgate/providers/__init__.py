@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 
 from lockgate.config import Deployment
 from lockgate.providers.base import Provider
 
+if TYPE_CHECKING:
+    from lockgate.providers.http import HttpPool
 
-def build_provider(deployment: Deployment, session: aiohttp.ClientSession) -> Provider:
+
+def pooled_provider(deployment: Deployment, pool: HttpPool) -> Provider:
+    """The provider for a deployment, on the pool's session for its upstream (the mock needs none)."""
+    session = pool.session_for(deployment) if deployment.provider != "mock" else None
+    return build_provider(deployment, session)
+
+
+def build_provider(deployment: Deployment, session: aiohttp.ClientSession | None) -> Provider:
     """The provider for a deployment; imported lazily so unused protocols cost nothing."""
     if deployment.provider == "openai":
         from lockgate.providers.openai import OpenAIProvider
 
+        assert session is not None, "an HTTP provider needs a session"
         return OpenAIProvider(deployment, session)
     if deployment.provider == "mock":
         from lockgate.providers.mock import MockProvider
@@ -21,5 +33,6 @@ def build_provider(deployment: Deployment, session: aiohttp.ClientSession) -> Pr
     if deployment.provider == "anthropic":
         from lockgate.providers.anthropic import AnthropicProvider
 
+        assert session is not None, "an HTTP provider needs a session"
         return AnthropicProvider(deployment, session)
     raise ValueError(f"unknown provider {deployment.provider!r}")

@@ -110,6 +110,25 @@ class ProviderFactory(Protocol):
     def __call__(self, deployment: Deployment, http: "Any") -> Provider: ...
 
 
+def tokens_for_chars(chars: int) -> int:
+    """The gateway's one token estimate: about four characters a token, rounded up."""
+    return (chars + 3) // 4 if chars > 0 else 0
+
+
 def estimate_tokens(text: str) -> int:
-    """A fast token estimate (about four characters a token), for when nothing was reported."""
-    return (len(text) + 3) // 4 if text else 0
+    """A fast token estimate of a text, for when nothing was reported."""
+    return tokens_for_chars(len(text))
+
+
+def openai_usage(usage: Usage, *, details: bool = True) -> dict[str, Any]:
+    """The one rendering of Usage as OpenAI's usage object (``details``: chat's token details, not completions')."""
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if details:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+        if usage.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out

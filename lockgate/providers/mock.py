@@ -19,7 +19,7 @@ from typing import Any
 
 from lockgate.config import Deployment
 from lockgate.errors import InvalidRequest
-from lockgate.providers.base import ProviderResult, Usage, estimate_tokens
+from lockgate.providers.base import ProviderResult, Usage, estimate_tokens, openai_usage
 
 
 def _text_of(content: Any) -> str:
@@ -82,29 +82,6 @@ class MockProvider:
     def _usage(self, body: dict[str, Any], pieces: list[str]) -> Usage:
         return Usage(prompt_tokens=estimate_tokens(_prompt_text(body)), completion_tokens=len(pieces))
 
-    @staticmethod
-    def _usage_dict(usage: Usage) -> dict[str, Any]:
-        return {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-        }
-
-    @staticmethod
-    def _text_usage_dict(usage: Usage) -> dict[str, Any]:
-        return {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        }
-
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
@@ -124,7 +101,7 @@ class MockProvider:
                         "finish_reason": finish,
                     }
                 ],
-                "usage": self._usage_dict(usage),
+                "usage": openai_usage(usage),
                 "service_tier": "default",
                 "system_fingerprint": "fp_lockgate_mock",
             },
@@ -182,7 +159,7 @@ class MockProvider:
             "logprobs": None,
             "finish_reason": None,
         }
-        return self._paced(base, pieces, finish, usage, self._usage_dict(usage), choice, opening)
+        return self._paced(base, pieces, finish, usage, openai_usage(usage), choice, opening)
 
     async def completions(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
@@ -196,7 +173,7 @@ class MockProvider:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [{"text": "".join(pieces), "index": 0, "logprobs": None, "finish_reason": finish}],
-                "usage": self._text_usage_dict(usage),
+                "usage": openai_usage(usage, details=False),
             },
             usage=usage,
         )
@@ -214,7 +191,7 @@ class MockProvider:
         def choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
             return {"text": piece or "", "index": 0, "logprobs": None, "finish_reason": finish_reason}
 
-        return self._paced(base, pieces, finish, usage, self._text_usage_dict(usage), choice)
+        return self._paced(base, pieces, finish, usage, openai_usage(usage, details=False), choice)
 
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult:
         raw = body.get("input")

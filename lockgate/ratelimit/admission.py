@@ -21,6 +21,7 @@ import structlog
 
 from lockgate.config import Config, ModelLimits
 from lockgate.errors import LimiterUnavailable, RateLimited
+from lockgate.providers.base import tokens_for_chars
 from lockgate.ratelimit.base import WINDOW_PERIODS, BackendUnavailable, Decision, Limiter, Window, go_duration
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _text_chars(value: Any) -> int:
 
 
 def estimate_tokens(endpoint: str, body: dict[str, Any], default_max_tokens: int) -> int:
-    """Prompt tokens (about four characters each) plus the completion the request may ask for."""
+    """A request's token budget: its prompt (the one estimate, ``tokens_for_chars``) plus the completion it may ask for."""
     if endpoint == "chat":
         chars = 0
         messages = body.get("messages")
@@ -112,7 +113,7 @@ def estimate_tokens(endpoint: str, body: dict[str, Any], default_max_tokens: int
             if body.get(extra):
                 chars += len(orjson.dumps(body[extra]))
     elif endpoint == "embeddings":
-        return (_text_chars(body.get("input")) + 3) // 4
+        return tokens_for_chars(_text_chars(body.get("input")))
     else:
         chars = _text_chars(body.get("prompt"))
     completion = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -121,7 +122,7 @@ def estimate_tokens(endpoint: str, body: dict[str, Any], default_max_tokens: int
     n = body.get("n")
     if isinstance(n, int) and n > 1:
         completion *= n
-    return (chars + 3) // 4 + completion
+    return tokens_for_chars(chars) + completion
 
 
 class RateLimitAdmission:

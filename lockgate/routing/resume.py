@@ -123,7 +123,7 @@ class RoutedStream:
         """Open the rest of the answer on another deployment (raises the error if none can)."""
         assert self._reopen is not None and self._body is not None
         router, broken = self._router, self._attempts[-1].upstream
-        max_resumes = router._config.router.max_attempts - 1
+        max_resumes = router.max_attempts - 1
         deadline = self._attempts[0].at + router.deadline_s
         if self.resumes >= max_resumes or router.clock() >= deadline:
             raise err

@@ -1,7 +1,7 @@
 """Builds the telemetry a config asks for, once at start-up, and closes it at shutdown.
 
 Gateway.start calls ``sinks()`` before the SinkQueue exists and ``start()``
-once the pipeline is built; Gateway.stop calls ``aclose()`` after the sinks
+once the pipeline is built (which takes ``pipeline_hooks()`` and ``capture_content``); Gateway.stop calls ``aclose()`` after the sinks
 have drained (the PostHog sink is closed, and flushed, by the SinkQueue).
 """
 
@@ -13,6 +13,7 @@ import structlog
 
 from lockgate import __version__
 from lockgate.config import Config
+from lockgate.pipeline_hooks import PipelineHooks
 from lockgate.records import Sink
 from lockgate.telemetry.cost import CostTable
 
@@ -37,13 +38,23 @@ class Telemetry:
             from lockgate.telemetry.metrics import MetricsSink
 
             self.metrics = MetricsSink(self.costs)
+        from lockgate.telemetry.tracing import Tracing
+
+        self.tracing = Tracing.from_endpoint(config.telemetry.otlp_endpoint, __version__)
+
+    @property
+    def capture_content(self) -> bool:
+        """Analytics may see prompts and completions (PostHog with privacy_mode: false)."""
+        return self.posthog is not None and not self.posthog.privacy_mode
+
+    def pipeline_hooks(self) -> PipelineHooks | None:
+        """The pipeline's stage hooks: spans when tracing is on, else none at all."""
+        return self.tracing.hooks() if self.tracing is not None else None
 
     def sinks(self) -> list[Sink]:
         return [s for s in (self.metrics, self.posthog) if s is not None]
 
     def start(self, gateway: Any) -> None:
-        if self.posthog is not None and not self.posthog.privacy_mode:
-            gateway.pipeline.capture_content = True
         if self.metrics is not None:
             from lockgate.telemetry.metrics import StateSampler, gateway_components
 
@@ -52,13 +63,8 @@ class Telemetry:
             )
             self.sampler.start()
         from lockgate.telemetry.readiness import Readiness
-        from lockgate.telemetry.tracing import Tracing
 
         self.readiness = Readiness(gateway)
-
-        self.tracing = Tracing.from_endpoint(self.config.telemetry.otlp_endpoint, __version__)
-        if self.tracing is not None:
-            self.tracing.instrument(gateway.pipeline)
         log.info(
             "telemetry",
             metrics=self.metrics is not None,

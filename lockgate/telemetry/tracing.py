@@ -1,9 +1,9 @@
 """OpenTelemetry spans for the pipeline's stages and each upstream attempt (GenAI conventions).
 
-Off unless ``telemetry.otlp_endpoint`` is set, and then free: tracing is added
-at start-up by wrapping the pipeline's collaborators (authenticator,
-admissions, router) and its ``handle``, so a gateway without an endpoint runs
-the plain pipeline with no tracer call at all.
+Off unless ``telemetry.otlp_endpoint`` is set, and then free: tracing is the
+pipeline's stage hooks (``TracingHooks``, given to the Pipeline at start-up), so
+a gateway without an endpoint builds its pipeline without hooks and makes no
+tracer call at all.
 
 Spans: ``{operation} {model}`` (the request, SERVER) with children
 ``authenticate``, ``parse``, ``resolve``, ``admit``, ``route`` (its children are
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
@@ -27,12 +26,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from lockgate.context import RequestContext
 from lockgate.errors import GatewayError
-from lockgate.pipeline import JsonOutcome, Pipeline, StreamOutcome
+from lockgate.pipeline import Outcome, Pipeline, StreamOutcome
+from lockgate.router import Attempt, ModelRoute, Upstream
 
 _OPERATION = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
-# Per request (contextvars follow the request's task): when authentication ended, which operation.
-_AUTH_END: ContextVar[int | None] = ContextVar("lockgate_auth_end", default=None)
-_OPERATION_NAME: ContextVar[str] = ContextVar("lockgate_operation", default="chat")
+T = TypeVar("T")
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -59,50 +57,13 @@ class Tracing:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_traces_url(endpoint), timeout=5)))
         return cls(provider)
 
+    def hooks(self) -> "TracingHooks":
+        """The pipeline's stage hooks that make these spans (passed to ``Pipeline(hooks=…)``)."""
+        return TracingHooks(self.tracer)
+
     def instrument(self, pipeline: Pipeline) -> None:
-        """Wrap the pipeline's parts in spans (once, at start-up)."""
-        tracer = self.tracer
-        pipeline.authenticator = _Traced(pipeline.authenticator, "authenticate", tracer)  # type: ignore[assignment]
-        pipeline.admissions = [_Traced(a, "admit", tracer, name=f"admit {type(a).__name__}") for a in pipeline.admissions]
-        pipeline.router = _TracedRouter(pipeline.router, tracer)  # type: ignore[assignment]
-        inner_resolve, inner_handle = pipeline.resolve, pipeline.handle
-
-        def resolve(model: str, principal: Any) -> Any:
-            # Parsing runs between authentication and resolution: its span is that gap.
-            auth_end = _AUTH_END.get()
-            if auth_end is not None:
-                tracer.start_span("parse", start_time=auth_end).end()
-            with tracer.start_as_current_span("resolve", attributes={"gen_ai.request.model": model}):
-                return inner_resolve(model, principal)
-
-        async def handle(ctx: RequestContext, raw: bytes, headers: Any) -> Any:
-            operation = _OPERATION.get(ctx.endpoint, ctx.endpoint)
-            _AUTH_END.set(None)
-            _OPERATION_NAME.set(operation)
-            span = tracer.start_span(
-                operation,
-                kind=SpanKind.SERVER,
-                attributes={
-                    "gen_ai.operation.name": operation,
-                    "lockgate.request_id": ctx.request_id,
-                },
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-            try:
-                outcome = await inner_handle(ctx, raw, headers)
-            except BaseException:
-                span.end()
-                raise
-            finally:
-                otel_context.detach(token)
-            if isinstance(outcome, StreamOutcome):
-                outcome.chunks = _relay(tracer, span, ctx, outcome.chunks)
-            else:
-                _end_request(span, ctx, outcome.status if isinstance(outcome, JsonOutcome) else 200)
-            return outcome
-
-        pipeline.resolve = resolve  # type: ignore[method-assign]
-        pipeline.handle = handle  # type: ignore[method-assign]
+        """Trace an already built pipeline (tests attach an in-memory exporter to a running gateway)."""
+        pipeline.observe(self.hooks())
 
     async def shutdown(self, timeout_s: float = 5.0) -> None:
         """Export what is buffered; bounded, since the collector may be down."""
@@ -111,50 +72,60 @@ class Tracing:
         await asyncio.to_thread(worker.join, timeout_s)
 
 
-class _Traced:
-    """A stage object whose one async method runs inside a span; everything else passes through."""
+class TracingHooks:
+    """PipelineHooks that put each stage, the route and every attempt in a span."""
 
-    _METHODS = {"authenticate": "authenticate", "admit": "admit"}
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
 
-    def __init__(self, inner: Any, stage: str, tracer: Any, name: str | None = None) -> None:
-        self._inner, self._stage, self._tracer, self._name = inner, stage, tracer, name or stage
+    async def request(self, ctx: RequestContext, handle: Awaitable[Outcome]) -> Outcome:
+        operation = _OPERATION.get(ctx.endpoint, ctx.endpoint)
+        span = self.tracer.start_span(
+            operation,
+            kind=SpanKind.SERVER,
+            attributes={"gen_ai.operation.name": operation, "lockgate.request_id": ctx.request_id},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            outcome = await handle
+        except BaseException:
+            span.end()
+            raise
+        finally:
+            otel_context.detach(token)
+        if isinstance(outcome, StreamOutcome):
+            outcome.chunks = _relay(self.tracer, span, ctx, outcome.chunks)
+        else:
+            _end_request(span, ctx, outcome.status)
+        return outcome
 
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._inner, attr)
-        if attr != self._METHODS[self._stage]:
-            return value
+    @contextmanager
+    def stage(self, name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        with self.tracer.start_as_current_span(name, attributes=attributes) as span:
+            try:
+                yield span
+            except GatewayError as err:
+                span.set_attribute("error.type", err.kind)
+                span.set_status(Status(StatusCode.ERROR, err.kind))
+                raise
 
-        async def traced(*args: Any, **kwargs: Any) -> Any:
-            with self._tracer.start_as_current_span(self._name) as span:
-                try:
-                    return await value(*args, **kwargs)
-                except GatewayError as err:
-                    span.set_attribute("error.type", err.kind)
-                    span.set_status(Status(StatusCode.ERROR, err.kind))
-                    raise
-                finally:
-                    if self._stage == "authenticate":
-                        _AUTH_END.set(time.time_ns())  # resolve() dates the parse stage from here
+    @contextmanager
+    def route(self, route: ModelRoute, attempts: list[Attempt]) -> Iterator[Any]:
+        with self.tracer.start_as_current_span("route", attributes={"lockgate.model": route.name}) as span:
+            try:
+                yield span
+            finally:
+                span.set_attribute("lockgate.attempts", len(attempts))
 
-        return traced
+    def attempt(
+        self, ctx: RequestContext, attempts: list[Attempt], op: Callable[[Upstream], Awaitable[T]]
+    ) -> Callable[[Upstream], Awaitable[T]]:
+        tracer = self.tracer
+        operation = _OPERATION.get(ctx.endpoint, ctx.endpoint)
 
-
-class _TracedRouter:
-    """The router, with a ``route`` span around the call and one CLIENT span per attempt."""
-
-    def __init__(self, inner: Any, tracer: Any) -> None:
-        self._inner, self._tracer = inner, tracer
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._inner, attr)
-
-    async def call(self, route: Any, op: Callable[[Any], Any], attempts: list[Any], *args: Any, **kwargs: Any) -> Any:
-        tracer = self._tracer
-
-        async def traced_op(upstream: Any, *a: Any, **kw: Any) -> Any:
+        async def traced_op(upstream: Upstream) -> T:
             dep = upstream.config
-            operation = _OPERATION_NAME.get()
-            attributes = {
+            attributes: dict[str, Any] = {
                 "gen_ai.system": dep.provider,
                 "gen_ai.provider.name": dep.provider,
                 "gen_ai.request.model": dep.model,
@@ -170,7 +141,7 @@ class _TracedRouter:
                 f"{operation} {dep.model}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
             ) as span:
                 try:
-                    result = await op(upstream, *a, **kw)
+                    result = await op(upstream)
                 except GatewayError as err:
                     span.set_attribute("error.type", err.kind)
                     span.set_status(Status(StatusCode.ERROR, err.kind))
@@ -178,11 +149,7 @@ class _TracedRouter:
                 _describe_result(span, result)
                 return result
 
-        with tracer.start_as_current_span("route", attributes={"lockgate.model": route.name}) as span:
-            try:
-                return await self._inner.call(route, traced_op, attempts, *args, **kwargs)
-            finally:
-                span.set_attribute("lockgate.attempts", len(attempts))
+        return traced_op
 
 
 def _describe_result(span: Any, result: Any) -> None:

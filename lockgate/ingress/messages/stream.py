@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from lockgate.ingress.messages.response import anthropic_usage, message_id, stop_reason
-from lockgate.providers.base import Usage
+from lockgate.providers.base import Usage, tokens_for_chars
 
 
 def sse(event: dict[str, Any]) -> bytes:
@@ -208,7 +208,7 @@ class MessagesStreamEncoder:
             if self.usage
             else {
                 "input_tokens": self._input_estimate,
-                "output_tokens": (self.output_chars + 3) // 4,
+                "output_tokens": tokens_for_chars(self.output_chars),
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
             }

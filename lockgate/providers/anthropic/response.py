@@ -8,7 +8,7 @@ from typing import Any
 
 from lockgate.errors import ProviderBadResponse
 from lockgate.providers.anthropic.request import TranslationContext
-from lockgate.providers.base import Usage
+from lockgate.providers.base import Usage, openai_usage
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -43,16 +43,6 @@ def usage_from_anthropic(usage: Any) -> Usage:
         cached_tokens=cache_read,
         cache_creation_tokens=cache_creation,
     )
-
-
-def openai_usage(usage: Usage) -> dict[str, Any]:
-    """OpenAI's chat usage object. Anthropic does not count thinking tokens apart, so no reasoning_tokens."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
 
 
 def json_answer(tool_input: Any, wrapped: bool) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from lockgate.errors import ProviderBadResponse
 from lockgate.providers.anthropic.errors import error_from_event
 from lockgate.providers.anthropic.request import TranslationContext
-from lockgate.providers.anthropic.response import finish_reason, openai_usage, unwrap_json_text, usage_from_anthropic
-from lockgate.providers.base import Usage
+from lockgate.providers.anthropic.response import finish_reason, unwrap_json_text, usage_from_anthropic
+from lockgate.providers.base import Usage, openai_usage, tokens_for_chars
 
 
 class ChunkTranslator:
@@ -193,7 +193,7 @@ class ChunkTranslator:
             known = usage_from_anthropic(self._usage_raw)
             self.usage = replace(
                 known,
-                completion_tokens=known.completion_tokens or (self._emitted_chars + 3) // 4,
+                completion_tokens=known.completion_tokens or tokens_for_chars(self._emitted_chars),
                 estimated=True,
             )
 
