@@ -108,6 +108,24 @@ def test_raw_stream_invariants_with_tools(gateway: GatewayProcess, fake_openai: 
     assert message["stop_reason"] == "tool_use"
 
 
+def test_interleaved_parallel_tool_calls_arrive_whole_in_order(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
+    # The upstream alternates the two calls' argument deltas; the SDK's stream helper sees each call whole.
+    fake_openai.reply.content = None
+    fake_openai.reply.interleave_tools = True
+    first, second = {"city": "Paris, the capital of France"}, {"city": "Rome, also a capital"}
+    fake_openai.reply.tool_calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(first)}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(second)}},
+    ]
+    with client.messages.stream(model="gpt-test", max_tokens=50, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert [(b.type, getattr(b, "id", None), getattr(b, "input", None)) for b in final.content] == [
+        ("tool_use", "call_1", first),
+        ("tool_use", "call_2", second),
+    ]
+    assert final.stop_reason == "tool_use"
+
+
 def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
     fake_openai.reply.content = None
     fake_openai.reply.tool_calls = [
