@@ -50,6 +50,9 @@ class Deployment(_Strict):
     stream_idle_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence after a stream's first event")
     max_stream_duration_s: float | None = Field(default=None, gt=0, description="A whole stream; no cap when absent")
     max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
+    max_output_tokens: int | None = Field(
+        default=None, ge=1, description="The model's output limit: a larger translated Messages max_tokens is clamped to it"
+    )
     # Always ask OpenAI-protocol upstreams for the usage chunk; off for servers that reject it.
     stream_usage: bool = True
     # Routing.

@@ -39,6 +39,8 @@ def gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFac
     config["models"].append(
         {"name": "gpt-priced", "deployments": [dict(live, input_cost_per_mtok=1.0, output_cost_per_mtok=4.0)]}
     )
+    # A deployment whose model stops at 1000 output tokens.
+    config["models"].append({"name": "gpt-capped", "deployments": [dict(live, max_output_tokens=1000)]})
     config["router"] = {"max_attempts": 2, "cooldown": {"failures": 1000}}
     gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-gw")).start()
     yield gw
@@ -124,6 +126,18 @@ def test_interleaved_parallel_tool_calls_arrive_whole_in_order(client: anthropic
         ("tool_use", "call_2", second),
     ]
     assert final.stop_reason == "tool_use"
+
+
+def test_max_tokens_clamped_to_the_deployments_output_limit(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
+    # Streamed, as Claude Code asks (the SDK refuses a non-streamed call this large).
+    with client.messages.stream(model="gpt-capped", max_tokens=64000, messages=USER) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 1000
+    client.messages.create(model="gpt-capped", max_tokens=300, messages=USER)
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 300
+    with client.messages.stream(model="gpt-test", max_tokens=64000, messages=USER) as stream:  # no limit set
+        stream.get_final_message()
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 64000
 
 
 def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
