@@ -239,6 +239,9 @@ class ServerConfig(_Strict):
     port: int = Field(default=4000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    sse_ping_interval_s: float = Field(
+        default=15.0, gt=0, le=60, description="A /v1/messages stream gets a ping after this long without an event"
+    )
     sink_queue_size: int = Field(
         default=10_000,
         ge=1,

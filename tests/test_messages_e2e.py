@@ -396,3 +396,25 @@ def test_client_disconnect_cancels_upstream_and_records(gateway: GatewayProcess,
         time.sleep(0.05)
         closed = [r for r in gateway.access_lines()[before:] if r.get("endpoint") == "messages" and r.get("status") == 499]
     assert closed and closed[-1]["partial"] is True and closed[-1]["completion_tokens"] > 0
+
+
+def test_pings_while_a_translated_upstream_is_silent_before_content(
+    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The upstream opens the stream (role chunk) then thinks for 1.5 s; with a 0.3 s interval the
+    # client sees message_start, then pings, then the content.
+    config = basic_config(fake_openai)
+    config["server"] = {**config.get("server", {}), "sse_ping_interval_s": 0.3}
+    gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-ping-gw")).start()
+    try:
+        fake_openai.faults.append({"gap_after": 0, "gap_s": 1.5})
+        body = {"model": "gpt-test", "max_tokens": 50, "messages": USER, "stream": True}
+        raw = httpx.post(f"{gw.base_url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=30).content
+    finally:
+        gw.stop()
+    frames = parse_sse(raw)
+    names = [name for name, _ in frames]
+    assert names[0] == "message_start"
+    first_content = names.index("content_block_start")
+    assert names[1:first_content].count("ping") >= 3, names
+    assert check_and_accumulate(frames)["content"][0]["text"] == "Hello from the fake upstream."

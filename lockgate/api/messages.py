@@ -44,7 +44,7 @@ async def serve(request: Request, endpoint: str) -> Response:
         outcome = await gateway.pipeline.handle(ctx, raw, request.headers)
     outcome.headers["request-id"] = request_id  # Anthropic's name for it; the SDK reads this one
     if isinstance(outcome, StreamOutcome):
-        outcome.chunks = with_pings(outcome.chunks)
+        outcome.chunks = with_pings(outcome.chunks, gateway.config.server.sse_ping_interval_s)
     return encode(outcome)
 
 

@@ -24,6 +24,7 @@ Faults (consumed one per request, in order):
     {"body_delay_s": 2}                      a non-streamed answer: headers at once, the body 2 s later
     {"first_event_delay_s": 2}               a stream: headers at once, its first event 2 s later
     {"gap_after": 2, "gap_s": 3}             a stream that goes silent for 3 s after 2 content chunks
+                                             (gap_after 0: after the role chunk, before any content)
     {..., "keepalive_s": 0.2}                while waiting (the two above), an SSE comment every 0.2 s
 """
 
@@ -310,6 +311,8 @@ class FakeOpenAI:
                 )
                 await resp.write_eof()
                 return resp
+            if fault and fault.get("gap_after") == 0:
+                await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
             for word in (r.reasoning or "").split(" ") if r.reasoning else []:
                 await self._send_sse(resp, chunk({"reasoning_content": word + " "}))
             pieces = (r.content or "").split(" ") if r.content else []

@@ -20,6 +20,7 @@ from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
 from lockgate.providers.base import estimate_tokens
 
 # Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
+# The default; the gateway passes server.sse_ping_interval_s.
 PING_INTERVAL_S = 15.0
 
 
