@@ -418,3 +418,27 @@ def test_pings_while_a_translated_upstream_is_silent_before_content(
     first_content = names.index("content_block_start")
     assert names[1:first_content].count("ping") >= 3, names
     assert check_and_accumulate(frames)["content"][0]["text"] == "Hello from the fake upstream."
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "etype"),
+    [
+        ("GET", "/v1/messages", 405, "invalid_request_error"),
+        ("GET", "/v1/messages/count_tokens", 405, "invalid_request_error"),
+        ("POST", "/v1/messages/batches", 404, "not_found_error"),
+        ("GET", "/v1/messages/batches/msgbatch_1/results", 404, "not_found_error"),
+    ],
+)
+def test_other_messages_paths_answer_in_anthropic_shape(
+    gateway: GatewayProcess, method: str, path: str, status: int, etype: str
+) -> None:
+    resp = httpx.request(method, f"{gateway.base_url}{path}", headers={"x-api-key": MASTER_KEY}, json={})
+    assert resp.status_code == status
+    body = resp.json()
+    assert body["type"] == "error" and body["error"]["type"] == etype and path in body["error"]["message"]
+    assert body["request_id"] == resp.headers["request-id"]
+
+
+def test_other_paths_keep_the_openai_shape(gateway: GatewayProcess) -> None:
+    resp = httpx.get(f"{gateway.base_url}/v1/messagesx", headers={"x-api-key": MASTER_KEY})
+    assert resp.status_code == 404 and "type" not in resp.json() and resp.json()["error"]["code"] == "not_found"

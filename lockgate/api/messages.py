@@ -80,6 +80,17 @@ async def count_tokens(request: Request) -> Response:
     return json_response(orjson.dumps({"input_tokens": count}), 200, headers)
 
 
+def is_messages_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def error_response(request: Request, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    """A framework error (unknown route, wrong method) under /v1/messages, in Anthropic's shape."""
+    request_id = request_id_of(request)
+    status, payload = render_error(err, request_id)
+    return json_response(payload, status, {**(headers or {}), **err.headers, "request-id": request_id})
+
+
 def _doc() -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
