@@ -7,6 +7,7 @@ Messages ingress (lockgate/ingress/messages/) doing the dialect. `?beta=true`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -84,7 +85,7 @@ def is_messages_path(path: str) -> bool:
     return path == "/v1/messages" or path.startswith("/v1/messages/")
 
 
-def error_response(request: Request, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
+def error_response(request: Request, err: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
     """A framework error (unknown route, wrong method) under /v1/messages, in Anthropic's shape."""
     request_id = request_id_of(request)
     status, payload = render_error(err, request_id)
