@@ -139,11 +139,16 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        err: GatewayError
         if exc.status_code == 404:
-            return error_response(NotFound(f"Unknown route: {request.method} {request.url.path}"))
-        if exc.status_code == 405:
-            return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
-        return error_response(InvalidRequest(str(exc.detail), status=exc.status_code))
+            err = NotFound(f"Unknown route: {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            err = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+        else:
+            err = InvalidRequest(str(exc.detail), status=exc.status_code)
+        if messages.is_messages_path(request.url.path):
+            return messages.error_response(request, err, exc.headers)  # an Anthropic client: its error shape
+        return error_response(err)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

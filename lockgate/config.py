@@ -50,6 +50,9 @@ class Deployment(_Strict):
     stream_idle_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence after a stream's first event")
     max_stream_duration_s: float | None = Field(default=None, gt=0, description="A whole stream; no cap when absent")
     max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
+    max_output_tokens: int | None = Field(
+        default=None, ge=1, description="The model's output limit: a larger translated Messages max_tokens is clamped to it"
+    )
     # Always ask OpenAI-protocol upstreams for the usage chunk; off for servers that reject it.
     stream_usage: bool = True
     # Routing.
@@ -236,6 +239,9 @@ class ServerConfig(_Strict):
     port: int = Field(default=4000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    sse_ping_interval_s: float = Field(
+        default=15.0, gt=0, le=60, description="A /v1/messages stream gets a ping after this long without an event"
+    )
     sink_queue_size: int = Field(
         default=10_000,
         ge=1,

@@ -178,6 +178,7 @@ class Pipeline:
             native = ctx.ingress.native_call(upstream, ctx.route.name, stream=method.endswith("_stream"))
             if native is not None:
                 return native
+            body = ctx.ingress.translated_body(upstream, body)
         return getattr(upstream.provider, method)(self._call_body(ctx, upstream, body))
 
     def _served_headers(self, ctx: RequestContext) -> dict[str, str]:

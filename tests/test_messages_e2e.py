@@ -39,6 +39,8 @@ def gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFac
     config["models"].append(
         {"name": "gpt-priced", "deployments": [dict(live, input_cost_per_mtok=1.0, output_cost_per_mtok=4.0)]}
     )
+    # A deployment whose model stops at 1000 output tokens.
+    config["models"].append({"name": "gpt-capped", "deployments": [dict(live, max_output_tokens=1000)]})
     config["router"] = {"max_attempts": 2, "cooldown": {"failures": 1000}}
     gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-gw")).start()
     yield gw
@@ -106,6 +108,36 @@ def test_raw_stream_invariants_with_tools(gateway: GatewayProcess, fake_openai: 
     assert [b["type"] for b in message["content"]] == ["tool_use", "tool_use"]  # no empty leading text block
     assert [b["input"] for b in message["content"]] == [{"city": "Paris, the capital"}, {"city": "Rome"}]
     assert message["stop_reason"] == "tool_use"
+
+
+def test_interleaved_parallel_tool_calls_arrive_whole_in_order(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
+    # The upstream alternates the two calls' argument deltas; the SDK's stream helper sees each call whole.
+    fake_openai.reply.content = None
+    fake_openai.reply.interleave_tools = True
+    first, second = {"city": "Paris, the capital of France"}, {"city": "Rome, also a capital"}
+    fake_openai.reply.tool_calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(first)}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps(second)}},
+    ]
+    with client.messages.stream(model="gpt-test", max_tokens=50, messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_message()
+    assert [(b.type, getattr(b, "id", None), getattr(b, "input", None)) for b in final.content] == [
+        ("tool_use", "call_1", first),
+        ("tool_use", "call_2", second),
+    ]
+    assert final.stop_reason == "tool_use"
+
+
+def test_max_tokens_clamped_to_the_deployments_output_limit(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
+    # Streamed, as Claude Code asks (the SDK refuses a non-streamed call this large).
+    with client.messages.stream(model="gpt-capped", max_tokens=64000, messages=USER) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 1000
+    client.messages.create(model="gpt-capped", max_tokens=300, messages=USER)
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 300
+    with client.messages.stream(model="gpt-test", max_tokens=64000, messages=USER) as stream:  # no limit set
+        stream.get_final_message()
+    assert fake_openai.requests[-1].body["max_completion_tokens"] == 64000
 
 
 def test_tools_round_trip_and_tool_choice(client: anthropic.Anthropic, fake_openai: FakeOpenAI) -> None:
@@ -364,3 +396,49 @@ def test_client_disconnect_cancels_upstream_and_records(gateway: GatewayProcess,
         time.sleep(0.05)
         closed = [r for r in gateway.access_lines()[before:] if r.get("endpoint") == "messages" and r.get("status") == 499]
     assert closed and closed[-1]["partial"] is True and closed[-1]["completion_tokens"] > 0
+
+
+def test_pings_while_a_translated_upstream_is_silent_before_content(
+    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The upstream opens the stream (role chunk) then thinks for 1.5 s; with a 0.3 s interval the
+    # client sees message_start, then pings, then the content.
+    config = basic_config(fake_openai)
+    config["server"] = {**config.get("server", {}), "sse_ping_interval_s": 0.3}
+    gw = GatewayProcess(config, tmp_path_factory.mktemp("messages-ping-gw")).start()
+    try:
+        fake_openai.faults.append({"gap_after": 0, "gap_s": 1.5})
+        body = {"model": "gpt-test", "max_tokens": 50, "messages": USER, "stream": True}
+        raw = httpx.post(f"{gw.base_url}/v1/messages", json=body, headers={"x-api-key": MASTER_KEY}, timeout=30).content
+    finally:
+        gw.stop()
+    frames = parse_sse(raw)
+    names = [name for name, _ in frames]
+    assert names[0] == "message_start"
+    first_content = names.index("content_block_start")
+    assert names[1:first_content].count("ping") >= 3, names
+    assert check_and_accumulate(frames)["content"][0]["text"] == "Hello from the fake upstream."
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "etype"),
+    [
+        ("GET", "/v1/messages", 405, "invalid_request_error"),
+        ("GET", "/v1/messages/count_tokens", 405, "invalid_request_error"),
+        ("POST", "/v1/messages/batches", 404, "not_found_error"),
+        ("GET", "/v1/messages/batches/msgbatch_1/results", 404, "not_found_error"),
+    ],
+)
+def test_other_messages_paths_answer_in_anthropic_shape(
+    gateway: GatewayProcess, method: str, path: str, status: int, etype: str
+) -> None:
+    resp = httpx.request(method, f"{gateway.base_url}{path}", headers={"x-api-key": MASTER_KEY}, json={})
+    assert resp.status_code == status
+    body = resp.json()
+    assert body["type"] == "error" and body["error"]["type"] == etype and path in body["error"]["message"]
+    assert body["request_id"] == resp.headers["request-id"]
+
+
+def test_other_paths_keep_the_openai_shape(gateway: GatewayProcess) -> None:
+    resp = httpx.get(f"{gateway.base_url}/v1/messagesx", headers={"x-api-key": MASTER_KEY})
+    assert resp.status_code == 404 and "type" not in resp.json() and resp.json()["error"]["code"] == "not_found"

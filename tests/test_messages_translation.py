@@ -182,6 +182,29 @@ def test_stream_text_then_split_parallel_tools() -> None:
     assert message["usage"]["input_tokens"] == 20 and message["usage"]["cache_read_input_tokens"] == 100
 
 
+def test_stream_interleaved_parallel_tools_arrive_whole_and_in_index_order() -> None:
+    # Three calls named up front, then argument deltas for index 0, 1, 2 alternating.
+    frames = parse_sse(encode("chat_tool_args_interleaved.sse"))
+    message = check_and_accumulate(frames)
+    assert message["content"] == [
+        {"type": "tool_use", "id": "call_r", "name": "Read", "input": {"file_path": "/repo/a.py"}},
+        {"type": "tool_use", "id": "call_g", "name": "Grep", "input": {"pattern": "TODO", "path": "src"}},
+        {"type": "tool_use", "id": "call_b", "name": "Bash", "input": {"command": "ls -la"}},
+    ]
+    assert message["stop_reason"] == "tool_use"
+    starts = [d["index"] for e, d in frames if e == "content_block_start"]
+    assert starts == [0, 1, 2]
+
+
+def test_stream_sequential_parallel_tools_still_stream_live() -> None:
+    # The second call opens on its own first chunk (the first call's arguments are a whole object), not at the end.
+    encoder = MessagesStreamEncoder("claude-test")
+    fed = [encoder.feed(c) for c in chunks("chat_tool_args_split.sse")]
+    opened_by = [i for i, out in enumerate(fed) if b'"name":"get_time"' in out]
+    assert opened_by == [5]
+    assert b"input_json_delta" in fed[6]
+
+
 def test_stream_arguments_only_at_the_end_are_still_sent() -> None:
     frames = parse_sse(encode("chat_tool_args_at_end.sse"))
     message = check_and_accumulate(frames)

@@ -7,6 +7,7 @@ Messages ingress (lockgate/ingress/messages/) doing the dialect. `?beta=true`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -44,7 +45,7 @@ async def serve(request: Request, endpoint: str) -> Response:
         outcome = await gateway.pipeline.handle(ctx, raw, request.headers)
     outcome.headers["request-id"] = request_id  # Anthropic's name for it; the SDK reads this one
     if isinstance(outcome, StreamOutcome):
-        outcome.chunks = with_pings(outcome.chunks)
+        outcome.chunks = with_pings(outcome.chunks, gateway.config.server.sse_ping_interval_s)
     return encode(outcome)
 
 
@@ -78,6 +79,17 @@ async def count_tokens(request: Request) -> Response:
         status, payload = render_error(err, request_id)
         return json_response(payload, status, {**headers, **err.headers})
     return json_response(orjson.dumps({"input_tokens": count}), 200, headers)
+
+
+def is_messages_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def error_response(request: Request, err: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
+    """A framework error (unknown route, wrong method) under /v1/messages, in Anthropic's shape."""
+    request_id = request_id_of(request)
+    status, payload = render_error(err, request_id)
+    return json_response(payload, status, {**(headers or {}), **err.headers, "request-id": request_id})
 
 
 def _doc() -> dict[str, Any]:

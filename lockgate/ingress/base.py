@@ -6,6 +6,7 @@ set on ``RequestContext.ingress``, is asked at these points and nowhere else:
     parse(raw)            the client's body -> the canonical chat body (InvalidRequest on bad input)
     native_call(...)      per attempt: the upstream call when the deployment speaks the client's
                           dialect (pass-through), else None and the pipeline translates
+    translated_body(...)  per translated attempt: the chat body fitted to the deployment (limits)
     render(ctx, body)     a complete answer -> the bytes of the client's JSON
     frames(ctx)           a stream's framing: chunk(chunk) / done() / error(err) -> bytes
     error(err)            a GatewayError -> (status, body) in the client's error shape
@@ -37,6 +38,8 @@ class Ingress(Protocol):
     def parse(self, raw: bytes) -> dict[str, Any]: ...
 
     def native_call(self, upstream: Any, public_model: str, *, stream: bool) -> Awaitable[Any] | None: ...
+
+    def translated_body(self, upstream: Any, chat_body: dict[str, Any]) -> dict[str, Any]: ...
 
     def render(self, ctx: Any, chat_body: dict[str, Any]) -> bytes: ...
 

@@ -24,6 +24,7 @@ Faults (consumed one per request, in order):
     {"body_delay_s": 2}                      a non-streamed answer: headers at once, the body 2 s later
     {"first_event_delay_s": 2}               a stream: headers at once, its first event 2 s later
     {"gap_after": 2, "gap_s": 3}             a stream that goes silent for 3 s after 2 content chunks
+                                             (gap_after 0: after the role chunk, before any content)
     {..., "keepalive_s": 0.2}                while waiting (the two above), an SSE comment every 0.2 s
 """
 
@@ -73,6 +74,9 @@ class Reply:
     chunk_delay_s: float = 0.0
     # Reasoning text as DeepSeek/vLLM-style servers send it (`reasoning_content`), before the answer.
     reasoning: str | None = None
+    # Parallel tool calls: every call's head first, then their 8-character argument deltas
+    # round-robin (index 0, 1, 0, 1, ...), as some servers interleave; else one call after another.
+    interleave_tools: bool = False
 
 
 @dataclass
@@ -307,6 +311,8 @@ class FakeOpenAI:
                 )
                 await resp.write_eof()
                 return resp
+            if fault and fault.get("gap_after") == 0:
+                await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
             for word in (r.reasoning or "").split(" ") if r.reasoning else []:
                 await self._send_sse(resp, chunk({"reasoning_content": word + " "}))
             pieces = (r.content or "").split(" ") if r.content else []
@@ -332,19 +338,27 @@ class FakeOpenAI:
                     await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)
                 if r.chunk_delay_s:
                     await asyncio.sleep(r.chunk_delay_s)
-            for index, call in enumerate(r.tool_calls or []):
-                args = call["function"]["arguments"]
-                head = {
-                    "index": index,
-                    "id": call["id"],
-                    "type": "function",
-                    "function": {"name": call["function"]["name"], "arguments": ""},
-                }
-                await self._send_sse(resp, chunk({"tool_calls": [head]}))
-                for k in range(0, len(args), 8):
-                    await self._send_sse(
-                        resp, chunk({"tool_calls": [{"index": index, "function": {"arguments": args[k : k + 8]}}]})
-                    )
+            calls = r.tool_calls or []
+            heads = [
+                {"index": i, "id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": ""}}
+                for i, c in enumerate(calls)
+            ]
+            parts = [[c["function"]["arguments"][k : k + 8] for k in range(0, len(c["function"]["arguments"]), 8)] for c in calls]
+            if r.interleave_tools:
+                order = [head for head in heads] + [
+                    {"index": i, "function": {"arguments": p[n]}}
+                    for n in range(max(map(len, parts), default=0))
+                    for i, p in enumerate(parts)
+                    if n < len(p)
+                ]
+            else:
+                order = [
+                    delta
+                    for i, head in enumerate(heads)
+                    for delta in [head, *({"index": i, "function": {"arguments": part}} for part in parts[i])]
+                ]
+            for delta in order:
+                await self._send_sse(resp, chunk({"tool_calls": [delta]}))
             await self._send_sse(resp, chunk({}, finish))
             if include_usage:
                 await self._send_sse(

@@ -21,6 +21,7 @@ from lockgate.providers.base import estimate_tokens
 from lockgate.schemas import decode_object
 
 # Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
+# The default; the gateway passes server.sse_ping_interval_s.
 PING_INTERVAL_S = 15.0
 
 
@@ -81,6 +82,15 @@ class MessagesIngress:
         if stream:
             return provider.messages_stream(body, public_model, beta=self.beta)
         return provider.messages(body, public_model, beta=self.beta)
+
+    def translated_body(self, upstream: Any, chat_body: dict[str, Any]) -> dict[str, Any]:
+        """Claude Code asks for 32k-64k output tokens; a deployment whose model stops earlier would
+        refuse that, so the request is clamped to the deployment's `max_output_tokens`."""
+        limit = upstream.config.max_output_tokens
+        asked = chat_body.get("max_completion_tokens")
+        if limit is None or not isinstance(asked, int) or asked <= limit:
+            return chat_body
+        return {**chat_body, "max_completion_tokens": limit}
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         self.original = body = decode(raw)

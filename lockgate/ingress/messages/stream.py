@@ -9,9 +9,13 @@ thinking blocks; tool arguments that arrive before the name, or only at the end,
 still sent as ``input_json_delta``; ``message_delta`` with the real stop reason
 and ``usage.output_tokens``; ``message_stop`` last.
 
-Parallel tool calls stream one after another: a call whose arguments continue
-after the next call has started cannot be reopened, so such late fragments of
-an already-closed block are a known loss (no OpenAI-protocol server interleaves).
+Parallel tool calls may interleave their argument deltas (index 0 and 1
+alternating), but a block cannot be reopened once closed. So the current tool's
+block stays open while any other call is buffered; the open block is closed only
+once its arguments form a complete JSON object (nothing can legitimately follow)
+or at the end, and each buffered call is then sent whole, in index order. Calls
+that stream one after another still stream live. Only a fragment arriving after
+a text or thinking block interrupted its call is lost (no known server does it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ def sse(event: dict[str, Any]) -> bytes:
 PING = sse({"type": "ping"})
 
 
+def _complete_object(fragments: list[str]) -> bool:
+    """Whether streamed arguments already form a whole JSON object, so no fragment can follow."""
+    try:
+        return isinstance(orjson.loads("".join(fragments)), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def error_event(etype: str, message: str) -> bytes:
     return sse({"type": "error", "error": {"type": etype, "message": message}})
 
@@ -41,6 +53,7 @@ class _Tool:
     id: str | None = None
     name: str | None = None
     pending: list[str] = field(default_factory=list)  # arguments seen before the block could open
+    sent: list[str] = field(default_factory=list)  # arguments streamed in the open block
     block: int | None = None  # our block index once opened
     closed: bool = False
 
@@ -163,7 +176,7 @@ class MessagesStreamEncoder:
         position = call.get("index", 0)
         tool = self._tools.setdefault(position, _Tool())
         fn = call.get("function") or {}
-        if call.get("id"):
+        if call.get("id") and tool.block is None:
             tool.id = call["id"]
         if fn.get("name") and tool.block is None:
             tool.name = fn["name"]
@@ -172,14 +185,25 @@ class MessagesStreamEncoder:
         if isinstance(fragment, str) and fragment:
             self.output_chars += len(fragment)
             if tool.block is not None and self._open == ("tool_use", tool.block):
+                tool.sent.append(fragment)
                 out.append(self._delta({"type": "input_json_delta", "partial_json": fragment}))
                 return out
             if tool.closed:
                 return out  # see the module docstring
             tool.pending.append(fragment)
         if tool.block is None and tool.name:
-            out += self._open_tool(tool)
+            current = self._open_tool_call()
+            if current is None or _complete_object(current.sent):
+                # The first waiting call in index order, which may be an earlier one than this.
+                waiting = next(t for _, t in sorted(self._tools.items()) if t.block is None and t.name)
+                out += self._open_tool(waiting)
+            # else: another call is still streaming; this one waits, buffered (module docstring)
         return out
+
+    def _open_tool_call(self) -> _Tool | None:
+        if self._open is None or self._open[0] != "tool_use":
+            return None
+        return next((t for t in self._tools.values() if t.block == self._open[1]), None)
 
     def _open_tool(self, tool: _Tool) -> list[bytes]:
         tool.id = tool.id or "toolu_" + message_id()[4:]
@@ -187,8 +211,10 @@ class MessagesStreamEncoder:
         tool.block = self._open[1] if self._open else None
         self._used_tools = True
         if tool.pending:
-            # Arguments that came before the name (or all at once): one delta, never lost.
-            out.append(self._delta({"type": "input_json_delta", "partial_json": "".join(tool.pending)}))
+            # Arguments that came before the name, all at once, or while another call streamed: one delta.
+            arguments = "".join(tool.pending)
+            tool.sent.append(arguments)
+            out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
             tool.pending.clear()
         return out
 
@@ -198,10 +224,11 @@ class MessagesStreamEncoder:
             return b""
         self.finished = True
         out = self._start()
-        for tool in self._tools.values():
+        for _, tool in sorted(self._tools.items()):
             if tool.block is None and tool.pending and tool.name is None:
                 tool.name = "unknown"  # arguments without a name: still delivered, visibly
-                out += self._open_tool(tool)
+            if tool.block is None and tool.name:
+                out += self._open_tool(tool)  # buffered calls, whole, in index order
         out += self._close()
         usage = (
             anthropic_usage(self.usage)
