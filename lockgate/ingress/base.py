@@ -46,3 +46,13 @@ class Ingress(Protocol):
     def frames(self, ctx: Any) -> StreamFraming: ...
 
     def error(self, err: GatewayError) -> tuple[int, bytes]: ...
+
+
+def clamp_output_tokens(upstream: Any, chat_body: dict[str, Any]) -> dict[str, Any]:
+    """Agents ask for 32k-64k output tokens; a deployment whose model stops earlier would refuse that,
+    so a translated request is clamped to the deployment's `max_output_tokens` (when configured)."""
+    limit = upstream.config.max_output_tokens
+    asked = chat_body.get("max_completion_tokens")
+    if limit is None or not isinstance(asked, int) or asked <= limit:
+        return chat_body
+    return {**chat_body, "max_completion_tokens": limit}

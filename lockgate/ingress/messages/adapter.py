@@ -14,6 +14,7 @@ import orjson
 
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.errors_anthropic import anthropic_type, render_error
+from lockgate.ingress.base import clamp_output_tokens
 from lockgate.ingress.messages.request import to_chat, without_unsigned_thinking
 from lockgate.ingress.messages.response import to_message
 from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
@@ -84,13 +85,7 @@ class MessagesIngress:
         return provider.messages(body, public_model, beta=self.beta)
 
     def translated_body(self, upstream: Any, chat_body: dict[str, Any]) -> dict[str, Any]:
-        """Claude Code asks for 32k-64k output tokens; a deployment whose model stops earlier would
-        refuse that, so the request is clamped to the deployment's `max_output_tokens`."""
-        limit = upstream.config.max_output_tokens
-        asked = chat_body.get("max_completion_tokens")
-        if limit is None or not isinstance(asked, int) or asked <= limit:
-            return chat_body
-        return {**chat_body, "max_completion_tokens": limit}
+        return clamp_output_tokens(upstream, chat_body)
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         self.original = body = decode(raw)

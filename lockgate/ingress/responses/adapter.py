@@ -14,11 +14,12 @@ from typing import Any
 import orjson
 
 from lockgate.errors import GatewayError, render
-from lockgate.ingress.messages.adapter import decode
+from lockgate.ingress.base import clamp_output_tokens
 from lockgate.ingress.responses.request import input_items, to_chat
 from lockgate.ingress.responses.response import new_id, to_response
 from lockgate.ingress.responses.stream import ResponsesStreamEncoder
 from lockgate.providers.base import estimate_tokens
+from lockgate.schemas import decode_object as decode
 
 
 class StreamFrames:
@@ -62,6 +63,9 @@ class ResponsesIngress:
 
     def native_call(self, upstream: Any, public_model: str, *, stream: bool) -> Awaitable[Any] | None:
         return None  # always translated through chat (see the module docstring)
+
+    def translated_body(self, upstream: Any, chat_body: dict[str, Any]) -> dict[str, Any]:
+        return clamp_output_tokens(upstream, chat_body)
 
     def render(self, ctx: Any, chat_body: dict[str, Any]) -> bytes:
         model = ctx.route.name if ctx.route else str(chat_body.get("model"))
