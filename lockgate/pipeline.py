@@ -26,7 +26,7 @@ from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import ModelRoute, Router, Upstream
 from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
-from lockgate.usage.cost import Pricer
+from lockgate.usage.pricing import call_cost
 
 log = structlog.get_logger("lockgate.pipeline")
 
@@ -80,7 +80,6 @@ class Pipeline:
         self.router = router
         self.sinks = sinks
         self.admissions = admissions or []
-        self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
 
     # --- the stages ----------------------------------------------------------------
 
@@ -308,6 +307,7 @@ class Pipeline:
     def _finish(self, ctx: RequestContext, status: int, err: GatewayError | None = None, partial: bool = False) -> None:
         principal, upstream, usage = ctx.principal, ctx.upstream, ctx.usage
         body = ctx.body
+        cost = call_cost(upstream.price if upstream else None, usage)  # the price was resolved at start-up
         record = RequestRecord(
             request_id=ctx.request_id,
             endpoint=ctx.endpoint,
@@ -332,7 +332,9 @@ class Pipeline:
             cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
             reasoning_tokens=usage.reasoning_tokens if usage else 0,
             usage_estimated=usage.estimated if usage else False,
-            cost_usd=self.pricer.cost(upstream.config if upstream else None, usage),
+            cost_usd=cost.total_usd if cost else None,
+            input_cost_usd=cost.input_usd if cost else None,
+            output_cost_usd=cost.output_usd if cost else None,
             ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
             error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
             error_message=err.message if err else None,

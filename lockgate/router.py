@@ -34,7 +34,8 @@ from lockgate.providers.http import HttpPool
 from lockgate.routing.backoff import backoff_delay
 from lockgate.routing.health import Health
 from lockgate.routing.shared import CooldownStore, build_cooldowns
-from lockgate.routing.strategies import STRATEGIES, unit_price
+from lockgate.routing.strategies import STRATEGIES
+from lockgate.usage.pricing import Price, deployment_price
 
 T = TypeVar("T")
 log = structlog.get_logger("lockgate.router")
@@ -49,8 +50,15 @@ class Upstream:
     config: Deployment
     provider: Provider
     health: Health = field(default_factory=Health)
-    unit_price: float = math.inf  # USD per Mtok (input + output), for the cost strategy
     key: str = ""  # model/deployment id: names it across replicas (shared cool-downs)
+    # The one price of this deployment (table + overrides), resolved once here at start-up;
+    # None when unknown. Records, the cost strategy and telemetry all read it.
+    price: Price | None = field(init=False)
+    unit_price: float = field(init=False)  # USD per Mtok, input + output; unknown: +inf (tried last)
+
+    def __post_init__(self) -> None:
+        self.price = deployment_price(self.config)
+        self.unit_price = math.inf if self.price is None else self.price.unit
 
     @property
     def api_base(self) -> str | None:
@@ -104,7 +112,7 @@ class Router:
                 else:
                     session = pool.session_for(dep) if pool is not None and dep.provider != "mock" else None
                     provider = build_provider(dep, session)  # type: ignore[arg-type]
-                up = Upstream(dep.display_id(i), i, dep, provider, unit_price=unit_price(dep))
+                up = Upstream(dep.display_id(i), i, dep, provider)
                 up.key = f"{group.name}/{up.id}"
                 upstreams.append(up)
             self.routes[group.name] = ModelRoute(group.name, group, upstreams)

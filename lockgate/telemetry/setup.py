@@ -14,7 +14,6 @@ import structlog
 from lockgate import __version__
 from lockgate.config import Config
 from lockgate.records import Sink
-from lockgate.telemetry.cost import CostTable
 
 log = structlog.get_logger("lockgate.telemetry")
 
@@ -22,7 +21,6 @@ log = structlog.get_logger("lockgate.telemetry")
 class Telemetry:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.costs = CostTable(config)
         self.posthog: Any = None
         self.metrics: Any = None
         self.sampler: Any = None
@@ -32,11 +30,11 @@ class Telemetry:
         if ph is not None and ph.api_key is not None and ph.api_key.get_secret_value():
             from lockgate.telemetry.posthog import PostHogSink
 
-            self.posthog = PostHogSink(ph, self.costs)
+            self.posthog = PostHogSink(ph)
         if config.telemetry.metrics:
             from lockgate.telemetry.metrics import MetricsSink
 
-            self.metrics = MetricsSink(self.costs)
+            self.metrics = MetricsSink()
 
     def sinks(self) -> list[Sink]:
         return [s for s in (self.metrics, self.posthog) if s is not None]
