@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from lockgate.auth import Principal
-from lockgate.config import Deployment
+from lockgate.config import Deployment, OpenAIDeployment
 from lockgate.errors import BudgetExceeded
 from lockgate.records import RequestRecord
 from lockgate.usage.budgets import BudgetAdmission, MemoryCounters, counter_key, period_end, period_start
@@ -39,16 +39,16 @@ def test_builtin_prices_cover_the_default_models_and_snapshots() -> None:
 
 
 def test_deployment_overrides() -> None:
-    dep = Deployment(provider="openai", model="gpt-4o", output_cost_per_mtok=20)
+    dep = OpenAIDeployment(provider="openai", model="gpt-4o", output_cost_per_mtok=20)
     price = deployment_price(dep)
     assert price is not None and price.input == 2.5 and price.output == 20 and price.cached_input == 1.25
     # Overriding input drops the table's cache rates (they were relative to the old input price).
-    dep = Deployment(provider="openai", model="gpt-4o", input_cost_per_mtok=1, cached_input_cost_per_mtok=0.1)
+    dep = OpenAIDeployment(provider="openai", model="gpt-4o", input_cost_per_mtok=1, cached_input_cost_per_mtok=0.1)
     price = deployment_price(dep)
     assert price == Price(input=1, output=10.0, cached_input=0.1, cache_write=None)
-    assert deployment_price(Deployment(provider="openai", model="private-llm")) is None
-    assert deployment_price(Deployment(provider="openai", model="private-llm", input_cost_per_mtok=1)) is None
-    custom = Deployment(provider="openai", model="private-llm", input_cost_per_mtok=1, output_cost_per_mtok=2)
+    assert deployment_price(OpenAIDeployment(provider="openai", model="private-llm")) is None
+    assert deployment_price(OpenAIDeployment(provider="openai", model="private-llm", input_cost_per_mtok=1)) is None
+    custom = OpenAIDeployment(provider="openai", model="private-llm", input_cost_per_mtok=1, output_cost_per_mtok=2)
     assert deployment_price(custom) == Price(1, 2)
 
 
@@ -120,7 +120,7 @@ def test_unknown_price_is_none_never_zero_but_no_tokens_cost_nothing() -> None:
     assert call_cost(None, _usage(10, 5)) is None
     assert call_cost(None, _usage(0, 0)) == Cost(0.0, 0.0, 0.0)
     assert call_cost(None, None) == Cost(0.0, 0.0, 0.0)
-    assert call_cost(deployment_price(Deployment(provider="openai", model="private-llm")), _usage(5, 5)) is None
+    assert call_cost(deployment_price(OpenAIDeployment(provider="openai", model="private-llm")), _usage(5, 5)) is None
 
 
 def test_inconsistent_counts_are_clamped() -> None:

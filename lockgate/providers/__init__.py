@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import aiohttp
 
-from lockgate.config import Deployment
+from lockgate.config import AnthropicDeployment, Deployment, MockDeployment, OpenAIDeployment
 from lockgate.providers.base import Provider
 
 
 def build_provider(deployment: Deployment, session: aiohttp.ClientSession) -> Provider:
     """The provider for a deployment; imported lazily so unused protocols cost nothing."""
-    if deployment.provider == "openai":
+    # The config's union is discriminated on `provider`, so each class has exactly its provider's fields.
+    if isinstance(deployment, OpenAIDeployment):
         from lockgate.providers.openai import OpenAIProvider
 
         return OpenAIProvider(deployment, session)
-    if deployment.provider == "mock":
+    if isinstance(deployment, MockDeployment):
         from lockgate.providers.mock import MockProvider
 
         return MockProvider(deployment)
-    if deployment.provider == "anthropic":
+    if isinstance(deployment, AnthropicDeployment):
         from lockgate.providers.anthropic import AnthropicProvider
 
         return AnthropicProvider(deployment, session)
