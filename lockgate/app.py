@@ -63,7 +63,7 @@ class Gateway:
         # Best-effort sinks: a lane (bounded queue and task) each; they may drop, counted.
         best_effort: list[Sink] = []
         if config.telemetry.access_log:
-            best_effort.append(AccessLogSink(self.telemetry.costs))
+            best_effort.append(AccessLogSink())
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine, self.redis)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -32,8 +32,8 @@ class _Strict(BaseModel):
 ProviderName = Literal["openai", "anthropic", "mock"]
 
 
-class Deployment(_Strict):
-    """One upstream that can serve a public model."""
+class DeploymentBase(_Strict):
+    """What every deployment has, whatever its provider (the subclasses below add their own)."""
 
     provider: ProviderName
     model: str = Field(min_length=1, description="The upstream's model id")
@@ -51,30 +51,53 @@ class Deployment(_Strict):
     max_stream_duration_s: float | None = Field(default=None, gt=0, description="A whole stream; no cap when absent")
     max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
     max_output_tokens: int | None = Field(
-        default=None, ge=1, description="The model's output limit: a larger translated Messages max_tokens is clamped to it"
+        default=None,
+        ge=1,
+        description="The model's output limit: a larger translated max_tokens (Messages, Responses) is clamped to it",
     )
-    # Always ask OpenAI-protocol upstreams for the usage chunk; off for servers that reject it.
-    stream_usage: bool = True
     # Routing.
     weight: float = Field(default=1.0, ge=0)
     priority: int = 0
-    # Prices in USD per million tokens; built-in table when absent.
+    # Prices in USD per million tokens; built-in table when absent (resolved once: usage/pricing.py).
     input_cost_per_mtok: float | None = Field(default=None, ge=0)
     output_cost_per_mtok: float | None = Field(default=None, ge=0)
     cached_input_cost_per_mtok: float | None = Field(default=None, ge=0)
     cache_write_cost_per_mtok: float | None = Field(default=None, ge=0)
-    # Anthropic.
-    max_tokens_default: int = Field(default=4096, ge=1)
+
+    def display_id(self, index: int) -> str:
+        return self.id or f"{self.provider}/{self.model}#{index}"
+
+
+class OpenAIDeployment(DeploymentBase):
+    """An OpenAI-protocol upstream (OpenAI, Azure, Groq, vLLM, ...)."""
+
+    provider: Literal["openai"]
+    # Always ask for the usage chunk of a stream; off for servers that reject stream_options.
+    stream_usage: bool = True
+
+
+class AnthropicDeployment(DeploymentBase):
+    """An Anthropic Messages API upstream."""
+
+    provider: Literal["anthropic"]
+    max_tokens_default: int = Field(default=4096, ge=1, description="max_tokens when the caller sets none")
     anthropic_version: str = "2023-06-01"
     anthropic_beta: str | None = None
-    # Mock provider: a deterministic reply for demos and load tests of client apps.
+
+
+class MockDeployment(DeploymentBase):
+    """The mock provider: a deterministic reply for demos and load tests of client apps."""
+
+    provider: Literal["mock"]
     mock_response: str | None = Field(default=None, description="Fixed reply; default echoes the prompt")
     mock_latency_ms: float = Field(default=0.0, ge=0, description="Delay before the first token")
     mock_tokens_per_s: float = Field(default=0.0, ge=0, description="Stream pacing; 0 = as fast as possible")
     mock_embedding_dims: int = Field(default=256, ge=1, le=8192)
 
-    def display_id(self, index: int) -> str:
-        return self.id or f"{self.provider}/{self.model}#{index}"
+
+# Discriminated on `provider`: a field of another provider is an unknown field, like any typo.
+Deployment = Annotated[OpenAIDeployment | AnthropicDeployment | MockDeployment, Field(discriminator="provider")]
+PROVIDERS: tuple[str, ...] = get_args(ProviderName)
 
 
 Strategy = Literal["priority", "cost", "latency", "weighted", "least-busy"]
@@ -319,7 +342,9 @@ def interpolate(value: Any, env: dict[str, str], path: str = "") -> Any:
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if part in PROVIDERS and i >= 2 and loc[i - 2] == "deployments":
+            continue  # the union's tag (models.0.deployments.0.openai.x): the place is the deployment's own
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -340,13 +365,19 @@ _BACKENDS_NOTE = (
 )
 
 
+_PROVIDER_CHOICES = "Input should be " + ", ".join(repr(p) for p in PROVIDERS[:-1]) + f" or {PROVIDERS[-1]!r}"
+
+
 def format_validation_error(err: ValidationError) -> str:
     lines = []
     moved = False
     for e in err.errors(include_url=False):
         where = _loc(tuple(e["loc"])) or "config"
         msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the deployment union's tag
+            where = f"{where}.provider"
+            msg = "Field required" if e["type"] == "union_tag_not_found" else _PROVIDER_CHOICES
+        elif e["type"] == "extra_forbidden":
             msg = "unknown field"
             if where in MOVED_FIELDS:
                 msg, moved = f"moved to {MOVED_FIELDS[where]}", True

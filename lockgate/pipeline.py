@@ -27,7 +27,7 @@ from lockgate.records import RequestRecord, SinkQueue
 from lockgate.router import ModelRoute, Router, Upstream
 from lockgate.routing.resume import RoutedStream
 from lockgate.schemas import parse_body
-from lockgate.usage.cost import Pricer
+from lockgate.usage.pricing import NO_COST, Cost, call_cost
 
 T = TypeVar("T")
 log = structlog.get_logger("lockgate.pipeline")
@@ -88,7 +88,6 @@ class Pipeline:
         self.hooks = hooks
         # True when analytics may see prompts and completions (PostHog privacy_mode: false).
         self.capture_content = capture_content
-        self.pricer = Pricer()  # each deployment's price is resolved once, then looked up
 
     def observe(self, hooks: PipelineHooks | None) -> None:
         """Attach (or detach) stage hooks after construction (tests trace a running gateway)."""
@@ -350,7 +349,7 @@ class Pipeline:
             err,
             latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
             usage=ctx.usage,
-            cost_usd=self.pricer.cost(upstream.config if upstream else None, ctx.usage),
+            cost=call_cost(upstream.price if upstream else None, ctx.usage),  # the price was resolved at start-up
             partial=partial,
         )
         for admission in self.admissions:
@@ -371,7 +370,7 @@ def build_record(
     request_id: str | None = None,
     attempt: int | None = None,
     usage: Usage | None = None,
-    cost_usd: float | None = 0.0,
+    cost: Cost | None = NO_COST,
     partial: bool = False,
 ) -> RequestRecord:
     """The one RequestRecord builder: the request's own record, or (``attempt`` set) one failed try's.
@@ -413,7 +412,10 @@ def build_record(
         cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
         reasoning_tokens=usage.reasoning_tokens if usage else 0,
         usage_estimated=usage.estimated if usage else False,
-        cost_usd=cost_usd,
+        # None: tokens were used but the price is unknown.
+        cost_usd=cost.total_usd if cost else None,
+        input_cost_usd=cost.input_usd if cost else None,
+        output_cost_usd=cost.output_usd if cost else None,
         ttft_ms=round(ctx.ttft_ms, 3) if own and ctx.ttft_ms is not None else None,
         error_type=err.kind if err else ("client_closed" if status == STATUS_CLIENT_CLOSED else None),
         error_message=err.message if err else None,

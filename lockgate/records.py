@@ -54,6 +54,9 @@ class RequestRecord:
     reasoning_tokens: int = 0
     usage_estimated: bool = False
     cost_usd: float | None = 0.0  # USD; None: tokens were used but the price is unknown
+    # Its split (usage.pricing.call_cost): telemetry reads it; the usage store keeps only the total.
+    input_cost_usd: float | None = 0.0
+    output_cost_usd: float | None = 0.0
     ttft_ms: float | None = None
     # How it ended.
     error_type: str | None = None  # the GatewayError kind, e.g. provider_timeout

@@ -32,7 +32,8 @@ from lockgate.providers.base import Provider
 from lockgate.routing.backoff import backoff_delay
 from lockgate.routing.health import Health
 from lockgate.routing.shared import CooldownStore, build_cooldowns
-from lockgate.routing.strategies import STRATEGIES, unit_price
+from lockgate.routing.strategies import STRATEGIES
+from lockgate.usage.pricing import Price, deployment_price
 
 T = TypeVar("T")
 log = structlog.get_logger("lockgate.router")
@@ -47,8 +48,15 @@ class Upstream:
     config: Deployment
     provider: Provider
     health: Health = field(default_factory=Health)
-    unit_price: float = math.inf  # USD per Mtok (input + output), for the cost strategy
     key: str = ""  # model/deployment id: names it across replicas (shared cool-downs)
+    # The one price of this deployment (table + overrides), resolved once here at start-up;
+    # None when unknown. Records, the cost strategy and telemetry all read it.
+    price: Price | None = field(init=False)
+    unit_price: float = field(init=False)  # USD per Mtok, input + output; unknown: +inf (tried last)
+
+    def __post_init__(self) -> None:
+        self.price = deployment_price(self.config)
+        self.unit_price = math.inf if self.price is None else self.price.unit
 
     @property
     def api_base(self) -> str | None:
@@ -83,7 +91,7 @@ def build_upstreams(config: Config, provider_for: Callable[[Deployment], Provide
     for group in config.models:
         ups = []
         for i, dep in enumerate(group.deployments):
-            up = Upstream(dep.display_id(i), i, dep, provider_for(dep), unit_price=unit_price(dep))
+            up = Upstream(dep.display_id(i), i, dep, provider_for(dep))
             up.key = f"{group.name}/{up.id}"
             ups.append(up)
         upstreams[group.name] = ups

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.config import Deployment
+from lockgate.config import AnthropicDeployment
 from lockgate.errors import (
     GatewayError,
     InvalidRequest,
@@ -50,7 +50,7 @@ async def make() -> AsyncIterator[Any]:
         fields: dict[str, Any] = {"provider": "anthropic", "model": "claude-test", "api_key": UPSTREAM_KEY}
         if fake is not None:
             fields["api_base"] = fake.url
-        dep = Deployment(**{**fields, **extra})
+        dep = AnthropicDeployment(**{**fields, **extra})
         provider = build_provider(dep, pool.session_for(dep))
         assert isinstance(provider, AnthropicProvider)
         return provider

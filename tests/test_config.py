@@ -12,7 +12,16 @@ import pytest
 import yaml
 
 from lockgate import __version__
-from lockgate.config import DEV_MASTER_KEY, ConfigError, default_config, load_config, parse_config
+from lockgate.config import (
+    DEV_MASTER_KEY,
+    AnthropicDeployment,
+    ConfigError,
+    MockDeployment,
+    OpenAIDeployment,
+    default_config,
+    load_config,
+    parse_config,
+)
 from tests.harness import ROOT, GatewayProcess
 
 ISSUE_EXAMPLE = """
@@ -74,6 +83,68 @@ def test_interpolation_defaults_and_missing_variables() -> None:
 def test_validation_errors_name_the_field_and_place(data, message) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(data, env={})
+
+
+# Fields that belong to one provider: on a deployment of another, each is an unknown field (a union on `provider`).
+ANTHROPIC_ONLY = {"anthropic_version": "2023-06-01", "anthropic_beta": "b-1", "max_tokens_default": 512}
+MOCK_ONLY = {"mock_response": "hi", "mock_latency_ms": 5, "mock_tokens_per_s": 10, "mock_embedding_dims": 8}
+OPENAI_ONLY = {"stream_usage": False}
+WRONG_FIELDS = (
+    [("openai", f, v) for f, v in {**ANTHROPIC_ONLY, **MOCK_ONLY}.items()]
+    + [("anthropic", f, v) for f, v in {**MOCK_ONLY, **OPENAI_ONLY}.items()]
+    + [("mock", f, v) for f, v in {**ANTHROPIC_ONLY, **OPENAI_ONLY}.items()]
+)
+
+
+def _one(dep: dict[str, object], index: int = 0) -> dict[str, object]:
+    others = [{"provider": "mock", "model": "ok"}] * index
+    return {"models": [{"name": "a", "deployments": [*others, dep]}]}
+
+
+@pytest.mark.parametrize(("provider", "field", "value"), WRONG_FIELDS)
+def test_a_field_of_another_provider_is_an_unknown_field(provider: str, field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_one({"provider": provider, "model": "x", field: value}), env={})
+    # The one line, at the deployment's own place (not the union's tag), like any unknown key.
+    assert str(err.value) == f"models[0].deployments[0].{field}: unknown field"
+
+
+def test_each_provider_takes_its_own_fields_and_the_common_ones() -> None:
+    common = {"model": "x", "id": "d", "api_base": "http://127.0.0.1:9/v1", "timeout_s": 5, "weight": 2, "input_cost_per_mtok": 1}
+    deps = [
+        {"provider": "openai", **common, **OPENAI_ONLY},
+        {"provider": "anthropic", **common, **ANTHROPIC_ONLY},
+        {"provider": "mock", **common, **MOCK_ONLY},
+    ]
+    got = parse_config({"models": [{"name": "a", "deployments": deps}]}, env={}).models[0].deployments
+    assert [type(d) for d in got] == [OpenAIDeployment, AnthropicDeployment, MockDeployment]
+    assert isinstance(got[0], OpenAIDeployment) and got[0].stream_usage is False
+    assert isinstance(got[1], AnthropicDeployment) and (got[1].anthropic_beta, got[1].max_tokens_default) == ("b-1", 512)
+    assert isinstance(got[2], MockDeployment) and (got[2].mock_response, got[2].mock_latency_ms) == ("hi", 5)
+    assert all(d.timeout_s == 5 and d.weight == 2 and d.input_cost_per_mtok == 1 for d in got)
+
+
+def test_the_provider_tag_errors_name_the_provider_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_one({"provider": "openia", "model": "x"}, index=1), env={})
+    assert str(err.value) == "models[0].deployments[1].provider: Input should be 'openai', 'anthropic' or 'mock'"
+    with pytest.raises(ConfigError) as err:
+        parse_config(_one({"model": "x"}), env={})
+    assert str(err.value) == "models[0].deployments[0].provider: Field required"
+    # Several errors in one deployment: every one at its place, the tag never in the path.
+    with pytest.raises(ConfigError) as err:
+        parse_config(_one({"provider": "openai", "model": "x", "mock_latency_ms": 1, "timeout_s": -1}), env={})
+    assert sorted(str(err.value).splitlines()) == [
+        "models[0].deployments[0].mock_latency_ms: unknown field",
+        "models[0].deployments[0].timeout_s: Input should be greater than 0",
+    ]
+
+
+def test_check_config_reports_a_field_of_another_provider(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_one({"provider": "openai", "model": "m", "anthropic_beta": "b"})))
+    out = _cli("check-config", str(bad))
+    assert out.returncode == 1 and "models[0].deployments[0].anthropic_beta: unknown field" in out.stderr
 
 
 def test_embedded_default_is_mock_without_keys_and_openai_with_one() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lockgate.config import Deployment
+from lockgate.config import OpenAIDeployment
 from lockgate.errors import GatewayError, ProviderBadResponse, ProviderServerError
 from lockgate.providers import build_provider
 from lockgate.providers.http import HttpPool
@@ -24,7 +24,7 @@ BODY = {"model": "upstream-model", "messages": [{"role": "user", "content": "Hi"
 @pytest.fixture
 async def provider(fake_openai: FakeOpenAI) -> AsyncIterator[Any]:
     pool = HttpPool()
-    dep = Deployment(provider="openai", model="upstream-model", api_base=fake_openai.url, api_key=UPSTREAM_KEY)
+    dep = OpenAIDeployment(provider="openai", model="upstream-model", api_base=fake_openai.url, api_key=UPSTREAM_KEY)
     yield build_provider(dep, pool.session_for(dep))
     await pool.aclose()
 

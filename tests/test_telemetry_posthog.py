@@ -10,9 +10,7 @@ import httpx
 import openai
 import pytest
 
-from lockgate.config import parse_config
 from lockgate.records import RequestRecord
-from lockgate.telemetry.cost import CostTable
 from lockgate.telemetry.posthog import events_for
 from tests.fakes.openai_upstream import UPSTREAM_KEY, FakeOpenAI
 from tests.fakes.posthog_capture import CaptureServer
@@ -27,11 +25,6 @@ def capture() -> Iterator[CaptureServer]:
     server = CaptureServer().start()
     yield server
     server.stop()
-
-
-def _costs() -> CostTable:
-    dep = {"provider": "openai", "model": "up-x", "id": "dep-a", "input_cost_per_mtok": 1.0, "output_cost_per_mtok": 2.0}
-    return CostTable(parse_config({"models": [{"name": "gpt-x", "deployments": [dep]}]}))
 
 
 def _record(**over: Any) -> RequestRecord:
@@ -57,7 +50,10 @@ def _record(**over: Any) -> RequestRecord:
         cache_creation_tokens=0,
         reasoning_tokens=100,
         ttft_ms=250.0,
-        cost_usd=0.002,  # the pipeline prices every record; the split is ours
+        # The pipeline prices every record once (usage.pricing.call_cost); telemetry only reads it.
+        input_cost_usd=0.0011,
+        output_cost_usd=0.0009,
+        cost_usd=0.002,
     )
     base.update(over)
     return RequestRecord(**base)
@@ -67,10 +63,8 @@ def _record(**over: Any) -> RequestRecord:
 
 
 def test_generation_event_has_posthogs_schema() -> None:
-    [(name, distinct, props, groups)] = events_for(_record(), _costs(), privacy_mode=True)
+    [(name, distinct, props, groups)] = events_for(_record(), privacy_mode=True)
     assert (name, distinct, groups) == ("$ai_generation", "alice", {"team": "team-a"})
-    cost_in = (800 * 1.0 + 200 * 1.0) / 1e6  # no cached price: cached tokens at the input rate
-    cost_out = 500 * 2.0 / 1e6
     assert props == {
         "$ai_trace_id": "req_1",
         "$ai_span_id": "req_1.1",
@@ -91,9 +85,9 @@ def test_generation_event_has_posthogs_schema() -> None:
         "$ai_is_error": False,
         "$ai_stream": True,
         "$ai_base_url": "https://api.example.com/v1",
-        "$ai_input_cost_usd": pytest.approx(cost_in),
-        "$ai_output_cost_usd": pytest.approx(cost_out),
-        "$ai_total_cost_usd": pytest.approx(cost_in + cost_out),
+        "$ai_input_cost_usd": 0.0011,
+        "$ai_output_cost_usd": 0.0009,
+        "$ai_total_cost_usd": 0.002,
         "lockgate_key_id": "key_1",
         "lockgate_team": "team-a",
         "lockgate_model": "gpt-x",
@@ -105,11 +99,16 @@ def test_generation_event_has_posthogs_schema() -> None:
     }
 
 
+def test_unknown_price_sends_no_cost_at_all() -> None:
+    [(_, _, props, _)] = events_for(_record(cost_usd=None, input_cost_usd=None, output_cost_usd=None))
+    assert not {k for k in props if "cost" in k}  # never a silent 0
+
+
 def test_content_only_outside_privacy_mode() -> None:
     content = {"input": [{"role": "user", "content": "secret plans"}], "output_choices": [{"index": 0}]}
-    [(_, _, private, _)] = events_for(_record(content=content), _costs(), privacy_mode=True)
+    [(_, _, private, _)] = events_for(_record(content=content), privacy_mode=True)
     assert "$ai_input" not in private and "$ai_output_choices" not in private
-    [(_, _, public, _)] = events_for(_record(content=content), _costs(), privacy_mode=False)
+    [(_, _, public, _)] = events_for(_record(content=content), privacy_mode=False)
     assert public["$ai_input"] == content["input"]
     assert public["$ai_output_choices"] == content["output_choices"]
 
@@ -128,7 +127,7 @@ def test_failed_attempt_is_its_own_generation_in_the_same_trace() -> None:
         reasoning_tokens=0,
         ttft_ms=None,
     )
-    [(name, _, props, _)] = events_for(record, _costs())
+    [(name, _, props, _)] = events_for(record)
     assert name == "$ai_generation"
     assert (props["$ai_trace_id"], props["$ai_span_id"]) == ("req_1", "req_1.1")
     assert props["$ai_is_error"] is True and props["$ai_http_status"] == 502
@@ -138,7 +137,6 @@ def test_failed_attempt_is_its_own_generation_in_the_same_trace() -> None:
 
 
 def test_gateway_events_from_refusals_and_failover() -> None:
-    costs = _costs()
     refusal = dict(
         deployment=None,
         provider=None,
@@ -153,26 +151,26 @@ def test_gateway_events_from_refusals_and_failover() -> None:
         ttft_ms=None,
     )
     [(name, distinct, props, groups)] = events_for(
-        _record(**refusal, error_type="policy_rate_limited", error_message="Rate limit reached for requests"), costs
+        _record(**refusal, error_type="policy_rate_limited", error_message="Rate limit reached for requests"),
     )
     assert (name, distinct, groups) == ("lockgate rate limited", "alice", {"team": "team-a"})
     assert props["lockgate_reason"] == "Rate limit reached for requests" and props["lockgate_status"] == 429
-    [(name, _, _, _)] = events_for(_record(**refusal, error_type="policy_budget_exceeded"), costs)
+    [(name, _, _, _)] = events_for(_record(**refusal, error_type="policy_budget_exceeded"))
     assert name == "lockgate budget exceeded"
     anonymous = {**refusal, "status": 401, "key_id": None, "user": None, "team": None}
     [(name, distinct, props, groups)] = events_for(
-        _record(**anonymous, error_type="caller_authentication", error_message="Incorrect API key provided."), costs
+        _record(**anonymous, error_type="caller_authentication", error_message="Incorrect API key provided."),
     )
     assert (name, distinct, groups) == ("lockgate auth failed", "req_1", None)
     assert props["$process_person_profile"] is False
-    events = events_for(_record(attempts=3), costs)
+    events = events_for(_record(attempts=3))
     assert [e[0] for e in events] == ["$ai_generation", "lockgate failover"]
     assert events[0][2]["$ai_span_id"] == "req_1.3"
     assert events[1][2]["lockgate_attempts"] == 3 and events[1][2]["lockgate_succeeded"] is True
 
 
 def test_distinct_id_falls_back_to_the_key() -> None:
-    [(_, distinct, _, groups)] = events_for(_record(user=None, team=None), _costs())
+    [(_, distinct, _, groups)] = events_for(_record(user=None, team=None))
     assert (distinct, groups) == ("key_1", None)
 
 
@@ -287,7 +285,7 @@ def test_posthog_outage_never_slows_requests(start_gateway, fake_openai: FakeOpe
 
 
 def test_claude_code_session_becomes_ai_session_id() -> None:
-    [(_, _, props, _)] = events_for(_record(endpoint="messages", extra={"session_id": "sess-42"}), _costs())
+    [(_, _, props, _)] = events_for(_record(endpoint="messages", extra={"session_id": "sess-42"}))
     assert props["$ai_session_id"] == "sess-42" and props["$ai_span_name"] == "messages"
-    [(_, _, plain, _)] = events_for(_record(), _costs())
+    [(_, _, plain, _)] = events_for(_record())
     assert "$ai_session_id" not in plain

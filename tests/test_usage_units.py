@@ -10,12 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from lockgate.auth import Principal
-from lockgate.config import Deployment
+from lockgate.config import Deployment, OpenAIDeployment
 from lockgate.errors import BudgetExceeded
 from lockgate.records import RequestRecord
 from lockgate.usage.budgets import BudgetAdmission, MemoryCounters, counter_key, period_end, period_start
-from lockgate.usage.cost import Pricer, cost_usd
-from lockgate.usage.pricing import Price, builtin_price, deployment_price, normalise
+from lockgate.usage.pricing import Cost, Price, builtin_price, call_cost, deployment_price, normalise
 from lockgate.usage.queries import parse_day, since_days
 from lockgate.usage.rows import bucket_value, latency_bucket, percentile, rollups, to_row
 from lockgate.usage.sink import UsageSink
@@ -40,52 +39,93 @@ def test_builtin_prices_cover_the_default_models_and_snapshots() -> None:
 
 
 def test_deployment_overrides() -> None:
-    dep = Deployment(provider="openai", model="gpt-4o", output_cost_per_mtok=20)
+    dep = OpenAIDeployment(provider="openai", model="gpt-4o", output_cost_per_mtok=20)
     price = deployment_price(dep)
     assert price is not None and price.input == 2.5 and price.output == 20 and price.cached_input == 1.25
     # Overriding input drops the table's cache rates (they were relative to the old input price).
-    dep = Deployment(provider="openai", model="gpt-4o", input_cost_per_mtok=1, cached_input_cost_per_mtok=0.1)
+    dep = OpenAIDeployment(provider="openai", model="gpt-4o", input_cost_per_mtok=1, cached_input_cost_per_mtok=0.1)
     price = deployment_price(dep)
     assert price == Price(input=1, output=10.0, cached_input=0.1, cache_write=None)
-    assert deployment_price(Deployment(provider="openai", model="private-llm")) is None
-    assert deployment_price(Deployment(provider="openai", model="private-llm", input_cost_per_mtok=1)) is None
-    custom = Deployment(provider="openai", model="private-llm", input_cost_per_mtok=1, output_cost_per_mtok=2)
+    assert deployment_price(OpenAIDeployment(provider="openai", model="private-llm")) is None
+    assert deployment_price(OpenAIDeployment(provider="openai", model="private-llm", input_cost_per_mtok=1)) is None
+    custom = OpenAIDeployment(provider="openai", model="private-llm", input_cost_per_mtok=1, output_cost_per_mtok=2)
     assert deployment_price(custom) == Price(1, 2)
+
+
+def test_price_is_resolved_once_at_start_up_on_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockgate.router as router_module
+    from lockgate.config import parse_config
+    from lockgate.router import Router, build_upstreams
+    from lockgate.routing.strategies import by_cost
+
+    calls: list[str] = []
+
+    def counted(dep: Deployment) -> Price | None:
+        calls.append(dep.model)
+        return deployment_price(dep)
+
+    monkeypatch.setattr(router_module, "deployment_price", counted)
+    deps = [
+        {"provider": "openai", "model": "private-llm", "id": "unknown"},
+        {"provider": "openai", "model": "gpt-4o", "id": "table"},
+        {"provider": "openai", "model": "gpt-4o", "id": "override", "input_cost_per_mtok": 0.5, "output_cost_per_mtok": 1},
+    ]
+    config = parse_config({"models": [{"name": "m", "strategy": "cost", "deployments": deps}]})
+    router = Router(config, build_upstreams(config, lambda dep: SimpleNamespace()))  # type: ignore[arg-type,return-value]
+    route = router.routes["m"]
+    prices = {u.id: u.price for u in route.upstreams}
+    assert prices == {"unknown": None, "table": Price(2.5, 10.0, cached_input=1.25), "override": Price(0.5, 1.0)}
+    assert [u.unit_price for u in route.upstreams] == [float("inf"), 12.5, 1.5]
+    assert calls == ["private-llm", "gpt-4o", "gpt-4o"]  # once per deployment, at construction
+    for _ in range(3):
+        assert [u.id for u in by_cost(route.upstreams, router._rng)] == ["override", "table", "unknown"]
+    assert len(calls) == 3  # ranking reads the resolved price, never resolves again
 
 
 # --- cost ---------------------------------------------------------------------------------
 
 
+def _usage(prompt: int, completion: int, cached: int = 0, written: int = 0, reasoning: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_creation_tokens=written,
+        reasoning_tokens=reasoning,
+    )
+
+
 def test_cost_prices_cached_and_cache_write_tokens_at_their_rates() -> None:
     price = Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
     # 1000 prompt = 600 fresh + 300 read + 100 written; 200 completion.
-    got = cost_usd(price, 1000, 200, cached_tokens=300, cache_creation_tokens=100)
-    assert got == pytest.approx((600 * 3 + 300 * 0.3 + 100 * 3.75 + 200 * 15) / 1e6, abs=1e-15)
+    got = call_cost(price, _usage(1000, 200, cached=300, written=100))
+    assert got is not None
+    assert got.input_usd == pytest.approx((600 * 3 + 300 * 0.3 + 100 * 3.75) / 1e6, abs=1e-15)
+    assert got.output_usd == pytest.approx(200 * 15 / 1e6, abs=1e-15)
+    assert got.total_usd == pytest.approx(got.input_usd + got.output_usd, abs=1e-15)
 
 
 def test_cost_of_reasoning_tokens() -> None:
     # Output-priced by default (reasoning tokens are part of completion_tokens) ...
     o4 = builtin_price("openai", "o4-mini")
-    assert cost_usd(o4, 100, 1000, reasoning_tokens=800) == pytest.approx((100 * 1.1 + 1000 * 4.4) / 1e6)
+    got = call_cost(o4, _usage(100, 1000, reasoning=800))
+    assert got is not None and got.total_usd == pytest.approx((100 * 1.1 + 1000 * 4.4) / 1e6)
+    assert got.output_usd == pytest.approx(1000 * 4.4 / 1e6)
     # ... and at their own rate where a price says so.
-    price = Price(input=1.0, output=4.0, reasoning=2.0)
-    assert cost_usd(price, 100, 1000, reasoning_tokens=800) == pytest.approx((100 + 200 * 4 + 800 * 2) / 1e6)
+    got = call_cost(Price(input=1.0, output=4.0, reasoning=2.0), _usage(100, 1000, reasoning=800))
+    assert got is not None and got.output_usd == pytest.approx((200 * 4 + 800 * 2) / 1e6)
 
 
 def test_unknown_price_is_none_never_zero_but_no_tokens_cost_nothing() -> None:
-    assert cost_usd(None, 10, 5) is None
-    assert cost_usd(None, 0, 0) == 0.0
-    pricer = Pricer()
-    dep = Deployment(provider="openai", model="private-llm")
-    usage = SimpleNamespace(prompt_tokens=5, completion_tokens=5, cached_tokens=0, cache_creation_tokens=0, reasoning_tokens=0)
-    assert pricer.cost(dep, usage) is None
-    assert pricer.cost(dep, None) == 0.0
-    assert pricer.cost(None, usage) is None
+    assert call_cost(None, _usage(10, 5)) is None
+    assert call_cost(None, _usage(0, 0)) == Cost(0.0, 0.0, 0.0)
+    assert call_cost(None, None) == Cost(0.0, 0.0, 0.0)
+    assert call_cost(deployment_price(OpenAIDeployment(provider="openai", model="private-llm")), _usage(5, 5)) is None
 
 
 def test_inconsistent_counts_are_clamped() -> None:
-    price = Price(input=1.0, output=1.0, cached_input=0.5)
-    assert cost_usd(price, 10, 0, cached_tokens=50) == pytest.approx(10 * 0.5 / 1e6)
+    got = call_cost(Price(input=1.0, output=1.0, cached_input=0.5), _usage(10, 0, cached=50))
+    assert got is not None and got.total_usd == pytest.approx(10 * 0.5 / 1e6)
 
 
 # --- rows and roll-ups --------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from lockgate.config import Deployment
+from lockgate.config import AnthropicDeployment, Deployment, MockDeployment, OpenAIDeployment
 from lockgate.providers.base import Provider
 
 if TYPE_CHECKING:
@@ -21,16 +21,17 @@ def pooled_provider(deployment: Deployment, pool: HttpPool) -> Provider:
 
 def build_provider(deployment: Deployment, session: aiohttp.ClientSession | None) -> Provider:
     """The provider for a deployment; imported lazily so unused protocols cost nothing."""
-    if deployment.provider == "openai":
+    # The config's union is discriminated on `provider`, so each class has exactly its provider's fields.
+    if isinstance(deployment, OpenAIDeployment):
         from lockgate.providers.openai import OpenAIProvider
 
         assert session is not None, "an HTTP provider needs a session"
         return OpenAIProvider(deployment, session)
-    if deployment.provider == "mock":
+    if isinstance(deployment, MockDeployment):
         from lockgate.providers.mock import MockProvider
 
         return MockProvider(deployment)
-    if deployment.provider == "anthropic":
+    if isinstance(deployment, AnthropicDeployment):
         from lockgate.providers.anthropic import AnthropicProvider
 
         assert session is not None, "an HTTP provider needs a session"

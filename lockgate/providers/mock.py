@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from lockgate.config import Deployment
+from lockgate.config import MockDeployment
 from lockgate.errors import InvalidRequest
 from lockgate.providers.base import ProviderResult, Usage, estimate_tokens, openai_usage
 
@@ -59,7 +59,7 @@ class MockStream:
 class MockProvider:
     name = "mock"
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: MockDeployment) -> None:
         self._dep = deployment
         self._latency_s = deployment.mock_latency_ms / 1000.0
         self._gap_s = 1.0 / deployment.mock_tokens_per_s if deployment.mock_tokens_per_s else 0.0

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from lockgate.config import Deployment
+from lockgate.config import OpenAIDeployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
 from lockgate.providers.http import (
@@ -82,7 +82,7 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, deployment: Deployment, session: aiohttp.ClientSession) -> None:
+    def __init__(self, deployment: OpenAIDeployment, session: aiohttp.ClientSession) -> None:
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/")
         self._urls = {
             "chat": base + "/chat/completions",

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lockgate.config import Deployment
     from lockgate.router import Upstream
 
 # Share of requests that try deployments in random order under `latency`, so a
@@ -30,7 +29,7 @@ def by_priority(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream
 
 
 def by_cost(ups: Sequence["Upstream"], rng: random.Random) -> list["Upstream"]:
-    # unit_price is fixed at start-up; unknown prices are +inf (tried last).
+    # Upstream.unit_price: the deployment's one price (input + output), fixed at start-up; unknown = +inf.
     return sorted(ups, key=lambda u: (u.unit_price, *_rank(u)))
 
 
@@ -64,15 +63,3 @@ STRATEGIES: dict[str, Callable[[Sequence["Upstream"], random.Random], list["Upst
     "weighted": by_weight,
     "least-busy": by_least_busy,
 }
-
-
-def unit_price(dep: "Deployment") -> float:
-    """USD per million tokens used to rank by cost: input + output price; unknown = +inf (tried last).
-
-    The deployment's ``*_cost_per_mtok`` overrides on top of the built-in table
-    (``lockgate.usage.pricing``), computed once at start-up.
-    """
-    from lockgate.usage.pricing import deployment_price
-
-    price = deployment_price(dep)
-    return math.inf if price is None else price.input + price.output

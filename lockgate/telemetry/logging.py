@@ -22,7 +22,6 @@ import structlog
 from lockgate import redaction
 from lockgate.errors import redact
 from lockgate.records import RequestRecord
-from lockgate.telemetry.cost import CostTable
 
 __all__ = ["AccessLogSink", "configure_logging", "redact", "redact_event"]
 
@@ -118,6 +117,7 @@ _CORE = (
     "latency_ms",
     "ttft_ms",
     "attempts",
+    "cost_usd",
 )
 # Never on the access line: prompts and completions (only PostHog gets them, and only outside privacy mode).
 _NEVER = frozenset({"extra", "content"})
@@ -128,9 +128,8 @@ class AccessLogSink:
 
     name = "access_log"
 
-    def __init__(self, costs: CostTable | None = None) -> None:
+    def __init__(self) -> None:
         self._log = structlog.get_logger("lockgate.access")
-        self._costs = costs or CostTable(None)
         # Read fields one by one (asdict would deep-copy every record).
         self._names = [f.name for f in dataclass_fields(RequestRecord) if f.name not in _NEVER]
 
@@ -141,9 +140,6 @@ class AccessLogSink:
             if value is not None or name in _CORE:
                 fields[name] = value
         fields.update(record.extra)
-        if "cost_usd" not in fields:
-            cost = self._costs.cost(record)
-            fields["cost_usd"] = round(cost.total_usd, 8) if cost else None
         self._log.info("request", **fields)
 
     async def aclose(self) -> None:

@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from lockgate.background import Ticker
 from lockgate.records import RequestRecord
-from lockgate.telemetry.cost import CostTable
 
 log = structlog.get_logger("lockgate.metrics")
 
@@ -140,17 +139,14 @@ class MetricsSink:
 
     name = "metrics"
 
-    def __init__(self, costs: CostTable) -> None:
-        self.costs = costs
-
     async def handle(self, record: RequestRecord) -> None:
-        observe(record, self.costs)
+        observe(record)
 
     async def aclose(self) -> None:
         return None
 
 
-def observe(record: RequestRecord, costs: CostTable) -> None:
+def observe(record: RequestRecord) -> None:
     model, deployment = _label(record.public_model), _label(record.deployment)
     err = record.error_type
     if record.attempt is not None:
@@ -184,11 +180,10 @@ def observe(record: RequestRecord, costs: CostTable) -> None:
         if n:
             TOKENS.labels(model, deployment, kind).inc(n)
     if record.prompt_tokens or record.completion_tokens:
-        cost = costs.cost(record)
-        if cost is None:
+        if record.cost_usd is None:  # priced once by the pipeline (usage.pricing)
             UNPRICED.labels(model, deployment).inc()
-        elif cost.total_usd:
-            COST.labels(model, deployment).inc(cost.total_usd)
+        elif record.cost_usd:
+            COST.labels(model, deployment).inc(record.cost_usd)
 
 
 class StateSampler:

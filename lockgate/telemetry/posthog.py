@@ -22,7 +22,6 @@ import structlog
 from lockgate import redaction
 from lockgate.config import PostHogConfig
 from lockgate.records import RequestRecord
-from lockgate.telemetry.cost import CostTable
 from lockgate.telemetry.logging import redact
 
 log = structlog.get_logger("lockgate.posthog")
@@ -62,7 +61,7 @@ def _common(record: RequestRecord) -> dict[str, Any]:
     }
 
 
-def generation_event(record: RequestRecord, costs: CostTable, privacy_mode: bool = True) -> Event:
+def generation_event(record: RequestRecord, privacy_mode: bool = True) -> Event:
     trace_id = record.parent_request_id or record.request_id
     number = record.attempt if record.attempt is not None else max(record.attempts, 1)
     distinct, props, groups = _who(record)
@@ -102,12 +101,11 @@ def generation_event(record: RequestRecord, costs: CostTable, privacy_mode: bool
     if is_error:
         props["$ai_error"] = record.error_message or record.error_type or f"HTTP {record.status}"
         props["$ai_error_type"] = record.error_type
-    cost = costs.cost(record)
-    if cost is not None:
-        if cost.input_usd is not None and cost.output_usd is not None:
-            props["$ai_input_cost_usd"] = cost.input_usd
-            props["$ai_output_cost_usd"] = cost.output_usd
-        props["$ai_total_cost_usd"] = cost.total_usd
+    if record.cost_usd is not None:  # priced once by the pipeline (usage.pricing); unknown: no cost at all
+        if record.input_cost_usd is not None and record.output_cost_usd is not None:
+            props["$ai_input_cost_usd"] = record.input_cost_usd
+            props["$ai_output_cost_usd"] = record.output_cost_usd
+        props["$ai_total_cost_usd"] = record.cost_usd
     content = getattr(record, "content", None)
     if not privacy_mode and content:
         if content.get("input") is not None:
@@ -156,10 +154,10 @@ def _redacted(event: Event) -> Event:
     return name, redactor.cached(distinct), props, groups
 
 
-def events_for(record: RequestRecord, costs: CostTable, privacy_mode: bool = True) -> list[Event]:
+def events_for(record: RequestRecord, privacy_mode: bool = True) -> list[Event]:
     events: list[Event] = []
     if record.deployment is not None:  # an upstream was tried
-        events.append(_redacted(generation_event(record, costs, privacy_mode)))
+        events.append(_redacted(generation_event(record, privacy_mode)))
     extra = gateway_event(record)
     if extra is not None:
         events.append(_redacted(extra))
@@ -171,9 +169,8 @@ class PostHogSink:
 
     name = "posthog"
 
-    def __init__(self, config: PostHogConfig, costs: CostTable, client: Any | None = None) -> None:
+    def __init__(self, config: PostHogConfig, client: Any | None = None) -> None:
         self.privacy_mode = config.privacy_mode
-        self.costs = costs
         self.shutdown_timeout_s = config.shutdown_timeout_s
         self.client = client if client is not None else _build_client(config)
         self.captured = 0
@@ -191,7 +188,7 @@ class PostHogSink:
         return int(getattr(self.client.queue, "maxsize", 0) or 0)
 
     async def handle(self, record: RequestRecord) -> None:
-        for name, distinct, props, groups in events_for(record, self.costs, self.privacy_mode):
+        for name, distinct, props, groups in events_for(record, self.privacy_mode):
             # capture() enqueues without blocking; None means the client dropped the event.
             if self.client.capture(name, distinct_id=distinct, properties=props, groups=groups) is None:
                 self.failed += 1

@@ -15,7 +15,6 @@ from lockgate import __version__
 from lockgate.config import Config
 from lockgate.pipeline_hooks import PipelineHooks
 from lockgate.records import Sink
-from lockgate.telemetry.cost import CostTable
 
 log = structlog.get_logger("lockgate.telemetry")
 
@@ -23,7 +22,6 @@ log = structlog.get_logger("lockgate.telemetry")
 class Telemetry:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.costs = CostTable(config)
         self.posthog: Any = None
         self.metrics: Any = None
         self.sampler: Any = None
@@ -33,11 +31,11 @@ class Telemetry:
         if ph is not None and ph.api_key is not None and ph.api_key.get_secret_value():
             from lockgate.telemetry.posthog import PostHogSink
 
-            self.posthog = PostHogSink(ph, self.costs)
+            self.posthog = PostHogSink(ph)
         if config.telemetry.metrics:
             from lockgate.telemetry.metrics import MetricsSink
 
-            self.metrics = MetricsSink(self.costs)
+            self.metrics = MetricsSink()
         from lockgate.telemetry.tracing import Tracing
 
         self.tracing = Tracing.from_endpoint(config.telemetry.otlp_endpoint, __version__)

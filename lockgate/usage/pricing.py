@@ -1,4 +1,11 @@
-"""The built-in price table, in USD per million tokens, and per-deployment overrides.
+"""The one price path: the built-in table (USD per million tokens), per-deployment
+overrides, and the cost of one call split into input and output.
+
+A deployment's price is resolved once, when its ``Upstream`` is built at start-up
+(``deployment_price``); the pipeline prices each record with ``call_cost`` and
+the record carries ``cost_usd`` with its ``input_cost_usd`` / ``output_cost_usd``
+split. The router's cost strategy, the usage writer and telemetry read those
+and never price again.
 
 Sources (read through the search tool on 2026-11-20; verify before billing):
 - OpenAI: the pricing page developers.openai.com/api/docs/pricing as quoted on
@@ -19,8 +26,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from lockgate.config import Deployment
+if TYPE_CHECKING:
+    from lockgate.config import Deployment
+
+MTOK = 1_000_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,11 @@ class Price:
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None  # None: reasoning tokens are output tokens
+
+    @property
+    def unit(self) -> float:
+        """Input + output price: what the router's cost strategy ranks by."""
+        return self.input + self.output
 
 
 def _p(i: float, o: float, cached: float | None = None, write: float | None = None) -> Price:
@@ -108,7 +124,7 @@ def builtin_price(provider: str, model: str) -> Price | None:
     return table.get(name) or OPENAI.get(name) or ANTHROPIC.get(name)
 
 
-def deployment_price(dep: Deployment) -> Price | None:
+def deployment_price(dep: "Deployment") -> Price | None:
     """The built-in price with the deployment's overrides on top; None when input or output is unknown."""
     base = builtin_price(dep.provider, dep.model)
     inp = dep.input_cost_per_mtok if dep.input_cost_per_mtok is not None else (base.input if base else None)
@@ -122,3 +138,58 @@ def deployment_price(dep: Deployment) -> Price | None:
     if write is None and base is not None and dep.input_cost_per_mtok is None:
         write = base.cache_write
     return Price(input=inp, output=out, cached_input=cached, cache_write=write, reasoning=base.reasoning if base else None)
+
+
+class TokenCounts(Protocol):
+    """What ``call_cost`` reads of a providers.base.Usage (OpenAI's meaning of each count)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cache_creation_tokens: int
+    reasoning_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """USD of one call; ``total_usd`` is the sum of the two parts."""
+
+    input_usd: float
+    output_usd: float
+    total_usd: float
+
+
+NO_COST = Cost(0.0, 0.0, 0.0)
+
+
+def call_cost(price: Price | None, usage: TokenCounts | None) -> Cost | None:
+    """The exact cost of one call, split into input and output.
+
+    ``prompt_tokens`` includes the cached (read) and cache-creation (write)
+    tokens, and ``completion_tokens`` includes the reasoning tokens, so:
+
+        input  = (prompt - cached - cache_write) x input
+               + cached x cached_input          (input rate when the model has none)
+               + cache_write x cache_write_rate (input rate when the model has none)
+        output = (completion - reasoning) x output
+               + reasoning x reasoning_rate     (output rate unless priced apart)
+
+    A call without tokens costs 0 whatever its price; a call with tokens and no
+    known price costs None (flagged ``cost_unknown``), never a silent 0.
+    """
+    if usage is None or (usage.prompt_tokens <= 0 and usage.completion_tokens <= 0):
+        return NO_COST
+    if price is None:
+        return None
+    prompt, completion = max(0, usage.prompt_tokens), max(0, usage.completion_tokens)
+    cached = max(0, min(usage.cached_tokens, prompt))
+    written = max(0, min(usage.cache_creation_tokens, prompt - cached))
+    reasoning = max(0, min(usage.reasoning_tokens, completion))
+    cached_rate = price.input if price.cached_input is None else price.cached_input
+    write_rate = price.input if price.cache_write is None else price.cache_write
+    reasoning_rate = price.output if price.reasoning is None else price.reasoning
+    inp = (prompt - cached - written) * price.input + cached * cached_rate + written * write_rate
+    out = (completion - reasoning) * price.output + reasoning * reasoning_rate
+    # Round away float dust (1e-12 USD) so sums and budget boundaries compare exactly.
+    inp_usd, out_usd = round(inp / MTOK, 12), round(out / MTOK, 12)
+    return Cost(inp_usd, out_usd, round(inp_usd + out_usd, 12))

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from lockgate.config import Deployment
+from lockgate.config import AnthropicDeployment
 from lockgate.errors import GatewayError, InvalidRequest, ProviderBadResponse
 from lockgate.providers.anthropic.errors import ERROR_STATUS
 from lockgate.providers.anthropic.native import NativeStream, usage_of_message
@@ -106,7 +106,7 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, deployment: Deployment, session: aiohttp.ClientSession) -> None:
+    def __init__(self, deployment: AnthropicDeployment, session: aiohttp.ClientSession) -> None:
         base = (deployment.api_base or DEFAULT_API_BASE).rstrip("/")
         # Accept an api_base given with or without the /v1 suffix.
         self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
