@@ -35,6 +35,12 @@ if [ -z "${BENCH_NO_LITELLM:-}" ] && [ ! -f "$stamp" ]; then
     echo "[bench] LiteLLM could not be installed: the benchmark runs without it" >&2
   fi
 fi
+# wrk drives the load (Debian's package); installed here when missing and apt-get can (root).
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "[bench] installing wrk (apt-get)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
+    || echo "[bench] could not install wrk: apt-get install wrk" >&2
+fi
 if [ ! -x "${LOCKGATE_PYTHON:-.venv/bin/python}" ]; then
   echo "[bench] note: ${LOCKGATE_PYTHON:-.venv/bin/python} is missing; run the project's set-up first" \
        "(or set LOCKGATE_PYTHON). The gateway will be reported as not measured." >&2

@@ -18,14 +18,14 @@ import pytest
 from tests.conftest import openai_deployment
 from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, text
 from tests.fakes.openai_upstream import FakeOpenAI, Reply
-from tests.harness import MASTER_KEY, GatewayProcess
+from tests.harness import MASTER_KEY, GatewayProcess, under_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 _FOUND = sorted(glob.glob(str(ROOT / ".tools/claude-code/node_modules/@anthropic-ai/claude-code-*/claude")))
 CLAUDE = _FOUND[0] if _FOUND else None
 
 if CLAUDE is None:
-    if os.environ.get("CI") == "true":
+    if under_ci():
         raise RuntimeError("Claude Code is not installed: run `make claude-code`")
     pytest.skip("Claude Code is not installed (run `make claude-code`)", allow_module_level=True)
 
