@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,10 @@ def _run_alembic(connection: sa.Connection, action: str, revision: str) -> None:
     getattr(command, action)(cfg, revision)
 
 
+@functools.cache
 def _script() -> Any:
+    # Read once: the migration scripts shipped with the package never change while it runs, and
+    # readiness asks for the heads on every probe until the schema is at head.
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config())
