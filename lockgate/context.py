@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lockgate.auth import Principal
-from lockgate.errors import Dialect
 from lockgate.providers.base import Usage
 
 if TYPE_CHECKING:
@@ -28,7 +27,6 @@ class RequestContext:
     request_id: str
     endpoint: str  # chat | completions | embeddings
     client: str | None = None
-    dialect: Dialect = "openai"  # how its errors are rendered
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     principal: Principal | None = None

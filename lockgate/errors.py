@@ -331,7 +331,7 @@ def _redacted(text: str | None) -> str | None:
 
 # --- rendering ------------------------------------------------------------------------------
 
-Dialect = Literal["openai"]  # "anthropic" joins when /v1/messages does
+Dialect = Literal["openai"]  # other dialects render through their ingress (ingress/base.py: error)
 
 
 @dataclass(frozen=True, slots=True)

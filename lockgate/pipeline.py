@@ -158,7 +158,7 @@ class Pipeline:
     def fail(self, ctx: RequestContext, err: GatewayError) -> JsonOutcome:
         """Render an error and record the request (used by the web layer for errors before the pipeline)."""
         # Which deployments were tried shows on errors too.
-        rendered = render(err, ctx.dialect, headers=self._served_headers(ctx) if ctx.attempts else ctx.headers)
+        rendered = render(err, headers=self._served_headers(ctx) if ctx.attempts else ctx.headers)
         self._finish(ctx, err.status, err)
         if ctx.ingress is not None:
             # The headers (Retry-After…) as rendered; status and body in the ingress's own dialect.
@@ -300,7 +300,7 @@ class Pipeline:
             except GatewayError as err:
                 # The response has started: the error travels in the stream, as OpenAI's does.
                 status, error = err.status, err
-                yield frames.error(err) if frames is not None else b"data: " + render(err, ctx.dialect).body + b"\n\n"
+                yield frames.error(err) if frames is not None else b"data: " + render(err).body + b"\n\n"
         finally:
             await stream.aclose()
             ctx.usage = stream.usage
