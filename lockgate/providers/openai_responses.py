@@ -1,0 +1,159 @@
+"""Responses pass-through: a /v1/responses body sent to an OpenAI deployment's own /responses.
+
+Chosen per deployment (`responses: native`). Only ``model`` is rewritten, both ways;
+every other field (hosted tools, include, reasoning.encrypted_content, unknown ones)
+reaches the upstream as the client sent it. What the gateway needs for records,
+budgets and limits (usage, the response id) is read on the way past. A stream is
+relayed event by event: an event that carries a ``response`` object (created,
+in_progress, completed, incomplete, failed) is re-encoded with the public model,
+every other event goes out as the exact bytes that came in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from lockgate.config import OpenAIDeployment
+from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
+from lockgate.providers.base import ProviderResult, Usage, tokens_for_chars
+from lockgate.providers.http import TRANSPORT_ERRORS, StreamTimer, iter_sse, json_object
+from lockgate.providers.openai import DEFAULT_API_BASE, OpenAIProvider
+
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+# The HTTP status an error code in a stream stands for (OpenAI names mid-stream errors by code).
+_STATUS_FOR_CODE = {"rate_limit_exceeded": 429, "server_error": 500, "invalid_prompt": 400, "vector_store_timeout": 504}
+
+
+def usage_of_response(usage: Any) -> Usage | None:
+    """A Responses `usage` object in the gateway's terms (input_tokens already include cached ones)."""
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("input_tokens_details") or {}
+    out_details = usage.get("output_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(usage.get("input_tokens") or 0),
+        completion_tokens=int(usage.get("output_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0),
+        cache_creation_tokens=int(details.get("cache_write_tokens") or 0),
+        reasoning_tokens=int(out_details.get("reasoning_tokens") or 0),
+    )
+
+
+def error_from_event(error: dict[str, Any], what: str) -> GatewayError:
+    """An `error` event, or a failed response's `error`, as the gateway's error (status from its code)."""
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    message = str(error.get("message") or f"The upstream {what} failed the response.")
+    return from_upstream_status(_STATUS_FOR_CODE.get(code or "", 500), message, code=code)
+
+
+class NativeEvent(dict):  # type: ignore[type-arg]
+    """One upstream event: its parsed data, and the exact bytes to relay (`raw`)."""
+
+    raw: bytes = b""
+
+
+class NativeResponsesStream:
+    """An open Responses SSE stream, yielding its events (NativeEvent) as they arrive."""
+
+    def __init__(
+        self, resp: aiohttp.ClientResponse, what: str, timer: StreamTimer, public_model: str, input_estimate: int
+    ) -> None:
+        self._resp = resp
+        self._what = what
+        self._timer = timer  # first-event, idle and max-duration deadlines (docs/routing.md, "Timeouts")
+        self._public_model = public_model
+        self._input_estimate = input_estimate
+        self._reported: Usage | None = None
+        self._delta_chars = 0
+        self._started = False
+
+    @property
+    def usage(self) -> Usage | None:
+        if self._reported is not None or not self._started:
+            return self._reported
+        # Cut short (upstream break, client gone): what was relayed so far still cost something.
+        return Usage(prompt_tokens=self._input_estimate, completion_tokens=tokens_for_chars(self._delta_chars), estimated=True)
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[dict[str, Any]]:
+        resp, timer = self._resp, self._timer
+        events = iter_sse(resp.content).__aiter__()
+        terminal: str | None = None
+        failure: GatewayError | None = None
+        try:
+            while True:
+                try:
+                    name, data = await timer.next(events, resp)
+                except StopAsyncIteration:
+                    break  # the body's end: the connection is reusable
+                event = json_object(data, self._what)
+                etype = event.get("type")
+                if etype == "error":
+                    raise error_from_event(event, self._what)
+                self._started = True
+                response = event.get("response")
+                if isinstance(response, dict):
+                    if "model" in response:
+                        response["model"] = self._public_model
+                        data = orjson.dumps(event)
+                    if etype in TERMINAL:
+                        terminal = str(etype)
+                        self._reported = usage_of_response(response.get("usage")) or self.usage
+                        if etype == "response.failed":
+                            error = response.get("error")
+                            failure = error_from_event(error if isinstance(error, dict) else {}, self._what)
+                elif isinstance(event.get("delta"), str):
+                    self._delta_chars += len(event["delta"])
+                out = NativeEvent(event)
+                out.raw = b"event: " + (name or str(etype)).encode() + b"\ndata: " + data + b"\n\n"
+                yield out
+            if terminal is None:
+                raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+            if failure is not None:
+                # Relayed as the upstream sent it; raised so the request is recorded as failed.
+                raise failure
+        except TRANSPORT_ERRORS as err:
+            raise timer.error(err) from None
+        finally:
+            timer.cancel()
+            resp.release()
+
+    async def aclose(self) -> None:
+        # Closing (not releasing) drops a half-read connection: the upstream stops generating.
+        self._timer.cancel()
+        self._resp.close()
+
+
+class OpenAIResponsesProvider(OpenAIProvider):
+    """An OpenAI deployment that also serves /v1/responses natively (config: `responses: native`)."""
+
+    def __init__(self, deployment: OpenAIDeployment, session: aiohttp.ClientSession) -> None:
+        super().__init__(deployment, session)
+        self._responses_url = (deployment.api_base or DEFAULT_API_BASE).rstrip("/") + "/responses"
+        self._sse_headers = {**self._headers, "Accept": "text/event-stream"}
+
+    async def responses(self, body: dict[str, Any], public_model: str) -> ProviderResult:
+        """A Responses body as the client sent it (model already the upstream's); the Response back as is."""
+        payload = {**body, "stream": False} if "stream" in body else body
+        resp = await self._http.post(self._responses_url, payload, self._headers)
+        response = await self._http.read_json(resp)
+        if response.get("object") != "response":
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered with something that is not a Response.")
+        response["model"] = public_model
+        return ProviderResult(body=response, usage=usage_of_response(response.get("usage")))
+
+    async def responses_stream(
+        self, body: dict[str, Any], public_model: str, *, input_estimate: int = 0
+    ) -> NativeResponsesStream:
+        resp, timer = await self._http.post_stream(self._responses_url, {**body, "stream": True}, self._sse_headers)
+        if resp.content_type != "text/event-stream":
+            timer.cancel()
+            resp.close()
+            raise ProviderBadResponse(f"The upstream {self._http.what} did not answer with an event stream.")
+        return NativeResponsesStream(resp, self._http.what, timer, public_model, input_estimate)
