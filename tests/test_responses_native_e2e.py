@@ -182,6 +182,10 @@ def test_another_keys_chain_and_reads_are_refused(
     client.responses.delete(mine.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(mine.id)
+    # The upstream's own copy is deleted too, with the deployment's credential.
+    assert mine.id not in fake_openai.responses.stored
+    assert fake_openai.requests[-1].path == f"/v1/responses/{mine.id}"
+    assert fake_openai.requests[-1].headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
 
 
 def test_chain_is_pinned_to_the_deployment_that_holds_it(

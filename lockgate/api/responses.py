@@ -195,11 +195,26 @@ async def retrieve_response(request: Request, response_id: str) -> Response:
 async def delete_response(request: Request, response_id: str) -> Response:
     try:
         principal = await _principal(request)
-        if not await _store(request).delete(response_id, principal.key_id):
+        store = _store(request)
+        head = await store.chain_head(response_id, principal.key_id)
+        if head is None or not await store.delete(response_id, principal.key_id):
             raise _not_found(response_id)
     except GatewayError as err:
         return _error(err)
+    await _delete_upstream(request, response_id, head[1])
     return json_response(orjson.dumps({"id": response_id, "object": "response.deleted", "deleted": True}))
+
+
+async def _delete_upstream(request: Request, response_id: str, deployment: str | None) -> None:
+    """A native deployment keeps its own copy: deleted there too (best effort; ours is gone already)."""
+    for route in request.app.state.gateway.router.routes.values() if deployment else ():
+        for upstream in route.upstreams:
+            if upstream.id == deployment and hasattr(upstream.provider, "delete_response"):
+                try:
+                    await upstream.provider.delete_response(response_id)
+                except GatewayError as err:
+                    log.warning("upstream_response_delete_failed", deployment=deployment, error=err.kind)
+                return
 
 
 @router.get("/v1/responses/{response_id}/input_items", summary="List a stored response's input items")

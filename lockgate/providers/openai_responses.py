@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -20,7 +21,7 @@ import orjson
 from lockgate.config import OpenAIDeployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage, tokens_for_chars
-from lockgate.providers.http import TRANSPORT_ERRORS, StreamTimer, iter_sse, json_object
+from lockgate.providers.http import TRANSPORT_ERRORS, StreamTimer, error_from_response, iter_sse, json_object, transport_error
 from lockgate.providers.openai import DEFAULT_API_BASE, OpenAIProvider
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -137,6 +138,8 @@ class OpenAIResponsesProvider(OpenAIProvider):
         super().__init__(deployment, session)
         self._responses_url = (deployment.api_base or DEFAULT_API_BASE).rstrip("/") + "/responses"
         self._sse_headers = {**self._headers, "Accept": "text/event-stream"}
+        self._session = session
+        self._delete_timeout = aiohttp.ClientTimeout(total=deployment.timeout_s, sock_connect=deployment.connect_timeout_s)
 
     async def responses(self, body: dict[str, Any], public_model: str) -> ProviderResult:
         """A Responses body as the client sent it (model already the upstream's); the Response back as is."""
@@ -157,3 +160,13 @@ class OpenAIResponsesProvider(OpenAIProvider):
             resp.close()
             raise ProviderBadResponse(f"The upstream {self._http.what} did not answer with an event stream.")
         return NativeResponsesStream(resp, self._http.what, timer, public_model, input_estimate)
+
+    async def delete_response(self, response_id: str) -> None:
+        """Delete the upstream's copy of a stored response (one it no longer has is fine)."""
+        url = f"{self._responses_url}/{quote(response_id, safe='')}"
+        try:
+            async with self._session.delete(url, headers=self._headers, timeout=self._delete_timeout) as resp:
+                if resp.status >= 400 and resp.status != 404:
+                    raise await error_from_response(resp, self._http.what)
+        except TRANSPORT_ERRORS as err:
+            raise transport_error(err, self._http.what) from None

@@ -147,6 +147,22 @@ class ResponsesEndpoint:
             return web.Response(body=orjson.dumps(final), content_type="application/json")
         return await self._stream(request, body, response, output, conversation, fault or {})
 
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        from tests.fakes.openai_upstream import Seen  # (that module imports this one)
+
+        self.fake.requests.append(Seen(request.path, dict(request.headers), None))
+        response_id = request.match_info["response_id"]
+        if self.stored.pop(response_id, None) is None:
+            return web.Response(
+                status=404,
+                body=self.fake.error_body(f"No response found with id '{response_id}'.", "invalid_request_error"),
+                content_type="application/json",
+            )
+        return web.Response(
+            body=orjson.dumps({"id": response_id, "object": "response.deleted", "deleted": True}),
+            content_type="application/json",
+        )
+
     def _remember(self, body: dict[str, Any], final: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
         if body.get("store") is not False:
             self.stored[final["id"]] = {"response": final, "conversation": [*conversation, *final["output"]]}

@@ -124,6 +124,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/responses", self.responses.handle)
+        app.router.add_delete("/v1/responses/{response_id}", self.responses.delete)
 
     def stop(self) -> None:
         self._server.stop()
