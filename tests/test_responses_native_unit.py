@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pydantic
+import pytest
 from aiohttp import web
 
 from lockgate.config import OpenAIDeployment
@@ -163,3 +165,10 @@ def test_a_body_that_is_not_an_event_stream_is_refused() -> None:
         return None
 
     assert isinstance(asyncio.run(run()), ProviderBadResponse)
+
+
+def test_config_choice_is_per_openai_deployment() -> None:
+    assert OpenAIDeployment(provider="openai", model="m").responses == "translated"
+    assert OpenAIDeployment(provider="openai", model="m", responses="native").responses == "native"
+    with pytest.raises(pydantic.ValidationError):
+        OpenAIDeployment(provider="openai", model="m", responses="passthrough")  # type: ignore[arg-type]
