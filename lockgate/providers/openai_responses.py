@@ -11,7 +11,6 @@ every other event goes out as the exact bytes that came in.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +20,9 @@ import orjson
 from lockgate.config import OpenAIDeployment
 from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage, tokens_for_chars
-from lockgate.providers.http import TRANSPORT_ERRORS, StreamTimer, error_from_response, iter_sse, json_object, transport_error
+from lockgate.providers.http import TRANSPORT_ERRORS, StreamTimer, error_from_response, json_object, transport_error
 from lockgate.providers.openai import DEFAULT_API_BASE, OpenAIProvider
+from lockgate.providers.sse_stream import UpstreamStream
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 # The HTTP status an error code in a stream stands for (OpenAI names mid-stream errors by code).
@@ -57,78 +57,65 @@ class NativeEvent(dict):  # type: ignore[type-arg]
     raw: bytes = b""
 
 
-class NativeResponsesStream:
-    """An open Responses SSE stream, yielding its events (NativeEvent) as they arrive."""
+class NativeResponsesStream(UpstreamStream[NativeEvent]):
+    """An open Responses SSE stream, yielding its events (NativeEvent) as they arrive.
+
+    Read to the body's end (which follows the terminal event at once), so the connection
+    goes back to the pool.
+    """
 
     def __init__(
         self, resp: aiohttp.ClientResponse, what: str, timer: StreamTimer, public_model: str, input_estimate: int
     ) -> None:
-        self._resp = resp
-        self._what = what
-        self._timer = timer  # first-event, idle and max-duration deadlines (docs/routing.md, "Timeouts")
+        super().__init__(resp, what, timer)
         self._public_model = public_model
         self._input_estimate = input_estimate
-        self._reported: Usage | None = None
         self._delta_chars = 0
         self._started = False
+        self._terminal: str | None = None
+        self._failure: GatewayError | None = None
 
-    @property
-    def usage(self) -> Usage | None:
-        if self._reported is not None or not self._started:
-            return self._reported
+    def on_event(self, name: str | None, data: bytes) -> tuple[NativeEvent]:
+        event = json_object(data, self._what)
+        etype = event.get("type")
+        if etype == "error":
+            raise error_from_event(event, self._what)
+        self._started = True
+        response = event.get("response")
+        if isinstance(response, dict):
+            if "model" in response:
+                response["model"] = self._public_model
+                data = orjson.dumps(event)
+            if etype in TERMINAL:
+                self._terminal = str(etype)
+                self.usage = usage_of_response(response.get("usage")) or self._estimate()
+                if etype == "response.failed":
+                    error = response.get("error")
+                    self._failure = error_from_event(error if isinstance(error, dict) else {}, self._what)
+        elif isinstance(event.get("delta"), str):
+            self._delta_chars += len(event["delta"])
+        out = NativeEvent(event)
+        out.raw = b"event: " + (name or str(etype)).encode() + b"\ndata: " + data + b"\n\n"
+        return (out,)
+
+    def on_end(self) -> None:
+        if self._terminal is None:
+            raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+        if self._failure is not None:
+            # Relayed as the upstream sent it; raised so the request is recorded as failed.
+            raise self._failure
+
+    def _estimate(self) -> Usage:
         # Cut short (upstream break, client gone): what was relayed so far still cost something.
         return Usage(prompt_tokens=self._input_estimate, completion_tokens=tokens_for_chars(self._delta_chars), estimated=True)
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[dict[str, Any]]:
-        resp, timer = self._resp, self._timer
-        events = iter_sse(resp.content).__aiter__()
-        terminal: str | None = None
-        failure: GatewayError | None = None
-        try:
-            while True:
-                try:
-                    name, data = await timer.next(events, resp)
-                except StopAsyncIteration:
-                    break  # the body's end: the connection is reusable
-                event = json_object(data, self._what)
-                etype = event.get("type")
-                if etype == "error":
-                    raise error_from_event(event, self._what)
-                self._started = True
-                response = event.get("response")
-                if isinstance(response, dict):
-                    if "model" in response:
-                        response["model"] = self._public_model
-                        data = orjson.dumps(event)
-                    if etype in TERMINAL:
-                        terminal = str(etype)
-                        self._reported = usage_of_response(response.get("usage")) or self.usage
-                        if etype == "response.failed":
-                            error = response.get("error")
-                            failure = error_from_event(error if isinstance(error, dict) else {}, self._what)
-                elif isinstance(event.get("delta"), str):
-                    self._delta_chars += len(event["delta"])
-                out = NativeEvent(event)
-                out.raw = b"event: " + (name or str(etype)).encode() + b"\ndata: " + data + b"\n\n"
-                yield out
-            if terminal is None:
-                raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
-            if failure is not None:
-                # Relayed as the upstream sent it; raised so the request is recorded as failed.
-                raise failure
-        except TRANSPORT_ERRORS as err:
-            raise timer.error(err) from None
-        finally:
-            timer.cancel()
-            resp.release()
+    def on_broken(self) -> None:
+        if self.usage is None and self._started:
+            self.usage = self._estimate()
 
     async def aclose(self) -> None:
-        # Closing (not releasing) drops a half-read connection: the upstream stops generating.
-        self._timer.cancel()
-        self._resp.close()
+        self.on_broken()  # a client gone mid-stream: the upstream is cut off, the tokens relayed still count
+        await super().aclose()
 
 
 class OpenAIResponsesProvider(OpenAIProvider):
