@@ -74,6 +74,9 @@ class OpenAIDeployment(DeploymentBase):
     provider: Literal["openai"]
     # Always ask for the usage chunk of a stream; off for servers that reject stream_options.
     stream_usage: bool = True
+    # How /v1/responses is served here: translated through chat (any OpenAI-compatible server), or
+    # passed through to the upstream's own /v1/responses (OpenAI itself; docs/responses.md).
+    responses: Literal["translated", "native"] = "translated"
 
 
 class AnthropicDeployment(DeploymentBase):

@@ -82,6 +82,11 @@ class ResponseStore:
         row = await self._row(response_id, owner, responses.c.conversation)
         return row[0] if row else None
 
+    async def chain_head(self, response_id: str, owner: str) -> tuple[list[dict[str, Any]], str | None] | None:
+        """What a next turn needs of a stored response: its conversation, and the deployment that ran it."""
+        row = await self._row(response_id, owner, responses.c.conversation, responses.c.deployment)
+        return (row[0], row[1]) if row else None
+
     async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
         row = await self._row(response_id, owner, responses.c.input_items)
         return row[0] if row else None
