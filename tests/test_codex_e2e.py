@@ -55,7 +55,9 @@ def gateway(fake_openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFac
     gw.stop()
 
 
-def run_codex(gateway: GatewayProcess, home: Path, model: str, prompt: str, *extra: str) -> tuple[str, str]:
+def run_codex(
+    gateway: GatewayProcess, home: Path, model: str, prompt: str, *extra: str, flags: list[str] = OFFLINE, ok: bool = True
+) -> tuple[str, str]:
     """`codex exec` in `home` (its CODEX_HOME and work dir); the last message and Codex's debug log."""
     codex_home, work = home / "codex-home", home / "work"
     codex_home.mkdir()
@@ -79,7 +81,7 @@ def run_codex(gateway: GatewayProcess, home: Path, model: str, prompt: str, *ext
     }
     last = home / "last.txt"
     done = subprocess.run(
-        [CODEX, "exec", "--skip-git-repo-check", "--ephemeral", "-o", str(last), *OFFLINE, *extra, prompt],  # type: ignore[list-item]
+        [CODEX, "exec", "--skip-git-repo-check", "--ephemeral", "-o", str(last), *flags, *extra, prompt],  # type: ignore[list-item]
         env=env,
         cwd=work,
         capture_output=True,
@@ -87,6 +89,9 @@ def run_codex(gateway: GatewayProcess, home: Path, model: str, prompt: str, *ext
         timeout=180,
         stdin=subprocess.DEVNULL,
     )
+    if not ok:
+        assert done.returncode != 0, done.stdout[-2000:]
+        return "", done.stderr
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:], gateway.logs()[-3000:])
     connections = set(re.findall(r"starting new connection: (\S+)", done.stderr))
     assert connections == {f"{gateway.base_url}/"}, connections  # offline: nothing but the gateway
@@ -151,3 +156,13 @@ def test_codex_runs_a_tool_through_a_translated_deployment(
     assert results and results[-1]["tool_call_id"] == "call_sh_1"
     rows = wait_rows(gateway, "codex-openai", 2)
     assert len(rows) >= 2 and all(r["status"] == 200 for r in rows)
+
+
+def test_codex_defaults_ask_for_tools_a_translated_deployment_refuses(gateway: GatewayProcess, tmp_path: Path) -> None:
+    # Codex's default tool set includes a `namespace` tool (multi_agent) and hosted web_search: a 400 naming
+    # `tools` that Codex shows, never a silent drop (docs/responses.md says which flags turn them off).
+    before = len(gateway.access_lines())
+    _, stderr = run_codex(gateway, tmp_path, "codex-mock", "Say hi", flags=["--disable", "plugins"], ok=False)
+    assert "is not supported" in stderr and '"param":"tools"' in stderr, stderr[-2000:]
+    refused = [r for r in gateway.wait_for_records(before + 1)[before:] if r.get("endpoint") == "responses"]
+    assert refused and all(r["status"] == 400 for r in refused)
