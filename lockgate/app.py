@@ -23,6 +23,7 @@ from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
+from lockgate.ingress.responses.retention import RetentionPurge
 from lockgate.ingress.responses.store import ResponseStore
 from lockgate.pipeline import Pipeline
 from lockgate.providers import pooled_provider
@@ -63,6 +64,8 @@ class Gateway:
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.responses = ResponseStore(self.store.engine)  # stored Responses (store: true)
+        # Expired stored responses are deleted in the background (responses.retention_days; 0 keeps them).
+        self.responses_purge = RetentionPurge(self.responses, config.responses) if config.responses.retention_days else None
         # Providers are built here, on the shared pool; the router receives them as its upstreams.
         upstreams = build_upstreams(config, lambda dep: pooled_provider(dep, self.pool))
         self.router = Router(config, upstreams, cooldowns=build_cooldowns(config, self.redis))
@@ -91,6 +94,8 @@ class Gateway:
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
         self.telemetry.start(self)  # gauges sampler, readiness
+        if self.responses_purge is not None:
+            self.responses_purge.start()
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
 
@@ -103,6 +108,8 @@ class Gateway:
         await self.ratelimit.aclose()
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
+        if self.responses_purge is not None:
+            await self.responses_purge.aclose()
         await self.router.aclose()
         if self.redis is not None:  # after every feature that used it
             await self.redis.aclose()

@@ -200,6 +200,16 @@ class UsageConfig(_Strict):
     )
 
 
+class ResponsesConfig(_Strict):
+    """Stored Responses (`store: true`, the table `responses`): how long they are kept."""
+
+    retention_days: int = Field(
+        default=30, ge=0, description="A stored response older than this is deleted by a background purge; 0 keeps them forever"
+    )
+    purge_interval_s: float = Field(default=3600.0, gt=0, description="How often the purge runs (and once at start-up)")
+    purge_batch_size: int = Field(default=500, ge=1, le=10_000, description="Rows deleted per transaction")
+
+
 class RateLimitDefaults(_Strict):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
@@ -283,6 +293,7 @@ class Config(_Strict):
     router: RouterConfig = RouterConfig()
     database: DatabaseConfig = DatabaseConfig()
     usage: UsageConfig = UsageConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     redis: RedisConfig = RedisConfig()

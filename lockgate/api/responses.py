@@ -1,5 +1,5 @@
 """OpenAI Responses routes: POST /v1/responses (JSON and SSE), GET / DELETE /v1/responses/{id},
-GET /v1/responses/{id}/input_items.
+GET /v1/responses/{id}/input_items, POST /v1/responses/input_tokens.
 
 Thin: the body goes to the same pipeline as chat, with the Responses ingress
 (lockgate/ingress/responses/) doing the dialect. Stored responses (`store`, default
@@ -19,11 +19,14 @@ from starlette.responses import Response
 
 from lockgate.api.http import encode, error_response, json_response, read_body, request_id_of
 from lockgate.auth import Principal
-from lockgate.errors import GatewayError, InvalidRequest, NotFound
+from lockgate.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
 from lockgate.ingress.messages.adapter import decode
 from lockgate.ingress.responses.adapter import ResponsesIngress
+from lockgate.ingress.responses.request import to_chat
 from lockgate.ingress.responses.store import ResponseStore, with_ids
 from lockgate.pipeline import JsonOutcome, RequestContext, StreamOutcome
+from lockgate.providers.anthropic.request import to_anthropic
+from lockgate.providers.base import estimate_tokens
 
 log = structlog.get_logger("lockgate.api.responses")
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -257,3 +260,53 @@ def page(items: list[dict[str, Any]], *, limit: int, order: str, after: str | No
         "last_id": data[-1]["id"] if data else None,
         "has_more": len(ordered) > limit,
     }
+
+
+# What Anthropic's count_tokens accepts of a translated Messages body.
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+@router.post(
+    "/v1/responses/input_tokens",
+    summary="Count a Responses request's input tokens",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def input_tokens(request: Request) -> Response:
+    """The input tokens a Responses body would use: Anthropic's own count on an Anthropic deployment,
+    else the gateway's estimate (about four characters a token of the translated prompt and tools).
+    Validated as POST /v1/responses would validate it; nothing is stored or recorded."""
+    gateway = request.app.state.gateway
+    try:
+        principal = await _principal(request)
+        body = decode(await read_body(request, gateway.config.server.max_body_bytes))
+        history = await _counted_history(request, principal.key_id, body.get("previous_response_id"))
+        chat = to_chat({**body, "stream": False}, history)
+        model = chat["model"]
+        route = gateway.router.get(model)
+        if route is None:
+            raise ModelNotFound(model)
+        if not principal.allows(model):
+            raise PermissionDenied(f"This key is not allowed to use the model `{model}`.", param="model")
+        upstream = route.upstreams[0]
+        if hasattr(upstream.provider, "count_tokens"):  # Anthropic: exact, from the deployment itself
+            payload, _ = to_anthropic({**chat, "model": upstream.config.model}, max_tokens_default=1)
+            count = await upstream.provider.count_tokens({k: v for k, v in payload.items() if k in _COUNTED})
+        else:
+            count = estimate_tokens(orjson.dumps([chat["messages"], chat.get("tools")]).decode())
+    except GatewayError as err:
+        return _error(err)
+    return json_response(orjson.dumps({"object": "response.input_tokens", "input_tokens": count}))
+
+
+async def _counted_history(request: Request, owner: str, previous: Any) -> list[dict[str, Any]]:
+    """The stored conversation a chained count includes; an unknown id is refused as POST /v1/responses refuses it."""
+    if previous is None:
+        return []
+    if not isinstance(previous, str) or not previous:
+        raise InvalidRequest("`previous_response_id` must be a response id.", param="previous_response_id")
+    items = await _store(request).conversation(previous, owner)
+    if items is None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous}' not found.", param="previous_response_id", code="previous_response_not_found"
+        )
+    return items
