@@ -146,6 +146,34 @@ class MetricsSink:
         return None
 
 
+_TOKEN_KINDS = ("prompt", "completion", "cached", "cache_creation", "reasoning")
+
+
+class _Series:
+    """The labelled children of one (model, deployment), looked up once: `.labels()` costs a lock
+    and a dict lookup per call, and a request touches up to nine series. Bounded by configuration."""
+
+    __slots__ = ("latency", "ttft", "tokens", "cost", "unpriced", "requests_ok")
+
+    def __init__(self, model: str, deployment: str) -> None:
+        self.latency = LATENCY.labels(model, deployment)
+        self.ttft = TTFT.labels(model, deployment)
+        self.tokens = tuple(TOKENS.labels(model, deployment, kind) for kind in _TOKEN_KINDS)
+        self.cost = COST.labels(model, deployment)
+        self.unpriced = UNPRICED.labels(model, deployment)
+        self.requests_ok = REQUESTS.labels(model, deployment, "200", "none")
+
+
+_SERIES: dict[tuple[str, str], _Series] = {}
+
+
+def _series(model: str, deployment: str) -> _Series:
+    series = _SERIES.get((model, deployment))
+    if series is None:
+        series = _SERIES[(model, deployment)] = _Series(model, deployment)
+    return series
+
+
 def observe(record: RequestRecord) -> None:
     model, deployment = _label(record.public_model), _label(record.deployment)
     err = record.error_type
@@ -154,7 +182,10 @@ def observe(record: RequestRecord) -> None:
         UPSTREAM_ERRORS.labels(model, deployment, _label(err)).inc()
         FAILOVERS.labels(model, deployment).inc()
         return
-    REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
+    if record.status == 200 and err is None and record.deployment is not None:
+        _series(model, deployment).requests_ok.inc()  # the common case, without a label lookup
+    else:
+        REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
     if err is not None and err.startswith("provider_"):
         UPSTREAM_ERRORS.labels(model, deployment, err).inc()
     elif err == "policy_rate_limited":
@@ -167,23 +198,25 @@ def observe(record: RequestRecord) -> None:
         RETRIES.labels(model).inc(record.attempts - 1)
     if record.deployment is None:
         return  # refused before any upstream: no latency or tokens worth a series
-    LATENCY.labels(model, deployment).observe(record.latency_ms / 1000)
+    series = _series(model, deployment)
+    series.latency.observe(record.latency_ms / 1000)
     if record.ttft_ms is not None:
-        TTFT.labels(model, deployment).observe(record.ttft_ms / 1000)
-    for kind, n in (
-        ("prompt", record.prompt_tokens),
-        ("completion", record.completion_tokens),
-        ("cached", record.cached_tokens),
-        ("cache_creation", record.cache_creation_tokens),
-        ("reasoning", record.reasoning_tokens),
-    ):
+        series.ttft.observe(record.ttft_ms / 1000)
+    counts = (
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.cache_creation_tokens,
+        record.reasoning_tokens,
+    )
+    for child, n in zip(series.tokens, counts, strict=True):
         if n:
-            TOKENS.labels(model, deployment, kind).inc(n)
+            child.inc(n)
     if record.prompt_tokens or record.completion_tokens:
         if record.cost_usd is None:  # priced once by the pipeline (usage.pricing)
-            UNPRICED.labels(model, deployment).inc()
+            series.unpriced.inc()
         elif record.cost_usd:
-            COST.labels(model, deployment).inc(record.cost_usd)
+            series.cost.inc(record.cost_usd)
 
 
 class StateSampler:
