@@ -67,8 +67,7 @@ class Gateway:
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine, self.redis)
-        accounting = [self.usage.sink] if self.usage.sink is not None else []
-        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
+        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=self.usage.accounting_sinks())
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
         self.ratelimit = build_admission(config, self.redis)

@@ -184,6 +184,26 @@ class DatabaseConfig(_Strict):
     url: str = "sqlite:///lockgate.db"
 
 
+class HttpSinkConfig(_Strict):
+    """Every usage record also POSTed, in JSON batches, to a receiver (usage/http_sink.py, docs/usage.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL that takes {records: [...]} batches")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every batch (e.g. Authorization)")
+    batch_size: int = Field(default=100, ge=1, le=2000, description="Records per POST")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a POST")
+    timeout_s: float = Field(default=10.0, gt=0, description="A slower POST is spooled (and later replayed)")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    spool_dir: str | None = Field(default=None, description="Its own durable spool; <usage.spool_dir>/http when absent")
+    max_buffered: int = Field(default=2000, ge=1, description="Records held in memory while the receiver lags; more are spooled")
+
+    @field_validator("url")
+    @classmethod
+    def _http_scheme(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+
 class UsageConfig(_Strict):
     """The usage writer: records go to the database in batches, to a local spool when it is down."""
 
@@ -195,6 +215,7 @@ class UsageConfig(_Strict):
     max_buffered: int = Field(
         default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
     )
+    http_sink: HttpSinkConfig | None = None
 
 
 class RateLimitDefaults(_Strict):
