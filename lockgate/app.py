@@ -20,6 +20,7 @@ from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.ingress.responses.store import ResponseStore
 from lockgate.pipeline import Pipeline
@@ -46,6 +47,7 @@ class Gateway:
         self.config = config
         self.started = False
         self.redis: SharedRedis | None = None
+        self.key_events: KeyEvents | None = None  # auth.key_events: an edge's key cache (docs/cloudflare.md)
 
     async def start(self) -> None:
         config = self.config
@@ -81,6 +83,8 @@ class Gateway:
             hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
+        if config.auth.key_events is not None:
+            self.key_events = KeyEvents(config.auth.key_events).start()
         self.telemetry.start(self)  # gauges sampler, readiness
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
@@ -94,6 +98,8 @@ class Gateway:
         await self.ratelimit.aclose()
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
+        if self.key_events is not None:
+            await self.key_events.aclose()
         await self.router.aclose()
         if self.redis is not None:  # after every feature that used it
             await self.redis.aclose()

@@ -172,12 +172,25 @@ class JWTConfig(_Strict):
         return self
 
 
+class KeyEventsConfig(_Strict):
+    """Key changes POSTed to an edge's key cache (lockgate/edge_keys.py, docs/cloudflare.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL taking {events: [...]}")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every POST (e.g. Authorization)")
+    timeout_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    max_queued: int = Field(
+        default=10_000, ge=1, description="Events held while the edge is unreachable; more are dropped, logged"
+    )
+
+
 class AuthConfig(_Strict):
     master_key: SecretStr | None = None
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     jwt: JWTConfig | None = None
     # Failed authentications per client address per minute before 429.
     max_failures_per_minute: int = Field(default=30, ge=1)
+    key_events: KeyEventsConfig | None = None
 
 
 class DatabaseConfig(_Strict):

@@ -20,9 +20,7 @@ log = structlog.get_logger("lockgate.usage")
 class UsageService:
     """What the gateway holds for usage: the sink (the SinkQueue's accounting path) and the budget stage (an Admission)."""
 
-    def __init__(
-        self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any, http_sink: UsageSink | None = None
-    ) -> None:
+    def __init__(self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any, http_sink: UsageSink | None = None) -> None:
         self.sink = sink
         self.http_sink = http_sink  # usage.http_sink: the same records POSTed to a receiver
         self.budgets = budgets
