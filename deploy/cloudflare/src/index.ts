@@ -47,8 +47,9 @@ export interface Env {
   [name: string]: unknown;
 }
 
-// Host the container reaches the Worker on; never resolvable outside (docs/cloudflare.md, "Internal routes").
-export const INTERNAL_HOST = "lockgate-edge.internal";
+// The host the container reaches the Worker on; it resolves nowhere else (docs/cloudflare.md, "Internal routes").
+// Not exported: workerd takes every export of the entry module for an entrypoint.
+const INTERNAL_HOST = "lockgate-edge.internal";
 const LOCAL_INTERNAL_PREFIX = "/__lockgate-edge"; // only with LOCAL_UPSTREAM (wrangler dev), token-checked
 // Secrets and settings the container gets as its environment when it starts (a running one keeps its own).
 const CONTAINER_ENV = [
