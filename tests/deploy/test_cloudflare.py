@@ -446,3 +446,25 @@ def test_usage_rows_in_d1_equal_lockgates(edge: Edge) -> None:
     assert wait_for(same, timeout_s=20)
     d1 = {r["request_id"]: r for r in edge.d1_rows()}
     assert d1 == {r["request_id"]: r for r in own}
+
+
+def test_the_container_config_loads_from_the_environment_the_worker_gives() -> None:
+    from lockgate.config import load_config
+
+    env = {
+        "LOCKGATE_MASTER_KEY": "sk-master-0123456789abcdef",
+        "LOCKGATE_EDGE_URL": "http://lockgate-edge.internal",
+        "EDGE_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "OPENAI_API_KEY": "sk-openai-0123456789",
+    }
+    config = load_config(CF / "lockgate.yaml", env)
+    assert config.usage.http_sink is not None and config.usage.http_sink.url == "http://lockgate-edge.internal/usage"
+    assert config.auth.key_events is not None and config.auth.key_events.url == "http://lockgate-edge.internal/key-events"
+    assert config.database.url == "sqlite:////var/lib/lockgate/lockgate.db"  # no LOCKGATE_DATABASE_URL: SQLite
+    pg = load_config(CF / "lockgate.yaml", {**env, "LOCKGATE_DATABASE_URL": "postgresql://u:p@db.example/lg?ssl=require"})
+    assert pg.database.url.startswith("postgresql://")
+    # Every variable the file reads is one the Worker hands to the container (or sets itself).
+    index = (CF / "src" / "index.ts").read_text()
+    handed = set(re.findall(r'"([A-Z_]+)"', index.split("const CONTAINER_ENV = [")[1].split("];")[0])) | {"LOCKGATE_EDGE_URL"}
+    used = set(re.findall(r"\$\{([A-Z_]+)", (CF / "lockgate.yaml").read_text()))
+    assert used <= handed, used - handed
