@@ -468,3 +468,43 @@ def test_the_container_config_loads_from_the_environment_the_worker_gives() -> N
     handed = set(re.findall(r'"([A-Z_]+)"', index.split("const CONTAINER_ENV = [")[1].split("];")[0])) | {"LOCKGATE_EDGE_URL"}
     used = set(re.findall(r"\$\{([A-Z_]+)", (CF / "lockgate.yaml").read_text()))
     assert used <= handed, used - handed
+
+
+def test_the_shield_refuses_a_flood_from_one_address(edge: Edge, tmp_path: Path) -> None:
+    # The shipped config with a small shield (wrangler dev simulates the binding: a fixed window).
+    config = jsonc((CF / "wrangler.jsonc").read_text())
+    config["main"] = str(CF / "src" / "index.ts")
+    config["$schema"] = str(CF / "node_modules" / "wrangler" / "config-schema.json")
+    config["containers"][0]["image"] = str(ROOT / "Dockerfile")
+    config["containers"][0]["image_build_context"] = str(ROOT)
+    config["d1_databases"][0]["migrations_dir"] = str(CF / "migrations")
+    config["ratelimits"][0]["simple"] = {"limit": 3, "period": 60}
+    path = tmp_path / "wrangler.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    cmd = [str(NODE), str(WRANGLER), "dev", "-c", str(path), "--ip", "127.0.0.1", "--port", str(port)]
+    cmd += ["--inspector-port", str(free_port()), "--persist-to", str(tmp_path / "state"), "--show-interactive-dev-session=false"]
+    cmd += ["--var", f"LOCAL_UPSTREAM:{edge.lockgate.base_url}", "--var", f"LOCKGATE_MASTER_KEY:{MASTER_KEY}"]
+    with open(tmp_path / "dev.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=node_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        deadline = time.monotonic() + 90
+        first: httpx.Response | None = None
+        while first is None and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+            try:
+                first = httpx.get(url, headers=edge.admin, timeout=2)
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert first is not None and first.status_code == 200
+        answers = [first] + [httpx.get(url, headers=edge.admin, timeout=5) for _ in range(7)]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    passed = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code == 429]
+    # 3 a window; a burst across a window boundary can pass twice that (fixed windows).
+    assert 3 <= len(passed) <= 6 and len(passed) + len(refused) == len(answers)
+    assert all(refused_at_edge(r) and r.json()["error"]["code"] == "rate_limit_exceeded" for r in refused)
+    assert refused[0].headers["retry-after"] == "60"
