@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
@@ -28,7 +29,6 @@ from lockgate.providers import pooled_provider
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
-from lockgate.redis_client import SharedRedis, build_redis
 from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
@@ -36,6 +36,9 @@ from lockgate.telemetry.logging import AccessLogSink, configure_logging
 from lockgate.telemetry.metrics import IN_FLIGHT
 from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
+
+if TYPE_CHECKING:
+    from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate")
 
@@ -53,7 +56,11 @@ class Gateway:
         config = self.config
         self.pool = HttpPool()
         # One Redis client for every feature whose backend is redis (limiter, budgets, cool-downs, readiness).
-        self.redis = build_redis(config)
+        if config.redis_users():
+            # Imported only when a feature uses Redis: the client library costs ~7 MB resident.
+            from lockgate.redis_client import build_redis
+
+            self.redis = build_redis(config)
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.responses = ResponseStore(self.store.engine)  # stored Responses (store: true)
