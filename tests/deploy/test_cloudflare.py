@@ -435,17 +435,19 @@ def test_the_key_window_refuses_over_its_limit_and_admits_when_it_slides(edge: E
 
 def test_usage_rows_in_d1_equal_lockgates(edge: Edge) -> None:
     # Runs last in the module: every request above made a record; the sink POSTs them to the Worker.
-    edge.client().chat.completions.create(model="gpt-test", messages=MSG)
+    mine = edge.client().chat.completions.with_raw_response.create(model="gpt-test", messages=MSG).headers["x-request-id"]
     own: list[dict[str, Any]] = []
+    d1: list[dict[str, Any]] = []
 
-    def same() -> bool:
-        nonlocal own
-        own = edge.own_rows()
-        return len(own) > 0 and len(edge.d1_rows()) == len(own)
+    def same() -> bool:  # one `wrangler d1 execute` a try: each is a few seconds of node start-up
+        nonlocal own, d1
+        time.sleep(0.5)  # the sinks flush every 0.2 s
+        own, d1 = edge.own_rows(), edge.d1_rows()
+        return any(r["request_id"] == mine for r in own) and len(d1) == len(own)
 
-    assert wait_for(same, timeout_s=20)
-    d1 = {r["request_id"]: r for r in edge.d1_rows()}
-    assert d1 == {r["request_id"]: r for r in own}
+    assert wait_for(same, timeout_s=30), (len(d1), len(own))
+    assert {r["request_id"]: r for r in d1} == {r["request_id"]: r for r in own}
+    assert mine in {r["request_id"] for r in d1}
 
 
 def test_the_container_config_loads_from_the_environment_the_worker_gives() -> None:
