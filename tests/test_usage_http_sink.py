@@ -20,6 +20,7 @@ import pytest
 from lockgate.config import ConfigError, parse_config
 from lockgate.usage.http_sink import idempotency_key, wire_row
 from tests.harness import MASTER_KEY, GatewayProcess
+from tests.telemetry_support import scrape, value
 from tests.usage_receiver import UsageReceiver
 
 MSG = [{"role": "user", "content": "count me"}]
@@ -92,6 +93,13 @@ def test_a_failing_receiver_gets_every_record_exactly_once(tmp_path: Path, recei
         ids = send(gw, 20)
         assert wait_until(lambda: set(receiver.rows) == set(ids)), gw.logs()[-3000:]
         assert wait_until(lambda: len(own_rows(db)) == 20)
+        # Counted as well as logged: the sampler copies the sink's totals once a second.
+        assert wait_until(
+            lambda: (
+                value(scrape(gw.base_url), "lockgate_usage_http_sent_records_total") >= 20
+                and value(scrape(gw.base_url), "lockgate_usage_http_failures_total") >= 2
+            )
+        )
     finally:
         assert gw.stop() == 0
     statuses = [p["status"] for p in receiver.posts]
