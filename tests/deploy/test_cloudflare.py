@@ -98,6 +98,7 @@ def test_wrangler_config_validates(tmp_path: Path) -> None:
     out = wrangler(tmp_path, "deploy", "--dry-run", "--containers-rollout=none", "--outdir", str(tmp_path / "dist"))
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
+    assert "WARNING" not in text and "Unexpected fields" not in text, text  # wrangler only warns on a typo
     for binding in ("env.GATEWAY (Gateway)", "env.KEY_WINDOW (KeyWindow)", "env.KEYS", "env.USAGE_DB", "env.SHIELD"):
         assert binding in text
     assert "lockgate-edge-gateway" in text  # the container
