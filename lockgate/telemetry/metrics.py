@@ -107,6 +107,16 @@ USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database 
 USAGE_SPOOL_FAILURES = Counter(
     "lockgate_usage_spool_failures", "Spool appends that failed (disk full or gone): the records stay in memory"
 )
+# usage.http_sink (usage/http_sink.py): the same records POSTed to a receiver.
+USAGE_HTTP_SENT = Counter("lockgate_usage_http_sent_records", "Usage records a usage.http_sink receiver took (replays included)")
+USAGE_HTTP_FAILURES = Counter(
+    "lockgate_usage_http_failures", "usage.http_sink POSTs that failed or timed out (their batch spooled)"
+)
+USAGE_HTTP_SPOOL_PENDING = Gauge(
+    "lockgate_usage_http_spool_pending",
+    "1 while a worker's usage.http_sink spool holds records not yet sent",
+    multiprocess_mode="livesum",
+)
 RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
 RATELIMIT_FAIL_OPEN = Counter(
     "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (redis.on_error: allow)"
@@ -122,12 +132,18 @@ _SAMPLED_COUNTERS = {
     "usage_spooled": USAGE_SPOOLED,
     "usage_write_failures": USAGE_WRITE_FAILURES,
     "usage_spool_failures": USAGE_SPOOL_FAILURES,
+    "usage_http_sent": USAGE_HTTP_SENT,
+    "usage_http_failures": USAGE_HTTP_FAILURES,
     "ratelimit_errors": RATELIMIT_BACKEND_ERRORS,
     "ratelimit_fail_open": RATELIMIT_FAIL_OPEN,
     "ratelimit_dropped": RATELIMIT_DROPPED,
     "budget_dropped": BUDGET_DROPPED,
 }
-_SAMPLED_GAUGES = {"usage_buffered": USAGE_BUFFERED, "usage_spool_pending": USAGE_SPOOL_PENDING}
+_SAMPLED_GAUGES = {
+    "usage_buffered": USAGE_BUFFERED,
+    "usage_spool_pending": USAGE_SPOOL_PENDING,
+    "usage_http_spool_pending": USAGE_HTTP_SPOOL_PENDING,
+}
 
 
 def _label(value: str | None) -> str:
@@ -283,6 +299,7 @@ class StateSampler:
 def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
     """What the sampler reads from the gateway's components: running totals and levels."""
     usage_sink = getattr(getattr(gateway, "usage", None), "sink", None)
+    http_sink = getattr(getattr(gateway, "usage", None), "http_sink", None)
     admission = getattr(gateway, "ratelimit", None)
     fail_open = gateway.config.redis.on_error == "allow"
     limiter = getattr(admission, "limiter", None)
@@ -301,6 +318,14 @@ def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
             out["usage_write_failures"] = stats["write_failures"]
             out["usage_spool_failures"] = stats["spool_failures"]
             out["usage_spool_pending"] = 1 if stats["spool_pending"] else 0
+        try:
+            http = http_sink.stats() if http_sink is not None else None
+        except (ValueError, OSError):
+            http = None
+        if http is not None:
+            out["usage_http_sent"] = http["written"]
+            out["usage_http_failures"] = http["write_failures"]
+            out["usage_http_spool_pending"] = 1 if http["spool_pending"] else 0
         if admission is not None:
             # Failed checks: admitted unmetered when the policy is allow (a deny is a 503, in requests_total).
             out["ratelimit_fail_open"] = admission.backend_errors if fail_open else 0
