@@ -40,7 +40,7 @@ class OpenAIStream:
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
         resp, timer = self._resp, self._timer
-        events = iter_sse(resp.content).__aiter__()
+        events = iter_sse(resp.content, timer.max_bytes, self._what).__aiter__()
         finished = False
         try:
             while True:

@@ -60,7 +60,7 @@ class AnthropicStream:
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
         translator, resp, timer = self._translator, self._resp, self._timer
-        events = iter_sse(resp.content).__aiter__()
+        events = iter_sse(resp.content, timer.max_bytes, self._what).__aiter__()
         try:
             while True:
                 try:
