@@ -278,7 +278,7 @@ class CorsConfig(_Strict):
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
-            if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://(\*\.)?[^/*\s]+", origin):
+            if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://(\*\.)?[^/*\s]+", origin, re.IGNORECASE):
                 raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path; '*' or '*.' before the host)")
         return origins
 

@@ -145,10 +145,11 @@ def test_headers_under_the_limit_pass(gw: GatewayProcess) -> None:
     assert r.status_code == 200
 
 
-def test_a_body_sent_one_byte_at_a_time_is_cut_at_body_timeout_s(gw: GatewayProcess) -> None:
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/keys"])  # the fast path and a FastAPI route
+def test_a_body_sent_one_byte_at_a_time_is_cut_at_body_timeout_s(gw: GatewayProcess, path: str) -> None:
     before = refused(gw, "body_timeout")
     with connect(gw) as sock:
-        sock.sendall(CHAT_HEAD)
+        sock.sendall(CHAT_HEAD.replace(b"/v1/chat/completions", path.encode()))
         took = trickle(sock, BODY, every_s=0.25, until_s=10)  # the whole body would take ~18 s
         status, headers, body = parse(read_all(sock))
     assert TIMEOUT_S * 0.9 < took < TIMEOUT_S + 2, took
