@@ -297,6 +297,9 @@ class CorsConfig(_Strict):
         # Browsers refuse "*" with credentials; echoing any origin instead would hand every site the caller's cookies.
         if self.allow_credentials and "*" in self.allow_origins:
             raise ValueError("allow_credentials cannot be combined with the wildcard origin '*'; list the origins")
+        probe = "https://lockgate-cors-probe.invalid"  # an origin nobody owns: a regex matching it matches anything
+        if self.allow_credentials and self.allow_origin_regex and re.fullmatch(self.allow_origin_regex, probe, re.IGNORECASE):
+            raise ValueError("allow_credentials cannot be combined with an allow_origin_regex that matches any origin")
         return self
 
 

@@ -227,6 +227,10 @@ def _config(cors: dict[str, Any] | None) -> dict[str, Any]:
 def test_credentials_with_the_wildcard_origin_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="allow_credentials cannot be combined with the wildcard origin"):
         parse_config(_config({"allow_origins": ["*"], "allow_credentials": True}))
+    with pytest.raises(ConfigError, match="allow_origin_regex that matches any origin"):
+        parse_config(
+            _config({"allow_origins": ["https://a.test"], "allow_origin_regex": "https://.*", "allow_credentials": True})
+        )
     path = tmp_path / "lockgate.yaml"
     path.write_text(yaml.safe_dump(_config({"allow_origins": ["https://a.test", "*"], "allow_credentials": True})))
     out = subprocess.run([sys.executable, "-m", "lockgate", "check-config", str(path)], capture_output=True, text=True, cwd=ROOT)
