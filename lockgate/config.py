@@ -77,6 +77,9 @@ class OpenAIDeployment(DeploymentBase):
     provider: Literal["openai"]
     # Always ask for the usage chunk of a stream; off for servers that reject stream_options.
     stream_usage: bool = True
+    # How /v1/responses is served here: translated through chat (any OpenAI-compatible server), or
+    # passed through to the upstream's own /v1/responses (OpenAI itself; docs/responses.md).
+    responses: Literal["translated", "native"] = "translated"
 
 
 class AnthropicDeployment(DeploymentBase):
@@ -198,6 +201,16 @@ class UsageConfig(_Strict):
     max_buffered: int = Field(
         default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
     )
+
+
+class ResponsesConfig(_Strict):
+    """Stored Responses (`store: true`, the table `responses`): how long they are kept."""
+
+    retention_days: int = Field(
+        default=30, ge=0, description="A stored response older than this is deleted by a background purge; 0 keeps them forever"
+    )
+    purge_interval_s: float = Field(default=3600.0, gt=0, description="How often the purge runs (and once at start-up)")
+    purge_batch_size: int = Field(default=500, ge=1, le=10_000, description="Rows deleted per transaction")
 
 
 class RateLimitDefaults(_Strict):
@@ -337,6 +350,7 @@ class Config(_Strict):
     router: RouterConfig = RouterConfig()
     database: DatabaseConfig = DatabaseConfig()
     usage: UsageConfig = UsageConfig()
+    responses: ResponsesConfig = ResponsesConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
     budgets: BudgetsConfig = BudgetsConfig()
     redis: RedisConfig = RedisConfig()

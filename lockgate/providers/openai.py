@@ -6,75 +6,43 @@ rewritten by the pipeline, and streams always ask for the usage chunk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from lockgate.config import OpenAIDeployment
-from lockgate.errors import GatewayError, ProviderBadResponse, from_upstream_status
+from lockgate.errors import ProviderBadResponse, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import (
-    TRANSPORT_ERRORS,
-    JsonPoster,
-    StreamTimer,
-    iter_sse,
-    json_object,
-    upstream_name,
-)
+from lockgate.providers.http import JsonPoster, json_object, upstream_name
+from lockgate.providers.sse_stream import UpstreamStream
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 
-class OpenAIStream:
+class OpenAIStream(UpstreamStream[dict[str, Any]]):
     """An open OpenAI SSE stream, yielding chunk dicts as their events arrive."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, what: str, timer: StreamTimer) -> None:
-        self._resp = resp
-        self._what = what
-        self._timer = timer
-        self.usage: Usage | None = None
+    _finished = False
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._chunks()
+    def on_event(self, name: str | None, data: bytes) -> tuple[dict[str, Any], ...]:
+        if data == b"[DONE]":
+            self.done = True
+            return ()
+        chunk = json_object(data, self._what)
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            raise from_upstream_status(int(err.get("status") or 500), str(err.get("message") or "upstream stream error"))
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self._finished = True
+        return (chunk,)
 
-    async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
-        resp, timer = self._resp, self._timer
-        events = iter_sse(resp.content, timer.max_bytes, self._what).__aiter__()
-        finished = False
-        try:
-            while True:
-                try:
-                    _, data = await timer.next(events, resp)
-                except StopAsyncIteration:
-                    break
-                if data == b"[DONE]":
-                    return
-                chunk = json_object(data, self._what)
-                if "error" in chunk and not chunk.get("choices"):
-                    err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise from_upstream_status(int(err.get("status") or 500), str(err.get("message") or "upstream stream error"))
-                usage = chunk.get("usage")
-                if usage:
-                    self.usage = Usage.from_openai(usage)
-                for choice in chunk.get("choices") or ():
-                    if choice.get("finish_reason"):
-                        finished = True
-                yield chunk
-        except GatewayError:
-            raise
-        except TRANSPORT_ERRORS as err:
-            raise timer.error(err) from None
-        finally:
-            timer.cancel()
-            resp.release()
-        if not finished:
+    def on_end(self) -> None:
+        if not self._finished and not self.done:
             raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
-
-    async def aclose(self) -> None:
-        # Closing (not releasing) drops a half-read connection instead of draining it.
-        self._timer.cancel()
-        self._resp.close()
 
 
 class OpenAIProvider:

@@ -1,7 +1,8 @@
 """A fake OpenAI API: a real HTTP server on 127.0.0.1 speaking the exact wire format.
 
 It answers /v1/chat/completions (JSON and SSE with the usage chunk),
-/v1/completions, /v1/embeddings and /v1/models, records every request, and
+/v1/completions, /v1/embeddings, /v1/models and /v1/responses (openai_responses.py:
+JSON and SSE, stored responses for previous_response_id), records every request, and
 injects faults on demand. It runs in a thread with its own event loop, so a
 test drives it directly (``fake.faults.append(...)``) while the gateway under
 test runs as a separate process.
@@ -47,6 +48,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.openai_responses import ResponsesEndpoint
 from tests.fakes.server import ThreadedServer
 
 UPSTREAM_KEY = "sk-upstream-test-key-0123456789"
@@ -104,10 +106,13 @@ class FakeOpenAI:
     script: list[Reply] = field(default_factory=list)
     disconnects: int = 0
     port: int = 0
+    # /v1/responses: each request's whole conversation (previous turns resolved), oldest first.
+    conversations: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._server = ThreadedServer(self._routes, "fake-openai")
         self.stream_closed = threading.Event()
+        self.responses = ResponsesEndpoint(self)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -124,6 +129,8 @@ class FakeOpenAI:
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/responses", self.responses.handle)
+        app.router.add_delete("/v1/responses/{response_id}", self.responses.delete)
 
     def stop(self) -> None:
         self._server.stop()
@@ -136,6 +143,8 @@ class FakeOpenAI:
         self.script.clear()
         self.disconnects = 0
         self.stream_closed.clear()
+        self.conversations.clear()
+        self.responses.reset()
 
     # --- helpers --------------------------------------------------------------------
 
