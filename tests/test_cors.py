@@ -280,7 +280,11 @@ def test_a_page_on_an_allowed_origin_streams_a_chat_completion(
     assert result["requestId"].startswith("req_") and result["deployment"] == "mock/mock-gpt#0"
     assert result["limit"] == "10000"  # an exposed x-ratelimit-* header
     assert result["hidden"] is None  # not exposed: the browser hides it from the page
-    assert browser_page.problems == []
+    # Chromium often reports a fetch whose body a script read to its end through a ReadableStream as
+    # "net::ERR_ABORTED" (seen with the stream complete: status 200, `[DONE]`, the final 0-length chunk on
+    # the wire); that one report is not a problem, any other is.
+    benign = f"request failed: {gw.base_url}/v1/chat/completions net::ERR_ABORTED"
+    assert [p for p in browser_page.problems if p != benign] == []
 
 
 def test_a_page_on_another_origin_cannot_call_the_gateway(
