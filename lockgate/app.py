@@ -23,6 +23,7 @@ from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.ingress.responses.retention import RetentionPurge
 from lockgate.ingress.responses.store import ResponseStore
@@ -52,6 +53,7 @@ class Gateway:
         self.config = config
         self.started = False
         self.redis: SharedRedis | None = None
+        self.key_events: KeyEvents | None = None  # auth.key_events: an edge's key cache (docs/cloudflare.md)
 
     async def start(self) -> None:
         config = self.config
@@ -79,8 +81,7 @@ class Gateway:
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine, self.redis)
-        accounting = [self.usage.sink] if self.usage.sink is not None else []
-        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
+        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=self.usage.accounting_sinks())
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
         self.ratelimit = build_admission(config, self.redis)
@@ -94,6 +95,8 @@ class Gateway:
             hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
+        if config.auth.key_events is not None:
+            self.key_events = KeyEvents(config.auth.key_events).start()
         self.telemetry.start(self)  # gauges sampler, readiness
         if self.responses_purge is not None:
             self.responses_purge.start()
@@ -111,6 +114,8 @@ class Gateway:
         await self.pipeline.authenticator.aclose()
         if self.responses_purge is not None:
             await self.responses_purge.aclose()
+        if self.key_events is not None:
+            await self.key_events.aclose()
         await self.router.aclose()
         if self.redis is not None:  # after every feature that used it
             await self.redis.aclose()

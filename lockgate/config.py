@@ -178,16 +178,49 @@ class JWTConfig(_Strict):
         return self
 
 
+class KeyEventsConfig(_Strict):
+    """Key changes POSTed to an edge's key cache (lockgate/edge_keys.py, docs/cloudflare.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL taking {events: [...]}")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every POST (e.g. Authorization)")
+    timeout_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    max_queued: int = Field(
+        default=10_000, ge=1, description="Events held while the edge is unreachable; more are dropped, logged"
+    )
+
+
 class AuthConfig(_Strict):
     master_key: SecretStr | None = None
     key_cache_ttl_s: float = Field(default=5.0, ge=0)
     jwt: JWTConfig | None = None
     # Failed authentications per client address per minute before 429.
     max_failures_per_minute: int = Field(default=30, ge=1)
+    key_events: KeyEventsConfig | None = None
 
 
 class DatabaseConfig(_Strict):
     url: str = "sqlite:///lockgate.db"
+
+
+class HttpSinkConfig(_Strict):
+    """Every usage record also POSTed, in JSON batches, to a receiver (usage/http_sink.py, docs/usage.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL that takes {records: [...]} batches")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every batch (e.g. Authorization)")
+    batch_size: int = Field(default=100, ge=1, le=2000, description="Records per POST")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a POST")
+    timeout_s: float = Field(default=10.0, gt=0, description="A slower POST is spooled (and later replayed)")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    spool_dir: str | None = Field(default=None, description="Its own durable spool; <usage.spool_dir>/http when absent")
+    max_buffered: int = Field(default=2000, ge=1, description="Records held in memory while the receiver lags; more are spooled")
+
+    @field_validator("url")
+    @classmethod
+    def _http_scheme(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
 
 
 class UsageConfig(_Strict):
@@ -201,6 +234,7 @@ class UsageConfig(_Strict):
     max_buffered: int = Field(
         default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
     )
+    http_sink: HttpSinkConfig | None = None
 
 
 class ResponsesConfig(_Strict):

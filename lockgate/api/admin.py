@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from lockgate.api.deps import require_admin
 from lockgate.api.http import json_response
-from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys
+from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
@@ -101,6 +102,11 @@ def _repo(request: Request) -> KeyRepository:
     return _keys(request).repo
 
 
+def _edge(request: Request) -> KeyEvents | None:
+    """The edge's key cache writer (auth.key_events), when configured."""
+    return request.app.state.gateway.key_events  # type: ignore[no-any-return]
+
+
 def _found(row: KeyRow | None, key_id: str) -> KeyRow:
     if row is None:
         raise NotFound(f"No API key with id `{key_id}`.", param="id")
@@ -133,6 +139,8 @@ async def create_key(body: KeyCreate, request: Request) -> Response:
     if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
         fields["budget_period"] = "total"
     row, token = await _repo(request).create(**fields)
+    if (edge := _edge(request)) is not None:
+        edge.upsert(row, hash_key(token))
     return _json(_with_key(row, token), 201)
 
 
@@ -165,6 +173,8 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response
     settle_budget_change(changes, current.max_budget_usd, current.budget_period)
     row = _found(await keys.repo.update(key_id, **changes), key_id)
     keys.invalidate(key_id)
+    if (edge := _edge(request)) is not None and (key_hash := await keys.repo.hash_of(key_id)) is not None:
+        edge.upsert(row, key_hash)
     return _json(row.public())
 
 
@@ -173,16 +183,24 @@ async def revoke_key(key_id: str, request: Request) -> Response:
     keys = _keys(request)
     row = _found(await keys.repo.revoke(key_id), key_id)
     keys.invalidate(key_id)
+    if (edge := _edge(request)) is not None and (key_hash := await keys.repo.hash_of(key_id)) is not None:
+        edge.revoke(row, key_hash)
     return _json(row.public())
 
 
 @router.post("/keys/{key_id}/rotate", response_model=KeyCreated, summary="Replace a key's secret")
 async def rotate_key(key_id: str, request: Request) -> Response:
     keys = _keys(request)
+    edge = _edge(request)
+    old_hash = await keys.repo.hash_of(key_id) if edge is not None else None
     rotated = await keys.repo.rotate(key_id)
     if rotated is None:
         _found(await keys.repo.get(key_id), key_id)
         raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
     keys.invalidate(key_id)
     row, token = rotated
+    if edge is not None:
+        if old_hash is not None:
+            edge.revoke(row, old_hash)  # the old secret stops working at the edge too
+        edge.upsert(row, hash_key(token))
     return _json(_with_key(row, token))

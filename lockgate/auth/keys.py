@@ -167,6 +167,11 @@ class KeyRepository:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
         return KeyRow.from_db(row) if row else None
 
+    async def hash_of(self, key_id: str) -> str | None:
+        """The stored SHA-256 of a key's secret (for an edge's key cache: lockgate/edge_keys.py)."""
+        async with self.store.connect() as conn:
+            return (await conn.execute(sa.select(api_keys.c.key_hash).where(api_keys.c.id == key_id))).scalar()
+
     async def list(
         self,
         *,

@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lockgate.config import Deployment
-
 
 @dataclass(slots=True)
 class Usage:
@@ -104,10 +102,6 @@ class Provider(Protocol):
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult: ...
 
     async def aclose(self) -> None: ...
-
-
-class ProviderFactory(Protocol):
-    def __call__(self, deployment: Deployment, http: "Any") -> Provider: ...
 
 
 def tokens_for_chars(chars: int) -> int:
