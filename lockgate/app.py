@@ -17,7 +17,8 @@ from starlette.types import ASGIApp
 from lockgate import __version__, redaction
 from lockgate.api import admin, admin_teams, health, messages, openai, responses
 from lockgate.api import usage as usage_api
-from lockgate.api.front import Front
+from lockgate.api.cors import Cors
+from lockgate.api.front import Front, security_headers
 from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
@@ -35,7 +36,7 @@ from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
-from lockgate.telemetry.metrics import IN_FLIGHT
+from lockgate.telemetry.metrics import IN_FLIGHT, count_refusal
 from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
 
@@ -189,11 +190,15 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         from lockgate.api import metrics
 
         app.include_router(metrics.router)
+    # Request ids and security headers on every response, CORS, the in-flight gauge, the inference fast path.
+    cors = config.server.cors
     app.front_options = dict(
         serve=openai.serve,
         in_flight=IN_FLIGHT if config.telemetry.metrics else None,
         serve_messages=messages.serve,
         serve_responses=responses.serve,
+        headers=security_headers(config.server),
+        cors=Cors(cors, on_refused=count_refusal if config.telemetry.metrics else None) if cors else None,
     )
     return app
 

@@ -55,6 +55,9 @@ class DeploymentBase(_Strict):
         ge=1,
         description="The model's output limit: a larger translated max_tokens (Messages, Responses) is clamped to it",
     )
+    # Size caps on what the upstream sends back (docs/limits.md): past them the answer is cut, 502.
+    max_response_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, description="A non-streamed answer's body, decompressed")
+    max_stream_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="A whole stream's body, decompressed")
     # Routing.
     weight: float = Field(default=1.0, ge=0)
     priority: int = 0
@@ -304,11 +307,65 @@ class TelemetryConfig(_Strict):
     otlp_endpoint: str | None = None
 
 
+class CorsConfig(_Strict):
+    """Cross-origin access for browser apps (docs/limits.md#cors); absent: no CORS header, preflights 405."""
+
+    # Exact origins ("https://app.example.com"), "*" (any), or a subdomain wildcard ("https://*.example.com").
+    allow_origins: list[str] = Field(min_length=1)
+    allow_origin_regex: str | None = Field(default=None, description="An origin matching it whole is allowed too")
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "PATCH"])
+    # "*" echoes what the preflight asks for; names may end in * ("x-stainless-*").
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    # Response headers a page's script may read; names may end in * (matched against each response).
+    expose_headers: list[str] = Field(default_factory=lambda: ["x-request-id", "x-ratelimit-*", "retry-after", "x-lockgate-*"])
+    max_age_s: int = Field(default=600, ge=0, description="How long a browser may cache a preflight's answer")
+    allow_credentials: bool = False
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://(\*\.)?[^/*\s]+", origin, re.IGNORECASE):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path; '*' or '*.' before the host)")
+        return origins
+
+    @field_validator("allow_origin_regex")
+    @classmethod
+    def _regex(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"not a regular expression: {err}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _no_credentials_for_everyone(self) -> "CorsConfig":
+        # Browsers refuse "*" with credentials; echoing any origin instead would hand every site the caller's cookies.
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials cannot be combined with the wildcard origin '*'; list the origins")
+        probe = "https://lockgate-cors-probe.invalid"  # an origin nobody owns: a regex matching it matches anything
+        if self.allow_credentials and self.allow_origin_regex and re.fullmatch(self.allow_origin_regex, probe, re.IGNORECASE):
+            raise ValueError("allow_credentials cannot be combined with an allow_origin_regex that matches any origin")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # Limits on what a client may send (docs/limits.md), enforced by the HTTP protocol (lockgate/http_server.py).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="The request line and headers together; past it 431")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="From a new connection's (or request's) first byte to its last header; past it 408"
+    )
+    body_timeout_s: float = Field(default=60.0, gt=0, description="From the last header to the body's last byte; past it 408")
+    cors: CorsConfig | None = None
+    hsts_max_age_s: int | None = Field(
+        default=None, ge=0, description="Send Strict-Transport-Security with this max-age (behind TLS only)"
+    )
+    hsts_include_subdomains: bool = False
     sse_ping_interval_s: float = Field(
         default=15.0, gt=0, le=60, description="A /v1/messages stream gets a ping after this long without an event"
     )

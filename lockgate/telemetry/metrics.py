@@ -67,6 +67,17 @@ FAILOVERS = Counter(
 RATE_LIMITED = Counter("lockgate_rate_limited", "Requests refused by a rate limit", ["model"])
 BUDGET_REFUSED = Counter("lockgate_budget_refused", "Requests refused by an exhausted budget", ["model"])
 AUTH_FAILED = Counter("lockgate_auth_failures", "Requests refused for a missing or wrong credential")
+HTTP_REFUSED = Counter(
+    "lockgate_http_refused",
+    "Requests refused before any route: CORS preflights, oversized headers, slow clients, malformed HTTP",
+    ["reason"],
+)
+
+
+def count_refusal(reason: str) -> None:
+    HTTP_REFUSED.labels(reason=reason).inc()
+
+
 IN_FLIGHT = Gauge("lockgate_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
 DEPLOYMENT_UP = Gauge(
     "lockgate_deployment_up",
