@@ -26,6 +26,7 @@ api_keys = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("key_last4", sa.String(4), nullable=True),  # the key's last 4 characters, for display (0007)
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("user_id", sa.String(200), nullable=True, index=True),
     sa.Column("team_id", sa.String(200), nullable=True, index=True),
