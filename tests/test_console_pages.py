@@ -314,14 +314,11 @@ def test_the_cli_is_audited(tmp_path: Path) -> None:
         )
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    run = lambda *a, stdin=None: subprocess.run(
-        [sys.executable, "-m", "lockgate", *a, "--config", str(cfg)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )  # noqa: E731
+
+    def run(*a: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "lockgate", *a, "--config", str(cfg)]
+        return subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+
     assert run("keys", "create", "--name", "from-cli").returncode == 0
     created = run("admin", "create-user", "vera", "--role", "viewer", "--password-stdin", stdin="viewer-password-1\n")
     assert created.returncode == 0, created.stderr
