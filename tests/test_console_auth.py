@@ -105,6 +105,8 @@ def test_csrf_token_and_origin_are_both_required(tmp_path: Path) -> None:
         # The right token from another site: refused by Origin and by Fetch Metadata.
         assert c.post("/ui/keys", data={"name": "a", "csrf": csrf}, headers={"Origin": "https://evil.example"}).status_code == 403
         assert c.post("/ui/keys", data={"name": "a", "csrf": csrf}, headers={"Origin": "null"}).status_code == 403
+        both = {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"}
+        assert c.post("/ui/keys", data={"name": "a", "csrf": csrf}, headers=both).status_code == 403
         assert c.post("/ui/keys", data={"name": "a", "csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
         assert c.post("/ui/keys", data={"name": "a", "csrf": csrf}, headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
         assert "No keys match" in c.get("/ui/keys").text
@@ -112,6 +114,9 @@ def test_csrf_token_and_origin_are_both_required(tmp_path: Path) -> None:
         ok = {"Origin": "http://127.0.0.1:4000", "Sec-Fetch-Site": "same-origin"}
         assert c.post("/ui/keys", data={"name": "form", "csrf": csrf}, headers=ok).status_code == 200
         assert c.post("/ui/keys", data={"name": "header"}, headers={**ok, "X-CSRF-Token": csrf}).status_code == 200
+        # What a browser sends under Referrer-Policy: no-referrer: a null Origin, with Fetch Metadata.
+        null_ok = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+        assert c.post("/ui/keys", data={"name": "null", "csrf": csrf}, headers=null_ok).status_code == 200
         # A login from another site is refused too (login CSRF).
         r = c.post("/ui/login", data={"password": MASTER}, headers={"Origin": "https://evil.example"}, follow_redirects=False)
         assert r.status_code == 403

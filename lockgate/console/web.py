@@ -261,15 +261,28 @@ async def current_session(console: Console, request: Request) -> Session:
 
 
 def check_origin(request: Request) -> None:
-    """Refuse a state change a browser marks as coming from another site."""
+    """Refuse a state change a browser marks as coming from another site.
+
+    Fetch Metadata decides when the browser sends it (a page cannot forge it). Without it, the
+    Origin must be ours. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` on form
+    posts, so a null Origin passes only with `Sec-Fetch-Site: same-origin`.
+    """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise CrossSite()
-    origin = request.headers.get("origin")
-    if origin is not None:
-        parts = urlsplit(origin)
-        if origin == "null" or parts.netloc != request.headers.get("host", "") or parts.scheme != request.url.scheme:
+    if site is not None:
+        if site not in ("same-origin", "none"):
             raise CrossSite()
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and not _our_origin(request, origin):
+            raise CrossSite()
+        return
+    origin = request.headers.get("origin")
+    if origin is not None and not _our_origin(request, origin):
+        raise CrossSite()
+
+
+def _our_origin(request: Request, origin: str) -> bool:
+    parts = urlsplit(origin)
+    return parts.netloc == request.headers.get("host", "") and parts.scheme == request.url.scheme
 
 
 def actor(request: Request, session: Session) -> Actor:
