@@ -88,6 +88,7 @@ def add(router: APIRouter, console: Console, throttle: LoginThrottle, viewer: ob
         old = request.cookies.get(cookie_name(request))
         if old:
             await sessions.revoke(old)  # a new id at every login: a planted or old id never carries over
+        await sessions.purge_expired()  # expired rows go here, at the rare write, not on a timer
         session = await sessions.create(subject, role, tag, address, request.headers.get("user-agent"))
         await audit.record(Actor(subject, "console", address), "login", target_type="session", after={"role": role})
         response = RedirectResponse(target, status_code=303)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,12 @@ from lockgate.store.db import aware, utcnow
 ROLES = ("admin", "viewer")
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()  # argon2id, the library's RFC 9106 low-memory profile
-_DUMMY = _hasher.hash("lockgate-dummy-password-for-timing")
+
+
+@functools.cache
+def _dummy() -> str:
+    # Made on the first login attempt, not at import (argon2 is slow on purpose).
+    return _hasher.hash("lockgate-dummy-password-for-timing")
 
 
 class UserExists(Exception):
@@ -93,7 +99,7 @@ class Users:
         """The user if the password is right and the account enabled; None otherwise (same cost either way)."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(console_users).where(console_users.c.username == username))).first()
-        stored = row._mapping["password_hash"] if row else _DUMMY
+        stored = row._mapping["password_hash"] if row else await asyncio.to_thread(_dummy)
         try:
             ok: bool = await asyncio.to_thread(_hasher.verify, stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
