@@ -23,11 +23,11 @@ VIEWER_PW = "viewer-password-123"
 LOOPBACK = "http://127.0.0.1:4000"
 
 
-def console_config(tmp: Path, **ui: Any) -> Any:
+def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
     return parse_config(
         {
             "auth": {"master_key": MASTER, "key_cache_ttl_s": 0},
-            "database": {"url": f"sqlite:///{tmp}/console.db"},
+            "database": {"url": db_url or f"sqlite:///{tmp}/console.db"},
             "usage": {"spool_dir": str(tmp / "spool"), "flush_interval_s": 0.05},
             "telemetry": {"access_log": False, "metrics": False},
             "models": [{"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt", "id": "mock-a"}]}],
@@ -37,8 +37,10 @@ def console_config(tmp: Path, **ui: Any) -> Any:
 
 
 @contextmanager
-def console_client(tmp: Path, base_url: str = LOOPBACK, root_path: str = "", **ui: Any) -> Iterator[TestClient]:
-    app = create_app(console_config(tmp, **ui), configure_logs=False)
+def console_client(
+    tmp: Path, base_url: str = LOOPBACK, root_path: str = "", db_url: str | None = None, **ui: Any
+) -> Iterator[TestClient]:
+    app = create_app(console_config(tmp, db_url, **ui), configure_logs=False)
     with TestClient(app, base_url=base_url, root_path=root_path) as client:
         yield client
 

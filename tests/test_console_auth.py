@@ -20,6 +20,7 @@ from tests.console_support import (
     engine,
     login,
 )
+from tests.dbs import db_url  # noqa: F401
 
 # Pages any role may read, after one key exists (its id is filled in).
 READ_PAGES = [
@@ -144,8 +145,8 @@ def test_cookie_flags_on_loopback_and_on_https(tmp_path: Path) -> None:
         assert r.status_code == 400 and "HTTPS" in r.text and "set-cookie" not in r.headers
 
 
-def test_logout_and_password_change_end_sessions_and_login_makes_a_new_id(tmp_path: Path) -> None:
-    with console_client(tmp_path) as c:
+def test_logout_and_password_change_end_sessions_and_login_makes_a_new_id(tmp_path: Path, db_url: str) -> None:
+    with console_client(tmp_path, db_url=db_url) as c:
         add_user(c, "adam", ADMIN_PW, "admin")
         csrf = login(c, "adam", ADMIN_PW)
         first = c.cookies["lockgate_session"]

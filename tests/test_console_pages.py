@@ -12,6 +12,7 @@ from typing import Any
 
 from lockgate.auth.keys import KeyRepository
 from tests.console_support import MASTER, call, console_client, create_key, login
+from tests.dbs import db_url  # noqa: F401
 
 ADMIN = {"authorization": f"Bearer {MASTER}"}
 CSP = (
@@ -165,8 +166,8 @@ def test_the_plaintext_key_is_only_in_the_create_and_rotate_answers(tmp_path: Pa
         assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
 
 
-def test_keyset_pagination_and_its_bounds(tmp_path: Path) -> None:
-    with console_client(tmp_path) as c:
+def test_keyset_pagination_and_its_bounds(tmp_path: Path, db_url: str) -> None:
+    with console_client(tmp_path, db_url=db_url) as c:
         repo = KeyRepository(c.app.state.gateway.store)  # type: ignore[attr-defined]
         for i in range(120):
             call(c, repo.create, name=f"bulk-{i:03d}", team="pager" if i % 2 else None)
@@ -202,8 +203,8 @@ def test_keyset_pagination_and_its_bounds(tmp_path: Path) -> None:
             assert "Invalid input" in r.text
 
 
-def test_request_log_filters_and_detail(tmp_path: Path) -> None:
-    with console_client(tmp_path) as c:
+def test_request_log_filters_and_detail(tmp_path: Path, db_url: str) -> None:
+    with console_client(tmp_path, db_url=db_url) as c:
         csrf = login(c)
         key_a, token_a, _ = create_key(c, csrf, name="a", team="red")
         key_b, token_b, _ = create_key(c, csrf, name="b")
@@ -234,8 +235,8 @@ def test_request_log_filters_and_detail(tmp_path: Path) -> None:
         assert c.get("/ui/logs/req_does_not_exist").status_code == 404
 
 
-def test_usage_page_and_csv_equal_admin_usage(tmp_path: Path) -> None:
-    with console_client(tmp_path) as c:
+def test_usage_page_and_csv_equal_admin_usage(tmp_path: Path, db_url: str) -> None:
+    with console_client(tmp_path, db_url=db_url) as c:
         csrf = login(c)
         _, token_a, _ = create_key(c, csrf, name="a", team="red")
         _, token_b, _ = create_key(c, csrf, name="b", team="blue")

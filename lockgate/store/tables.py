@@ -40,6 +40,7 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_api_keys_created_id", "created_at", "id"),  # the console's keyset pages (0007)
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )

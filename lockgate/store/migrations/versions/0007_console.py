@@ -19,6 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("key_last4", sa.String(4), nullable=True))
+    op.create_index("ix_api_keys_created_id", "api_keys", ["created_at", "id"])
     op.create_table(
         "console_users",
         sa.Column("username", sa.String(100), nullable=False),
@@ -69,5 +70,6 @@ def downgrade() -> None:
     op.drop_index("ix_console_sessions_subject", table_name="console_sessions")
     op.drop_table("console_sessions")
     op.drop_table("console_users")
+    op.drop_index("ix_api_keys_created_id", table_name="api_keys")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_column("key_last4")
