@@ -265,6 +265,10 @@ def test_usage_page_and_csv_equal_admin_usage(tmp_path: Path, db_url: str) -> No
                 assert f"<td>{want['requests']:,}</td>" in page
         assert c.get("/ui/usage?group_by=nonsense").status_code == 400
         assert c.get("/ui/usage?start=2026-12-10&end=2026-12-01").status_code == 400
+        overview = c.get("/ui/").text
+        assert overview.count(">7 requests<") == 3  # today, 7 days, 30 days
+        tops = re.findall(r'href="/ui/logs\?key=(key_[0-9a-f]+)"', overview)
+        assert len(tops) == 2
         series = c.get("/ui/overview.json").json()
         assert len(series["x"]) == 30 and sum(series["requests"]) == 7
 

@@ -267,3 +267,44 @@ async def team_page(engine: Any, after: str | None = None) -> Page:
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     return Page(rows, rows[-1].id if more else None)
+
+
+async def daily_totals(engine: Any, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    """Requests, errors and spend per day from the roll-ups (no latency: the overview's cards need none)."""
+    from lockgate.usage.tables import usage_daily
+
+    d = usage_daily.c
+    query = (
+        sa.select(d.day, sa.func.sum(d.requests), sa.func.sum(d.errors), sa.func.sum(d.cost_usd))
+        .where(d.day >= start, d.day <= end)
+        .group_by(d.day)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [
+        {
+            "day": day.isoformat() if hasattr(day, "isoformat") else str(day),
+            "requests": int(r or 0),
+            "errors": int(e or 0),
+            "cost_usd": float(c or 0),
+        }
+        for day, r, e, c in rows
+    ]
+
+
+async def top_spend(engine: Any, field: str, start: dt.date, end: dt.date, limit: int = 10) -> list[dict[str, Any]]:
+    """The `limit` keys, teams or models with the most spend over the range (roll-ups, one query)."""
+    from lockgate.usage.tables import usage_daily
+
+    col = usage_daily.c[field]
+    cost = sa.func.sum(usage_daily.c.cost_usd)
+    query = (
+        sa.select(col, cost, sa.func.sum(usage_daily.c.requests))
+        .where(usage_daily.c.day >= start, usage_daily.c.day <= end, col != "")
+        .group_by(col)
+        .order_by(cost.desc(), col)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [{field: name, "cost_usd": float(c or 0), "requests": int(r or 0)} for name, c, r in rows]

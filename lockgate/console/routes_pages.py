@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from lockgate.console.forms import FormError
-from lockgate.console.queries import LogFilter, log_detail, log_page, recent_failures
+from lockgate.console.queries import LogFilter, daily_totals, log_detail, log_page, recent_failures, top_spend
 from lockgate.console.sessions import Session
 from lockgate.console.web import Console
 from lockgate.errors import NotFound
@@ -66,10 +66,6 @@ def _window(days: list[dict[str, Any]], today: dt.date, n: int) -> dict[str, flo
     }
 
 
-def _top(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
-    return sorted((r for r in rows if r[field] is not None), key=lambda r: -r["cost_usd"])[:10]
-
-
 def add(router: APIRouter, console: Console, viewer: Any) -> None:
     @router.get("")
     @router.get("/")
@@ -77,9 +73,9 @@ def add(router: APIRouter, console: Console, viewer: Any) -> None:
         engine = console.engine(request)
         today = dt.datetime.now(dt.UTC).date()
         start = today - dt.timedelta(days=29)
-        days = await report(engine, "day", start, today)
+        days = await daily_totals(engine, start, today)
         windows = {label: _window(days, today, n) for label, n in (("today", 1), ("7 days", 7), ("30 days", 30))}
-        tops = {g: _top(await report(engine, g, start, today), GROUPS[g]) for g in ("key", "team", "model")}
+        tops = {g: await top_spend(engine, GROUPS[g], start, today) for g in ("key", "team", "model")}
         return console.render(
             request, "overview.html", windows=windows, tops=tops, start=start.isoformat(), end=today.isoformat()
         )
