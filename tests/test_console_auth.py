@@ -237,3 +237,31 @@ def test_another_path_and_a_root_path(tmp_path: Path) -> None:
         r = c.post("/gw/admin-ui/login", data={"password": MASTER, "next": "/gw/admin-ui/keys"}, follow_redirects=False)
         assert r.headers["location"] == "/gw/admin-ui/keys"
         assert 'href="/gw/admin-ui/keys/new"' in c.get("/gw/admin-ui/keys").text
+
+
+def test_a_new_master_key_ends_the_old_master_sessions(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from lockgate.config import Config
+    from tests import console_support
+
+    with console_client(tmp_path) as c:
+        login(c)
+        cookie = c.cookies["lockgate_session"]
+    original = console_support.console_config
+
+    def with_other_master(tmp: Path, db_url: str | None = None, **ui: object) -> Config:
+        config = original(tmp, db_url, **ui)
+        return config.model_copy(
+            update={"auth": config.auth.model_copy(update={"master_key": SecretStr("sk-a-new-master-key-99")})}
+        )
+
+    console_support.console_config = with_other_master  # type: ignore[assignment]
+    try:
+        with console_client(tmp_path) as c:  # the same database, a gateway restarted with another master key
+            use_cookie(c, cookie)
+            assert c.get("/ui/keys", follow_redirects=False).status_code == 303
+            assert c.post("/ui/login", data={"password": MASTER}, follow_redirects=False).status_code == 401
+            assert c.post("/ui/login", data={"password": "sk-a-new-master-key-99"}, follow_redirects=False).status_code == 303
+    finally:
+        console_support.console_config = original
