@@ -30,7 +30,20 @@ def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
             "database": {"url": db_url or f"sqlite:///{tmp}/console.db"},
             "usage": {"spool_dir": str(tmp / "spool"), "flush_interval_s": 0.05},
             "telemetry": {"access_log": False, "metrics": False},
-            "models": [{"name": "mock-gpt", "deployments": [{"provider": "mock", "model": "mock-gpt", "id": "mock-a"}]}],
+            "models": [
+                {
+                    "name": "mock-gpt",
+                    "deployments": [
+                        {
+                            "provider": "mock",
+                            "model": "mock-gpt",
+                            "id": "mock-a",
+                            "input_cost_per_mtok": 1000,
+                            "output_cost_per_mtok": 2000,
+                        }
+                    ],
+                }
+            ],
             "ui": ui,
         }
     )

@@ -238,8 +238,8 @@ def test_request_log_filters_and_detail(tmp_path: Path, db_url: str) -> None:
 def test_usage_page_and_csv_equal_admin_usage(tmp_path: Path, db_url: str) -> None:
     with console_client(tmp_path, db_url=db_url) as c:
         csrf = login(c)
-        _, token_a, _ = create_key(c, csrf, name="a", team="red")
-        _, token_b, _ = create_key(c, csrf, name="b", team="blue")
+        key_a, token_a, _ = create_key(c, csrf, name="a", team="red")
+        key_b, token_b, _ = create_key(c, csrf, name="b", team="blue")
         chat(c, token_a, 4)
         last = chat(c, token_b, 3)[-1]
         wait_logged(c, last)
@@ -248,6 +248,14 @@ def test_usage_page_and_csv_equal_admin_usage(tmp_path: Path, db_url: str) -> No
             if sum(r["requests"] for r in c.get("/admin/usage", headers=ADMIN).json()["data"]) == 7:
                 break
             time.sleep(0.05)
+        # Near budget: a key whose spend this period is at 80 % of its budget or more.
+        spent = c.get("/admin/usage", params={"group_by": "key"}, headers=ADMIN).json()["data"]
+        cost_a = next(r["cost_usd"] for r in spent if r["key_id"] == key_a)
+        assert cost_a > 0
+        c.patch(f"/admin/keys/{key_a}", headers=ADMIN, json={"max_budget_usd": cost_a / 0.9, "budget_period": "monthly"})
+        c.patch(f"/admin/keys/{key_b}", headers=ADMIN, json={"max_budget_usd": 1000.0, "budget_period": "daily"})
+        near = c.get("/ui/keys", params={"status": "near_budget"}).text
+        assert re.findall(r'href="/ui/keys/(key_[0-9a-f]+)" class="key-name"', near) == [key_a]
         for group_by in ("key", "team", "model", "day"):
             api = c.get("/admin/usage", params={"group_by": group_by}, headers=ADMIN).json()["data"]
             r = c.get("/ui/usage.csv", params={"group_by": group_by})

@@ -19,7 +19,8 @@ from lockgate.store.tables import api_keys
 from lockgate.usage.tables import usage_records
 
 PAGE = 50
-KEY_STATUSES = ("active", "revoked", "expired", "expiring")
+KEY_STATUSES = ("active", "revoked", "expired", "expiring", "near_budget")
+NEAR_BUDGET = 0.8  # "near_budget": spend in the current budget period at 80 % of the budget or more
 EXPIRING_WITHIN = dt.timedelta(days=7)
 
 
@@ -81,6 +82,10 @@ async def key_page(
         query = query.where(c.revoked == sa.false(), c.expires_at <= now)
     elif status == "expiring":
         query = query.where(c.revoked == sa.false(), c.expires_at > now, c.expires_at <= now + EXPIRING_WITHIN)
+    elif status == "near_budget":
+        query = query.where(
+            c.revoked == sa.false(), c.max_budget_usd.is_not(None), period_spend() >= NEAR_BUDGET * c.max_budget_usd
+        )
     start = parse_cursor(after)
     if start is not None:
         query = query.where(_older(c.created_at, c.id, (start[0].replace(tzinfo=dt.UTC), start[1])))
@@ -89,6 +94,23 @@ async def key_page(
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     return Page(rows, cursor(rows[-1].created_at, rows[-1].id) if more else None)
+
+
+def period_spend() -> Any:
+    """A key's spend in its current budget period, from the daily roll-ups (a correlated subquery)."""
+    from lockgate.usage.budgets import period_start
+    from lockgate.usage.tables import usage_daily
+
+    today = utcnow().date()
+    start = sa.case(
+        *((api_keys.c.budget_period == p, period_start(p, today)) for p in ("daily", "weekly", "monthly")),
+        else_=dt.date(1970, 1, 1),
+    )
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(usage_daily.c.cost_usd), 0.0))
+        .where(usage_daily.c.key_id == api_keys.c.id, usage_daily.c.day >= start)
+        .scalar_subquery()
+    )
 
 
 LOG_FILTERS = ("key", "team", "user", "model", "deployment", "status", "error_type", "streamed", "request_id")
