@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_teams, health, messages, openai, responses
+from lockgate.api import admin, admin_audit, admin_teams, health, messages, openai, responses
 from lockgate.api import usage as usage_api
 from lockgate.api.cors import Cors
 from lockgate.api.front import Front, security_headers
@@ -157,6 +157,11 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.include_router(usage_api.router)
     app.include_router(admin.router)
     app.include_router(admin_teams.router)
+    app.include_router(admin_audit.router)
+    if config.ui.enabled:  # the admin console (lockgate/console/, docs/console.md)
+        from lockgate import console
+
+        app.include_router(console.build_router(config))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

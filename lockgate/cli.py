@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lockgate.usage.cli import add_command as add_usage  # `usage`
 
     add_usage(sub)
+    from lockgate.cli_admin import add_commands as add_admin  # `admin …` (console users)
+
+    add_admin(sub)
     return parser
 
 

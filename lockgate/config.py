@@ -377,6 +377,18 @@ class ServerConfig(_Strict):
     )
 
 
+class UIConfig(_Strict):
+    """The admin console (lockgate/console/, docs/console.md)."""
+
+    enabled: bool = True
+    path: str = Field(default="/ui", pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$", description="Where it is served")
+    session_idle_s: float = Field(default=1800.0, gt=0, description="A session unused this long ends")
+    session_max_s: float = Field(default=8 * 3600.0, gt=0, description="A session ends this long after login")
+    # Failed logins per minute before 429: per user name, and per client address.
+    login_failures_per_user: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
+
+
 class Config(_Strict):
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
@@ -390,6 +402,7 @@ class Config(_Strict):
     redis: RedisConfig = RedisConfig()
     posthog: PostHogConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
+    ui: UIConfig = UIConfig()
 
     @model_validator(mode="after")
     def _names_are_unique_and_fallbacks_exist(self) -> "Config":
