@@ -72,7 +72,6 @@ CASES = [
     Case("trickle_late", True, 504, "provider_timeout", False, MAX_STREAM_S),
     Case("endless", True, 504, "provider_timeout", False, MAX_STREAM_S),
     Case("malformed", True, 502, "provider_bad_response", False, FAST),
-    Case("long_line", True, 502, "provider_bad_response", False, FAST),
     Case("usage_negative", True, 502, "provider_bad_usage", False, FAST),
     Case("usage_string", True, 502, "provider_bad_usage", False, FAST),
     Case("usage_huge", True, 502, "provider_bad_usage", False, FAST),

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
-from aiohttp.http_exceptions import LineTooLong
 
 from lockgate.config import Deployment
 from lockgate.errors import (
@@ -128,14 +127,7 @@ async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | N
     """Yield (event, data) for each server-sent event as soon as its blank line arrives."""
     event: str | None = None
     data: list[bytes] = []
-    lines = content.__aiter__()
-    while True:
-        try:
-            raw = await lines.__anext__()
-        except StopAsyncIteration:
-            break
-        except (LineTooLong, ValueError):  # a line past aiohttp's read buffer (128 KiB): no event is that long
-            raise ProviderBadResponse("The upstream sent a stream line too long to be an event.") from None
+    async for raw in content:
         line = raw.rstrip(b"\r\n")
         if not line:
             if data:

@@ -21,7 +21,6 @@ Faults (FAULTS lists them), for both protocols unless said:
     endless          a stream whose content never ends (a chunk every 50 ms)
     malformed        a stream whose second event is not JSON
     malformed_first  a stream whose first event is not JSON
-    long_line        a stream whose second event is a 1 MiB line with no end
     usage_negative   usage with a negative count (both a JSON answer and a stream's usage)
     usage_string     usage counts as words
     usage_huge       usage past any context window (10**12)
@@ -53,7 +52,6 @@ FAULTS = (
     "endless",
     "malformed",
     "malformed_first",
-    "long_line",
     "usage_negative",
     "usage_string",
     "usage_huge",
@@ -220,7 +218,7 @@ class FaultyUpstream:
             return (out + "\r\n").encode()
 
         sse = "text/event-stream"
-        if fault in ("ok", *BAD_USAGE) or (fault in ("malformed", "malformed_first", "long_line") and not stream):
+        if fault in ("ok", *BAD_USAGE) or (fault in ("malformed", "malformed_first") and not stream):
             if stream:
                 writer.write(head(ctype=sse) + b"".join(events))
             else:
@@ -273,10 +271,8 @@ class FaultyUpstream:
                 await writer.drain()
                 await asyncio.sleep(0.05)
                 writer.write(filler)
-        elif fault in ("malformed", "malformed_first", "long_line"):
+        elif fault in ("malformed", "malformed_first"):
             broken = b'data: {"id": "chatcmpl-faulty", "choices": [{"delta": \n\n'
-            if fault == "long_line":
-                broken = b"data: " + b"x" * (1 << 20)
             first = 0 if fault == "malformed_first" else 1
             writer.write(head(ctype=sse) + b"".join(events[:first]) + broken)
             await writer.drain()
