@@ -238,3 +238,49 @@ def test_no_connection_is_left_behind(gw: GatewayProcess, upstream: FaultyUpstre
         time.sleep(0.1)
     assert upstream.open_connections == 0
     assert len(upstream.requests) > 2 * len(CASES)  # the cases above did reach it
+
+
+# --- the usage check itself (pure functions) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": -1, "completion_tokens": 7},
+        {"prompt_tokens": "9", "completion_tokens": 7},
+        {"prompt_tokens": 9, "completion_tokens": 10**12},
+        {"prompt_tokens": 9.5, "completion_tokens": 7},
+        {"prompt_tokens": True, "completion_tokens": 7},
+        {"prompt_tokens": 9, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 10}},
+        {"prompt_tokens": 9, "completion_tokens": 7, "completion_tokens_details": {"reasoning_tokens": 8}},
+        {"prompt_tokens": 9, "completion_tokens": 7, "prompt_tokens_details": "lots"},
+        ["not", "an", "object"],
+    ],
+)
+def test_usage_that_cannot_be_true_is_refused(usage: Any) -> None:
+    from lockgate.errors import ProviderBadUsage
+    from lockgate.providers.anthropic.response import usage_from_anthropic
+    from lockgate.providers.base import Usage
+
+    with pytest.raises(ProviderBadUsage):
+        Usage.from_openai(usage)
+    if (
+        isinstance(usage, dict)
+        and not isinstance(usage.get("prompt_tokens"), (dict, str))
+        and "prompt_tokens_details" not in usage
+    ):
+        anthropic = {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+        if "completion_tokens_details" not in usage:
+            with pytest.raises(ProviderBadUsage):
+                usage_from_anthropic(anthropic)
+            assert usage_from_anthropic(anthropic, strict=False).total_tokens >= 0  # a failing stream's estimate
+
+
+def test_usage_that_is_true_is_kept() -> None:
+    from lockgate.providers.base import Usage
+
+    got = Usage.from_openai(
+        {"prompt_tokens": 9.0, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 4, "cached_tokens_x": None}}
+    )
+    assert got is not None and (got.prompt_tokens, got.completion_tokens, got.cached_tokens) == (9, 7, 4)
+    assert Usage.from_openai(None) is None and Usage.from_openai({}) is None
