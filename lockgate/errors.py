@@ -7,6 +7,7 @@ fault (its fault domain, the first word of its ``kind``):
     ├── caller_*    the client's mistake: bad request, bad key, unknown model, too large, conflict
     ├── policy_*    a rule said no: model not allowed, rate limited, budget exhausted
     ├── provider_*  the upstream failed: its own 4xx, rate limit, overload, 5xx, timeout, garbage
+    │               (bad_response; truncated and bad_usage are kinds of it)
     └── gateway_*   the gateway itself: its bug, a back-end of its own down, a feature not there
 
 A subclass that does not declare its ``kind`` (so its domain) fails at import,
@@ -277,6 +278,24 @@ class ProviderResponseTooLarge(ProviderError):
     type = "server_error"
     code = "upstream_response_too_large"
     retryable = False
+
+
+class ProviderTruncated(ProviderBadResponse):
+    """The upstream's answer stopped short: a body cut before its length, a reset, a stream without its end."""
+
+    kind = "provider_truncated"
+    code = "upstream_truncated"
+
+
+class ProviderBadUsage(ProviderBadResponse):
+    """The upstream reported usage that cannot be true (negative, not a number, beyond any context window).
+
+    Refused rather than charged: a nonsense count would price the request at nonsense, and one
+    past the store's integer range would make its whole batch unwritable.
+    """
+
+    kind = "provider_bad_usage"
+    code = "upstream_bad_usage"
 
 
 # --- gateway_*: our own bug ------------------------------------------------------------

@@ -21,6 +21,7 @@ from lockgate.errors import (
     ProviderBadResponse,
     ProviderResponseTooLarge,
     ProviderTimeout,
+    ProviderTruncated,
     ProviderUnavailable,
     from_upstream_status,
     parse_retry_after,
@@ -70,17 +71,30 @@ def upstream_name(model: str, base: str) -> str:
     return f"'{model}' at {shown}"
 
 
-def transport_error(err: BaseException, what: str, connect_timeout_s: float | None = None) -> GatewayError:
-    """A client-side failure talking to an upstream, as the error the client should see."""
+def transport_error(
+    err: BaseException, what: str, connect_timeout_s: float | None = None, *, mid_body: bool = False
+) -> GatewayError:
+    """A client-side failure talking to an upstream, as the error the client should see.
+
+    ``mid_body``: the upstream's headers had arrived, so a broken connection (a reset, a body
+    shorter than its content-length) cut an answer short rather than failing to reach it.
+    """
     if isinstance(err, aiohttp.ConnectionTimeoutError) and connect_timeout_s is not None:
         return ProviderTimeout(
             f"The upstream {what} could not be connected to within connect_timeout_s ({connect_timeout_s:g} s)."
         )
     if isinstance(err, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return ProviderTimeout(f"The upstream {what} did not answer in time.")
-    if isinstance(err, aiohttp.ClientPayloadError):
-        return ProviderBadResponse(f"The upstream {what} broke off its response.")
+    if isinstance(err, aiohttp.ClientPayloadError) or mid_body:
+        return ProviderTruncated(f"The upstream {what} broke off its response ({_cause(err)}).")
     return ProviderUnavailable(f"The upstream {what} could not be reached ({type(err).__name__}).")
+
+
+def _cause(err: BaseException) -> str:
+    """The root of a transport error, named without its text (which may quote the upstream)."""
+    while err.__cause__ is not None and err.__cause__ is not err:
+        err = err.__cause__
+    return type(err).__name__
 
 
 async def error_from_response(
@@ -267,7 +281,7 @@ class JsonPoster:
                 resp = await self._session.post(url, data=data, headers=headers, timeout=self._stream_timeout)
                 await self._raise_for_status(resp)
         except TRANSPORT_ERRORS as err:
-            raise timer.error(err, self._connect_s) from None
+            raise timer.error(err, self._connect_s, opened=False) from None
         return resp, timer
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
@@ -278,20 +292,20 @@ class JsonPoster:
         finally:
             resp.release()
 
-    def _answer_error(self, err: BaseException) -> GatewayError:
+    def _answer_error(self, err: BaseException, *, mid_body: bool = False) -> GatewayError:
         if isinstance(err, asyncio.TimeoutError) and not isinstance(err, aiohttp.ServerTimeoutError):
             return ProviderTimeout(f"The upstream {self.what} did not answer within timeout_s ({self._total_s:g} s).")
-        return transport_error(err, self.what, self._connect_s)
+        return transport_error(err, self.what, self._connect_s, mid_body=mid_body)
 
     async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
         """The whole body of a 2xx response as a JSON object."""
         try:
             raw = await read_capped(resp, self._max_response_bytes, self.what)
         except TRANSPORT_ERRORS as err:
-            raise self._answer_error(err) from None
+            raise self._answer_error(err, mid_body=True) from None
         finally:
             resp.release()
-        return json_object(raw, self.what, "a response")
+        return json_object(raw, self.what, f"a response ({resp.content_type})")
 
 
 class StreamDurationExceeded(asyncio.TimeoutError):
@@ -353,8 +367,8 @@ class StreamTimer:
             resp.content.set_exception(StreamDurationExceeded())
             resp.close()  # frees the upstream now, even while the relay waits on the client
 
-    def error(self, err: BaseException, connect_timeout_s: float | None = None) -> GatewayError:
-        """The error for a failure while the stream was open (or opening), naming the deadline that ended it."""
+    def error(self, err: BaseException, connect_timeout_s: float | None = None, *, opened: bool = True) -> GatewayError:
+        """The error for a failure while the stream was open (or, ``opened`` false, opening), naming the deadline that ended it."""
         what = self._what
         if self.expired:
             # The operator's cap, not the deployment's fault: not retried, not resumed, not counted against it.
@@ -369,13 +383,18 @@ class StreamTimer:
             return ProviderTimeout(f"The upstream {what} sent no stream event within {self._first_label}.")
         if isinstance(err, aiohttp.SocketTimeoutError):
             return ProviderTimeout(f"The upstream {what} sent nothing for stream_idle_timeout_s ({self._idle_s:g} s) mid-stream.")
-        return transport_error(err, what)
+        return transport_error(err, what, connect_timeout_s, mid_body=opened)
 
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._resp = None
+
+
+def not_an_event_stream(resp: aiohttp.ClientResponse) -> bool:
+    """A 2xx answer to a stream request that is plainly something else (a JSON body, an HTML page)."""
+    return resp.content_type in ("application/json", "text/html")
 
 
 def json_object(data: bytes, what: str, kind: str = "a stream event") -> dict[str, Any]:

@@ -32,6 +32,8 @@ Faults (consumed one per request, in order):
     {"huge": 3_000_000, "chunked": True}     the same non-streamed answer without Content-Length (chunked)
     {"huge": 3_000_000, "gzip": True}        the same, gzip-compressed (a small Content-Length, a big body)
     {"huge": 300_000, "one_event": True}     a stream whose content comes in a single SSE event (one long line)
+    {"stall_after": 1}                       a stream that sends 1 content chunk, then nothing more, ever:
+                                             it waits for the connection to close (at most 30 s)
 """
 
 from __future__ import annotations
@@ -247,6 +249,13 @@ class FakeOpenAI:
             await asyncio.sleep(min(keepalive_s, left))
             await resp.write(b": keep-alive\n\n")
 
+    @staticmethod
+    async def _until_closed(request: web.Request, limit_s: float = 30.0) -> None:
+        """Hold a response open, sending nothing, until the client has closed the connection."""
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end and request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.05)
+
     async def _send_sse(self, resp: web.StreamResponse, payload: Any) -> None:
         data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         await resp.write(b"data: " + data + b"\n\n")
@@ -365,6 +374,9 @@ class FakeOpenAI:
                     await resp.write_eof()
                     return resp
                 await self._send_sse(resp, chunk({"content": piece}))
+                if i + 1 == fault.get("stall_after"):
+                    await self._until_closed(request)
+                    return resp
                 if i + 1 == fault.get("gap_after"):
                     await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
                 if i == 0 and self.hold_after_first is not None:
