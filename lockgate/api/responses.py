@@ -17,7 +17,10 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
+from lockgate.api import spec_models as sm
 from lockgate.api.http import encode, error_response, json_response, read_body, request_id_of
+from lockgate.api.openapi import AUTH_ERRORS, CALLER, errors, ok, query
 from lockgate.auth import Principal
 from lockgate.errors import GatewayError, InvalidRequest, NotFound
 from lockgate.ingress.messages.adapter import decode
@@ -26,7 +29,7 @@ from lockgate.ingress.responses.store import ResponseStore, with_ids
 from lockgate.pipeline import JsonOutcome, RequestContext, StreamOutcome
 
 log = structlog.get_logger("lockgate.api.responses")
-router = APIRouter(tags=["OpenAI-compatible"])
+router = APIRouter(tags=["OpenAI-compatible"])  # POST /v1/responses is declared in api/routes.py
 
 
 def _store(request: Request) -> ResponseStore:
@@ -117,16 +120,12 @@ def _not_found(response_id: str) -> NotFound:
     return NotFound(f"No response found with id '{response_id}'.", param="response_id")
 
 
-@router.post(
-    "/v1/responses",
-    summary="Create a response (OpenAI Responses API)",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+@router.get(
+    "/v1/responses/{response_id}",
+    summary="Retrieve a stored response",
+    responses={**ok(sm.ResponseObject, ex.RESPONSE_OBJECT), **errors(404, *AUTH_ERRORS)},
+    openapi_extra={"security": CALLER},
 )
-async def create_response(request: Request) -> Response:
-    return await serve(request, "responses")
-
-
-@router.get("/v1/responses/{response_id}", summary="Retrieve a stored response")
 async def retrieve_response(request: Request, response_id: str) -> Response:
     try:
         principal = await _principal(request)
@@ -138,7 +137,15 @@ async def retrieve_response(request: Request, response_id: str) -> Response:
     return json_response(orjson.dumps(found))
 
 
-@router.delete("/v1/responses/{response_id}", summary="Delete a stored response")
+@router.delete(
+    "/v1/responses/{response_id}",
+    summary="Delete a stored response",
+    responses={
+        **ok(sm.ResponseDeleted, {"id": ex.RESPONSE_OBJECT["id"], "object": "response.deleted", "deleted": True}),
+        **errors(404, *AUTH_ERRORS),
+    },
+    openapi_extra={"security": CALLER},
+)
 async def delete_response(request: Request, response_id: str) -> Response:
     try:
         principal = await _principal(request)
@@ -149,7 +156,25 @@ async def delete_response(request: Request, response_id: str) -> Response:
     return json_response(orjson.dumps({"id": response_id, "object": "response.deleted", "deleted": True}))
 
 
-@router.get("/v1/responses/{response_id}/input_items", summary="List a stored response's input items")
+@router.get(
+    "/v1/responses/{response_id}/input_items",
+    summary="List a stored response's input items",
+    responses={
+        **ok(
+            sm.InputItemList,
+            {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False},
+        ),
+        **errors(400, 404, *AUTH_ERRORS),
+    },
+    openapi_extra={
+        "security": CALLER,
+        "parameters": [
+            query("limit", "Items per page, 1 to 100 (default 20)", {"type": "integer", "minimum": 1, "maximum": 100}),
+            query("order", "asc or desc (default desc)", {"type": "string", "enum": ["asc", "desc"]}),
+            query("after", "The id of the item to list after (a cursor)", {"type": "string"}),
+        ],
+    },
+)
 async def list_input_items(request: Request, response_id: str) -> Response:
     try:
         limit, order, after = _page_params(request)
