@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke claude-code
+.PHONY: run test bench clean lock deploy-tools image-smoke claude-code examples-node
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION):
 	@mkdir -p $(CLAUDE_CODE_DIR)
 	cd $(CLAUDE_CODE_DIR) && npm install --no-audit --no-fund --no-save --ignore-scripts @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
 	@touch $@
+
+# The Node examples' packages (examples/node, pinned by its package-lock.json), for tests/test_examples.py.
+examples-node: examples/node/node_modules/.package-lock.json
+examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --ignore-scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .tools

@@ -131,3 +131,28 @@ def test_python_openai_responses(gateway: GatewayProcess) -> None:
 def test_python_langchain(gateway: GatewayProcess) -> None:
     out = python(gateway, "langchain_chat.py").splitlines()
     assert out == [SAID + "Name one prime number.", SAID + "Count to three."]
+
+
+def node(gateway: GatewayProcess, name: str) -> str:
+    if shutil.which("node") is None:
+        missing("node is not installed", "apt-get install nodejs npm")
+    if not (EXAMPLES / "node" / "node_modules" / "openai").exists():
+        missing("the Node examples' packages are not installed", "make examples-node (npm ci)")
+    return run(gateway, "node", f"node/{name}")
+
+
+def test_node_chat(gateway: GatewayProcess) -> None:
+    out = node(gateway, "chat.mjs").splitlines()
+    assert out[0] == SAID + "Name one prime number." and out[1].startswith("tokens: ")
+
+
+def test_node_stream(gateway: GatewayProcess) -> None:
+    out = node(gateway, "stream.mjs").splitlines()
+    assert out[0] == SAID + "Count to three." and out[1].startswith("usage: ")
+
+
+def test_node_errors(gateway: GatewayProcess) -> None:
+    assert node(gateway, "errors.mjs").splitlines() == [
+        "NotFoundError 404 model_not_found",
+        "AuthenticationError 401 invalid_api_key",
+    ]
