@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools
+.PHONY: run test bench clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools examples-node
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ cloudflare-tools: $(CLOUDFLARE_DIR)/node_modules/.installed
 $(CLOUDFLARE_DIR)/node_modules/.installed: $(CLOUDFLARE_DIR)/package-lock.json
 	cd $(CLOUDFLARE_DIR) && npm ci --no-audit --no-fund
 	@touch $@
+
+# The Node examples' packages (examples/node, pinned by its package-lock.json), for tests/test_examples.py.
+examples-node: examples/node/node_modules/.package-lock.json
+examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --ignore-scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .tools

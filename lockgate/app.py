@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_audit, admin_teams, health, messages, openai, responses
+from lockgate.api import admin, admin_audit, admin_teams, docs, health, messages, openai, responses, routes
+from lockgate.api import openapi as openapi_spec
 from lockgate.api import usage as usage_api
 from lockgate.api.cors import Cors
 from lockgate.api.front import Front, security_headers
@@ -143,13 +144,18 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app = LockgateApp(
         title="Lockgate",
         version=__version__,
-        description="An OpenAI-compatible LLM gateway. Errors are OpenAI error objects.",
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,  # operationIds: the handlers' names
+        # The spec and its pages are ours (api/openapi.py): the framework's would document 422s.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # Our own tracing (telemetry/tracing.py) is the one source of spans; FastAPI's native
         # OpenTelemetry would add a second set and per-request checks once a provider is set.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gateway = gateway
+    routes.register(app)  # the inference POSTs: one table, served by Front, documented here
     app.include_router(openai.router)
     app.include_router(messages.router)
     app.include_router(responses.router)
@@ -174,7 +180,12 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
             err = InvalidRequest(str(exc.detail), status=exc.status_code)
         if messages.is_messages_path(request.url.path):
             return messages.error_response(request, err, exc.headers)  # an Anthropic client: its error shape
-        return error_response(err)
+        response = error_response(err)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route on the path; the path may have several.
+            response.headers["allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -191,17 +202,16 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         log.exception("unhandled_error", path=request.url.path)
         return error_response(GatewayInternal("The gateway failed to process this request."))
 
-    if config.telemetry.metrics:
-        from lockgate.api import metrics
+    from lockgate.api import metrics
 
-        app.include_router(metrics.router)
+    app.include_router(metrics.router)  # always in the spec; 404 when telemetry.metrics is off
+    openapi_spec.install(app, routes.SPEC_MODELS)
+    docs.install(app)  # /docs: Swagger UI from the package's own assets
     # Request ids and security headers on every response, CORS, the in-flight gauge, the inference fast path.
     cors = config.server.cors
     app.front_options = dict(
-        serve=openai.serve,
+        paths=routes.fast_paths(),
         in_flight=IN_FLIGHT if config.telemetry.metrics else None,
-        serve_messages=messages.serve,
-        serve_responses=responses.serve,
         headers=security_headers(config.server),
         cors=Cors(cors, on_refused=count_refusal if config.telemetry.metrics else None) if cors else None,
     )
@@ -220,6 +230,22 @@ class LockgateApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return Front(super().build_middleware_stack(), **self.front_options)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves on this path (for a 405's Allow)."""
+
+    def walk(routes: list[Any]) -> Iterator[Any]:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # an included router
+            yield from walk(inner.routes) if inner is not None else [route]
+
+    methods: set[str] = set()
+    for route in walk(app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def app_from_env() -> FastAPI:

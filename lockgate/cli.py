@@ -187,6 +187,18 @@ def _backends(config: Config) -> str:
     )
 
 
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Print the OpenAPI document the gateway serves (docs/openapi.yaml is this output)."""
+    import orjson
+
+    from lockgate.api.openapi import to_yaml
+    from lockgate.app import create_app
+
+    spec = create_app(resolve_config(None), configure_logs=False).openapi()
+    sys.stdout.write(orjson.dumps(spec, option=orjson.OPT_INDENT_2).decode() + "\n" if args.json else to_yaml(spec))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lockgate", description="An OpenAI-compatible LLM gateway.")
     parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
@@ -206,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and list its models")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+
+    spec = sub.add_parser("openapi", help="print the OpenAPI spec (YAML; --json for JSON)")
+    spec.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    spec.set_defaults(func=cmd_openapi)
 
     from lockgate.cli_keys import add_commands  # `keys …` and `db …`
 

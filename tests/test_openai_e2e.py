@@ -378,8 +378,8 @@ def test_openapi_spec_documents_the_endpoints(shared_gateway: GatewayProcess) ->
     spec = httpx.get(shared_gateway.base_url + "/openapi.json").json()
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"):
         assert path in spec["paths"]
-    body = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert "messages" in body["properties"]
+    ref = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert "messages" in spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
 
 
 def test_embedding_base64_round_trip_is_exact(shared_gateway: GatewayProcess, fake_openai: FakeOpenAI) -> None:

@@ -15,15 +15,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
 from lockgate.api.http import json_response
+from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
 from lockgate.edge_keys import KeyEvents
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
 
-router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+# The database column is a 32-bit integer (PostgreSQL): larger is a 400, not a failed insert.
+INT32_MAX = 2**31 - 1
+
+router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=errors(*ADMIN_ERRORS))
 
 
 class _KeyFields(BaseModel):
@@ -32,8 +37,8 @@ class _KeyFields(BaseModel):
     user: str | None = Field(default=None, max_length=200, description="The user the key belongs to")
     team: str | None = Field(default=None, max_length=200, description="The team the key belongs to")
     models: list[str] | None = Field(default=None, description="Public model names this key may use; empty: all")
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
-    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute")
+    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute")
+    tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute")
     max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period")
     budget_period: BudgetPeriod | None = None
     expires_at: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when no zone is given")
@@ -136,7 +141,14 @@ def _with_key(row: KeyRow, token: str) -> dict[str, Any]:
     return {"key": token, **row.public()}
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated, summary="Create a virtual key")
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    summary="Create a virtual key",
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": ex.KEY_CREATE}}}},
+    responses={**ok(None, ex.KEY_CREATED, "The key, with its secret (shown once)", 201), **errors(400)},
+)
 async def create_key(body: KeyCreate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     fields = body.model_dump()
     if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
@@ -150,7 +162,12 @@ async def create_key(body: KeyCreate, request: Request, principal: Principal = D
     return _json(_with_key(row, token), 201)
 
 
-@router.get("/keys", response_model=KeyList, summary="List virtual keys (never their secrets)")
+@router.get(
+    "/keys",
+    response_model=KeyList,
+    summary="List virtual keys (never their secrets)",
+    responses={**ok(None, {"object": "list", "data": [ex.KEY_VIEW]}), **errors(400)},
+)
 async def list_keys(
     request: Request,
     user: str | None = None,
@@ -164,12 +181,20 @@ async def list_keys(
     return _json({"object": "list", "data": [r.public() for r in rows]})
 
 
-@router.get("/keys/{key_id}", response_model=KeyView, summary="Get a virtual key")
+@router.get(
+    "/keys/{key_id}", response_model=KeyView, summary="Get a virtual key", responses={**ok(None, ex.KEY_VIEW), **errors(404)}
+)
 async def get_key(key_id: str, request: Request) -> Response:
     return _json(_found(await _repo(request).get(key_id), key_id).public())
 
 
-@router.patch("/keys/{key_id}", response_model=KeyView, summary="Change a virtual key")
+@router.patch(
+    "/keys/{key_id}",
+    response_model=KeyView,
+    summary="Change a virtual key",
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": {"rpm": 1200, "max_budget_usd": 100.0}}}}},
+    responses={**ok(None, ex.KEY_VIEW), **errors(400, 404)},
+)
 async def update_key(key_id: str, body: KeyUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)
     if "name" in changes and changes["name"] is None:
@@ -192,7 +217,12 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request, principal: 
     return _json(row.public())
 
 
-@router.delete("/keys/{key_id}", response_model=KeyView, summary="Revoke a virtual key")
+@router.delete(
+    "/keys/{key_id}",
+    response_model=KeyView,
+    summary="Revoke a virtual key",
+    responses={**ok(None, {**ex.KEY_VIEW, "revoked": True, "revoked_at": "2026-12-02T10:00:00Z"}), **errors(404)},
+)
 async def revoke_key(key_id: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     keys = _keys(request)
     before = await keys.repo.get(key_id)
@@ -211,7 +241,12 @@ async def revoke_key(key_id: str, request: Request, principal: Principal = Depen
     return _json(row.public())
 
 
-@router.post("/keys/{key_id}/rotate", response_model=KeyCreated, summary="Replace a key's secret")
+@router.post(
+    "/keys/{key_id}/rotate",
+    response_model=KeyCreated,
+    summary="Replace a key's secret",
+    responses={**ok(None, ex.KEY_CREATED, "The key with its new secret (shown once)"), **errors(404, 409)},
+)
 async def rotate_key(key_id: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     keys = _keys(request)
     edge = _edge(request)

@@ -15,14 +15,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
-from lockgate.api.admin import BudgetPeriod, _json, settle_budget_change
+from lockgate.api import spec_examples as ex
+from lockgate.api.admin import INT32_MAX, BudgetPeriod, _json, settle_budget_change
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
+from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
 from lockgate.errors import Conflict, NotFound, NotImplementedHere
 
-router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=errors(*ADMIN_ERRORS))
 
 
 class _TeamFields(BaseModel):
@@ -32,8 +34,8 @@ class _TeamFields(BaseModel):
         default=None, ge=0, description="Spend limit per budget period, shared by the team's keys"
     )
     budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute, shared by the team's keys")
-    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute, shared by the team's keys")
+    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute, shared by the team's keys")
+    tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute, shared by the team's keys")
     metadata: dict[str, Any] | None = None
 
 
@@ -86,7 +88,14 @@ def _found(row: TeamRow | None, team: str) -> TeamRow:
     return row
 
 
-@router.post("/teams", status_code=201, response_model=TeamView, summary="Create a team")
+@router.post(
+    "/teams",
+    status_code=201,
+    response_model=TeamView,
+    summary="Create a team",
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": ex.TEAM_CREATE}}}},
+    responses={**ok(None, ex.TEAM_VIEW, "The team", 201), **errors(400, 409)},
+)
 async def create_team(body: TeamCreate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     fields = body.model_dump(exclude={"id"})
     if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
@@ -105,7 +114,12 @@ async def create_team(body: TeamCreate, request: Request, principal: Principal =
     return _json(row.public(), 201)
 
 
-@router.get("/teams", response_model=TeamList, summary="List teams")
+@router.get(
+    "/teams",
+    response_model=TeamList,
+    summary="List teams",
+    responses={**ok(None, {"object": "list", "data": [ex.TEAM_VIEW]}), **errors(400)},
+)
 async def list_teams(
     request: Request,
     limit: int = Query(default=1000, ge=1, le=10_000),
@@ -115,12 +129,18 @@ async def list_teams(
     return _json({"object": "list", "data": [r.public() for r in rows]})
 
 
-@router.get("/teams/{team}", response_model=TeamView, summary="Get a team")
+@router.get("/teams/{team}", response_model=TeamView, summary="Get a team", responses={**ok(None, ex.TEAM_VIEW), **errors(404)})
 async def get_team(team: str, request: Request) -> Response:
     return _json(_found(await _teams(request).repo.get(team), team).public())
 
 
-@router.patch("/teams/{team}", response_model=TeamView, summary="Change a team's budget or limits")
+@router.patch(
+    "/teams/{team}",
+    response_model=TeamView,
+    summary="Change a team's budget or limits",
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": {"max_budget_usd": 800.0}}}}},
+    responses={**ok(None, ex.TEAM_VIEW), **errors(400, 404)},
+)
 async def update_team(team: str, body: TeamUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)
     teams = _teams(request)
@@ -139,7 +159,12 @@ async def update_team(team: str, body: TeamUpdate, request: Request, principal: 
     return _json(row.public())
 
 
-@router.delete("/teams/{team}", response_model=TeamView, summary="Delete a team's record")
+@router.delete(
+    "/teams/{team}",
+    response_model=TeamView,
+    summary="Delete a team's record",
+    responses={**ok(None, ex.TEAM_VIEW), **errors(404)},
+)
 async def delete_team(team: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Its keys stay and keep their `team`; they lose the team's budget and limits (config limits still apply)."""
     teams = _teams(request)

@@ -13,8 +13,10 @@ from lockgate.auth import Principal
 from lockgate.errors import PermissionDenied
 
 # Documents the bearer scheme in the OpenAPI spec; the check itself is the gateway's authenticator.
-_bearer = HTTPBearer(auto_error=False, description="The master key, a virtual key or a JWT")
-_admin_bearer = HTTPBearer(auto_error=False, description="The master key, or a JWT with the admin role")
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="The master key, a virtual key or a JWT")
+_admin_bearer = HTTPBearer(
+    auto_error=False, scheme_name="adminBearer", description="The master key, or a JWT with the admin role"
+)
 
 
 def client_address(request: Request) -> str | None:

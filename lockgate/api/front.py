@@ -2,11 +2,11 @@
 
 Every response gets an ``x-request-id`` and the security headers (nosniff, no referrer,
 no-store unless it says otherwise, HSTS when configured); CORS (api/cors.py) runs here
-only when configured. The inference POSTs (chat, completions,
-embeddings) are served from here, straight to the pipeline, around the
-framework's middleware stack and router; measured with bench/, that stack was
-a quarter of the gateway's CPU per request. Their FastAPI routes in
-api/openai.py stay as the documented (OpenAPI) form of the same handler.
+only when configured. The inference POSTs (the table in api/routes.py: chat,
+completions, embeddings, responses, messages) are served from here, straight to the
+pipeline, around the framework's middleware stack and router; measured with bench/, that
+stack was a quarter of the gateway's CPU per request. The same table entries are FastAPI
+routes too (the spec, 405s).
 Everything else (admin, health, metrics, docs) goes through FastAPI as usual.
 """
 
@@ -26,11 +26,7 @@ from lockgate.errors import GatewayInternal
 
 log = structlog.get_logger("lockgate.api")
 
-INFERENCE_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
-# The Anthropic Messages dialect, served the same way by api/messages.py.
-MESSAGES_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
-# The OpenAI Responses dialect, served by api/responses.py (its GET/DELETE routes go through FastAPI).
-RESPONSES_PATHS = {"/v1/responses": "responses"}
+Serve = Callable[[Request, str], Any]
 
 
 # Every answer says this, cheaply appended here (docs/limits.md#security-headers).
@@ -50,17 +46,13 @@ class Front:
     def __init__(
         self,
         app: ASGIApp,
-        serve: Callable[[Request, str], Any],
+        paths: dict[str, tuple[Serve, str]],
         in_flight: Any = None,
-        serve_messages: Callable[[Request, str], Any] | None = None,
-        serve_responses: Callable[[Request, str], Any] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
         cors: Cors | None = None,
     ) -> None:
         self.app = app
-        self._serve = serve  # api.openai.serve: (request, endpoint) -> Response
-        self._serve_messages = serve_messages  # api.messages.serve
-        self._serve_responses = serve_responses  # api.responses.serve
+        self._paths = paths  # POST path -> (serve, endpoint): api.routes.fast_paths()
         self._in_flight = in_flight  # a gauge counting /v1/ requests until their last byte
         self._headers = headers or []  # security_headers(), on every answer
         self._cors = cors  # server.cors, when configured
@@ -108,15 +100,10 @@ class Front:
                 gauge.dec()
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        serve, endpoint = self._serve, None
-        if scope["method"] == "POST":
-            endpoint = INFERENCE_PATHS.get(scope["path"])
-            if endpoint is None and self._serve_messages is not None:
-                serve, endpoint = self._serve_messages, MESSAGES_PATHS.get(scope["path"])
-            if endpoint is None and self._serve_responses is not None:
-                serve, endpoint = self._serve_responses, RESPONSES_PATHS.get(scope["path"])
-        if endpoint is None:
+        fast = self._paths.get(scope["path"]) if scope["method"] == "POST" else None
+        if fast is None:
             await self.app(scope, receive, send)
             return
+        serve, endpoint = fast
         response = await serve(Request(scope, receive), endpoint)
         await response(scope, receive, send)

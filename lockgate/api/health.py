@@ -6,17 +6,32 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
+from lockgate.api import spec_models as sm
 from lockgate.api.http import json_response
+from lockgate.api.openapi import ok
 
 router = APIRouter(tags=["Health"])
 
 
-@router.get("/health/live", summary="The process is up")
+@router.get("/health/live", summary="The process is up", responses=ok(sm.Live, {"status": "ok"}))
 async def live() -> Response:
     return json_response(b'{"status":"ok"}')
 
 
-@router.get("/health/ready", summary="The gateway can serve, with each part's state")
+@router.get(
+    "/health/ready",
+    summary="The gateway can serve, with each part's state",
+    responses={
+        **ok(sm.Readiness, ex.READY, "Ready (or degraded, still serving)"),
+        **ok(
+            sm.Readiness,
+            {"status": "not_ready", "problems": ["database"]},
+            "Cannot serve: starting, draining, or a part down",
+            503,
+        ),
+    },
+)
 async def ready(request: Request) -> Response:
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is None or not gateway.started:

@@ -22,7 +22,7 @@ from lockgate.ingress.messages.request import to_chat
 from lockgate.pipeline import RequestContext, StreamOutcome
 from lockgate.providers.base import estimate_tokens
 
-router = APIRouter(tags=["Anthropic-compatible"])
+router = APIRouter(tags=["Anthropic-compatible"])  # its POSTs are declared in api/routes.py
 
 
 async def serve(request: Request, endpoint: str) -> Response:
@@ -90,17 +90,3 @@ def error_response(request: Request, err: GatewayError, headers: Mapping[str, st
     request_id = request_id_of(request)
     status, payload = render_error(err, request_id)
     return json_response(payload, status, {**(headers or {}), **err.headers, "request-id": request_id})
-
-
-def _doc() -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
-
-
-@router.post("/v1/messages", openapi_extra=_doc(), summary="Create a message (Anthropic Messages API)")
-async def messages(request: Request) -> Response:
-    return await serve(request, "messages")
-
-
-@router.post("/v1/messages/count_tokens", openapi_extra=_doc(), summary="Count a message's input tokens")
-async def messages_count_tokens(request: Request) -> Response:
-    return await serve(request, "count_tokens")

@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
+"""OpenAI-compatible routes: the inference `serve` (declared in api/routes.py) and /v1/models."""
 
 from __future__ import annotations
 
@@ -7,24 +7,19 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
+from lockgate.api import spec_models as sm
 from lockgate.api.deps import authenticate, client_address
 from lockgate.api.http import encode, json_response, read_body, request_id_of
+from lockgate.api.openapi import AUTH_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.context import RequestContext
 from lockgate.errors import GatewayError, ModelNotFound
-from lockgate.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
 
 router = APIRouter(tags=["OpenAI-compatible"])
-# The inference POSTs below are served by api/front.py ahead of the framework (same `serve`);
-# these routes are their documented form in the OpenAPI spec.
-
-
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    # Documented in the OpenAPI spec, but parsed by the pipeline (so errors are OpenAI-shaped, not 422s).
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+# The inference POSTs are declared in api/routes.py (served by api/front.py, with this `serve`).
 
 
 async def serve(request: Request, endpoint: str) -> Response:
@@ -38,27 +33,16 @@ async def serve(request: Request, endpoint: str) -> Response:
     return encode(await gateway.pipeline.handle(ctx, raw, request.headers))
 
 
-@router.post("/v1/chat/completions", openapi_extra=_body_doc(ChatRequest), summary="Create a chat completion")
-async def chat_completions(request: Request) -> Response:
-    return await serve(request, "chat")
-
-
-@router.post("/v1/completions", openapi_extra=_body_doc(CompletionRequest), summary="Create a (legacy) completion")
-async def completions(request: Request) -> Response:
-    return await serve(request, "completions")
-
-
-@router.post("/v1/embeddings", openapi_extra=_body_doc(EmbeddingRequest), summary="Create embeddings")
-async def embeddings(request: Request) -> Response:
-    return await serve(request, "embeddings")
-
-
 def _model_object(route: Any) -> dict[str, Any]:
     owned_by = route.group.owned_by or route.upstreams[0].config.provider
     return {"id": route.name, "object": "model", "created": route.created, "owned_by": owned_by}
 
 
-@router.get("/v1/models", summary="List the models this caller may use")
+@router.get(
+    "/v1/models",
+    summary="List the models this caller may use",
+    responses={**ok(sm.ModelList, ex.MODEL_LIST), **errors(*AUTH_ERRORS)},
+)
 async def list_models(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     gateway = request.app.state.gateway
     routes = [r for r in gateway.router.routes.values() if principal.allows(r.name)]
@@ -87,7 +71,11 @@ def _anthropic_model_list(routes: list[Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models/{model_id:path}", summary="Retrieve a model")
+@router.get(
+    "/v1/models/{model_id:path}",
+    summary="Retrieve a model",
+    responses={**ok(sm.Model, ex.MODEL), **errors(404, *AUTH_ERRORS)},
+)
 async def get_model(model_id: str, request: Request, principal: Principal = Depends(authenticate)) -> Response:
     route = request.app.state.gateway.router.get(model_id)
     if route is None or not principal.allows(model_id):

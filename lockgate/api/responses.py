@@ -17,7 +17,10 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
+from lockgate.api import spec_models as sm
 from lockgate.api.http import encode, error_response, json_response, read_body, request_id_of
+from lockgate.api.openapi import AUTH_ERRORS, CALLER, errors, ok, query
 from lockgate.auth import Principal
 from lockgate.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
 from lockgate.ingress.messages.adapter import decode
@@ -29,7 +32,7 @@ from lockgate.providers.anthropic.request import to_anthropic
 from lockgate.providers.base import estimate_tokens
 
 log = structlog.get_logger("lockgate.api.responses")
-router = APIRouter(tags=["OpenAI-compatible"])
+router = APIRouter(tags=["OpenAI-compatible"])  # POST /v1/responses is declared in api/routes.py
 
 
 def _store(request: Request) -> ResponseStore:
@@ -134,15 +137,6 @@ def _not_found(response_id: str) -> NotFound:
     return NotFound(f"No response found with id '{response_id}'.", param="response_id")
 
 
-@router.post(
-    "/v1/responses",
-    summary="Create a response (OpenAI Responses API)",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
-)
-async def create_response(request: Request) -> Response:
-    return await serve(request, "responses")
-
-
 # OpenAI's ResponseIncludable values: what GET /v1/responses/{id}?include[]= accepts.
 INCLUDABLE = frozenset(
     {
@@ -179,7 +173,12 @@ def without_encrypted_reasoning(response: dict[str, Any]) -> dict[str, Any]:
     return {**response, "output": items}
 
 
-@router.get("/v1/responses/{response_id}", summary="Retrieve a stored response")
+@router.get(
+    "/v1/responses/{response_id}",
+    summary="Retrieve a stored response",
+    responses={**ok(sm.ResponseObject, ex.RESPONSE_OBJECT), **errors(404, *AUTH_ERRORS)},
+    openapi_extra={"security": CALLER},
+)
 async def retrieve_response(request: Request, response_id: str) -> Response:
     try:
         include = _include(request)
@@ -194,7 +193,15 @@ async def retrieve_response(request: Request, response_id: str) -> Response:
     return json_response(orjson.dumps(found))
 
 
-@router.delete("/v1/responses/{response_id}", summary="Delete a stored response")
+@router.delete(
+    "/v1/responses/{response_id}",
+    summary="Delete a stored response",
+    responses={
+        **ok(sm.ResponseDeleted, {"id": ex.RESPONSE_OBJECT["id"], "object": "response.deleted", "deleted": True}),
+        **errors(404, *AUTH_ERRORS),
+    },
+    openapi_extra={"security": CALLER},
+)
 async def delete_response(request: Request, response_id: str) -> Response:
     try:
         principal = await _principal(request)
@@ -220,7 +227,25 @@ async def _delete_upstream(request: Request, response_id: str, deployment: str |
                 return
 
 
-@router.get("/v1/responses/{response_id}/input_items", summary="List a stored response's input items")
+@router.get(
+    "/v1/responses/{response_id}/input_items",
+    summary="List a stored response's input items",
+    responses={
+        **ok(
+            sm.InputItemList,
+            {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False},
+        ),
+        **errors(400, 404, *AUTH_ERRORS),
+    },
+    openapi_extra={
+        "security": CALLER,
+        "parameters": [
+            query("limit", "Items per page, 1 to 100 (default 20)", {"type": "integer", "minimum": 1, "maximum": 100}),
+            query("order", "asc or desc (default desc)", {"type": "string", "enum": ["asc", "desc"]}),
+            query("after", "The id of the item to list after (a cursor)", {"type": "string"}),
+        ],
+    },
+)
 async def list_input_items(request: Request, response_id: str) -> Response:
     try:
         limit, order, after = _page_params(request)

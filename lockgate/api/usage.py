@@ -9,8 +9,11 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from lockgate.api import spec_examples as ex
+from lockgate.api import spec_models as sm
 from lockgate.api.deps import authenticate, ensure_admin
 from lockgate.api.http import json_response
+from lockgate.api.openapi import ADMIN, AUTH_ERRORS, errors, ok, query
 from lockgate.auth import Principal
 from lockgate.errors import InvalidRequest
 from lockgate.usage.queries import DEFAULT_DAYS, GROUPS, parse_day, report
@@ -51,12 +54,33 @@ async def _answer(request: Request, group_by: str, key_id: str | None) -> Respon
     return json_response(orjson.dumps(body))
 
 
-@router.get("/admin/usage", summary="Usage and spend by key, model, team or day (admins)")
+def _params(groups: tuple[str, ...]) -> dict[str, Any]:
+    day = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}", "description": "A date (2026-11-20) or an ISO 8601 timestamp"}
+    return {
+        "parameters": [
+            query("start", f"First day, UTC (default: {DEFAULT_DAYS - 1} days before end)", day),
+            query("end", "Last day, UTC (default: today)", day),
+            query("group_by", f"Grouping (default {groups[0]})", {"type": "string", "enum": list(groups)}),
+        ]
+    }
+
+
+@router.get(
+    "/admin/usage",
+    summary="Usage and spend by key, model, team or day (admins)",
+    responses={**ok(sm.UsageReport, ex.USAGE_REPORT), **errors(400, 403, *AUTH_ERRORS)},
+    openapi_extra={**_params(tuple(GROUPS)), "security": ADMIN},
+)
 async def admin_usage(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     ensure_admin(principal, "Usage reports for all keys need the master key or an admin token.", "forbidden")
     return await _answer(request, _group_by(request, tuple(GROUPS)), None)
 
 
-@router.get("/v1/usage", summary="This key's own usage and spend, by day or model")
+@router.get(
+    "/v1/usage",
+    summary="This key's own usage and spend, by day or model",
+    responses={**ok(sm.UsageReport, ex.USAGE_REPORT), **errors(400, *AUTH_ERRORS)},
+    openapi_extra=_params(("day", "model")),
+)
 async def own_usage(request: Request, principal: Principal = Depends(authenticate)) -> Response:
     return await _answer(request, _group_by(request, ("day", "model")), principal.key_id)

@@ -40,8 +40,7 @@ CSP = (
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # nosniff and Referrer-Policy: no-referrer come on every answer from the Front (api/front.py).
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }

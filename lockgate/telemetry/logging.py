@@ -29,8 +29,9 @@ from lockgate.records import RequestRecord
 __all__ = ["AccessLogSink", "configure_logging", "redact", "redact_event"]
 
 
-# Where the access line goes when logs are JSON (set by configure_logging; None: through structlog).
-_json_out: Any = None
+# Whether the access line is written directly as JSON to stdout (set by configure_logging), and whether
+# the level lets it through. stdout is looked up per line: tests swap it, a process keeps it.
+_json_out = False
 _access_enabled = True
 
 
@@ -101,11 +102,11 @@ def configure_logging(log_format: str = "json", level: str = "info") -> None:
     if log_format == "console":
         renderer: Any = structlog.dev.ConsoleRenderer(colors=False)
         factory: Any = structlog.PrintLoggerFactory(sys.stdout)
-        _json_out = None
+        _json_out = False
     else:
         renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         factory = structlog.BytesLoggerFactory(sys.stdout.buffer)
-        _json_out = sys.stdout.buffer
+        _json_out = True
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -147,7 +148,7 @@ class AccessLogSink:
         self._values = operator.attrgetter(*self._names)  # all of them in one C call
 
     async def handle(self, record: RequestRecord) -> None:
-        if _json_out is None:
+        if not _json_out:
             self._log.info("request", **self._fields(record, None))
             return
         if not _access_enabled:
@@ -158,7 +159,7 @@ class AccessLogSink:
         fields["event"] = "request"
         fields["level"] = "info"
         fields["timestamp"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-        _json_out.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE, default=str))
+        sys.stdout.buffer.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE, default=str))
 
     def _fields(self, record: RequestRecord, redact_str: Callable[[str], str] | None) -> dict[str, Any]:
         fields: dict[str, Any] = {}
