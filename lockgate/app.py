@@ -240,12 +240,16 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
             inner = getattr(route, "original_router", None)  # an included router
             yield from walk(inner.routes) if inner is not None else [route]
 
-    methods: set[str] = set()
+    exact: set[str] = set()
+    matched: set[str] = set()
     for route in walk(app.routes):
         regex = getattr(route, "path_regex", None)
         if regex is not None and regex.match(path):
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+            methods = getattr(route, "methods", None) or ()
+            (exact if getattr(route, "path", None) == path else matched).update(methods)
+    # A path declared as it is (/v1/responses/input_tokens) is not also the template beside it
+    # (/v1/responses/{response_id}): only when no route names it exactly do templates count.
+    return sorted(exact or matched)
 
 
 def app_from_env() -> FastAPI:

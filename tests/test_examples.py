@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,12 @@ def test_curl_create_key(gateway: GatewayProcess) -> None:
 
 def test_curl_usage(gateway: GatewayProcess) -> None:
     curl(gateway, "chat.sh")
-    mine, everyone = (json.loads(line) for line in curl(gateway, "usage.sh").splitlines())
+    deadline = time.monotonic() + 10  # usage is written off the request path: it may land a moment later
+    while True:
+        mine, everyone = (json.loads(line) for line in curl(gateway, "usage.sh").splitlines())
+        if any(row["requests"] >= 1 for row in everyone["data"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert mine["group_by"] == "model" and everyone["group_by"] == "key"
     assert any(row["requests"] >= 1 for row in everyone["data"])
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from lockgate.api.deps import client_address, require_admin
 from lockgate.api.http import json_response
+from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.audit import Actor, AuditLog
 from lockgate.auth import Principal
 
@@ -28,7 +29,33 @@ def audit_actor(request: Request, principal: Principal) -> Actor:
     return Actor(name, "api", client_address(request))
 
 
-@router.get("/audit", summary="The audit log of admin actions (console, admin API, CLI), newest first")
+AUDIT_EXAMPLE = {
+    "object": "list",
+    "data": [
+        {
+            "object": "audit_entry",
+            "id": 42,
+            "at": "2026-12-02T10:00:00+00:00",
+            "actor": "master",
+            "via": "api",
+            "address": "10.0.0.7",
+            "action": "key.revoke",
+            "target_type": "key",
+            "target_id": "key_3f9a",
+            "outcome": "ok",
+            "before": {"id": "key_3f9a", "revoked": False},
+            "after": {"id": "key_3f9a", "revoked": True},
+        }
+    ],
+    "next_before": None,
+}
+
+
+@router.get(
+    "/audit",
+    summary="The audit log of admin actions (console, admin API, CLI), newest first",
+    responses={**ok(None, AUDIT_EXAMPLE), **errors(400, *ADMIN_ERRORS)},
+)
 async def list_audit(
     request: Request,
     principal: Principal = Depends(require_admin),

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from lockgate.api import spec_examples as ex
 from lockgate.api import spec_models as sm
 from lockgate.api.http import encode, error_response, json_response, read_body, request_id_of
-from lockgate.api.openapi import AUTH_ERRORS, CALLER, errors, ok, query
+from lockgate.api.openapi import AUTH_ERRORS, CALLER, REF, errors, ok, query
 from lockgate.auth import Principal
 from lockgate.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
 from lockgate.ingress.messages.adapter import decode
@@ -294,7 +294,20 @@ _COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 @router.post(
     "/v1/responses/input_tokens",
     summary="Count a Responses request's input tokens",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+    description="Anthropic's own count on an Anthropic deployment, else the gateway's estimate (about four characters a token).",
+    responses={
+        **ok(None, {"object": "response.input_tokens", "input_tokens": 14}),
+        **errors(400, 403, 404, 413, *AUTH_ERRORS, 502, 504),
+    },
+    openapi_extra={
+        "security": CALLER,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model="ResponsesRequest")}, "example": ex.RESPONSES_REQUEST}
+            },
+        },
+    },
 )
 async def input_tokens(request: Request) -> Response:
     """The input tokens a Responses body would use: Anthropic's own count on an Anthropic deployment,
