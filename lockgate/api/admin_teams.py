@@ -32,6 +32,9 @@ class _TeamFields(BaseModel):
     budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute, shared by the team's keys")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute, shared by the team's keys")
+    max_parallel_requests: int | None = Field(
+        default=None, ge=1, description="Requests in flight at once, shared by the team's keys"
+    )
     metadata: dict[str, Any] | None = None
 
 
@@ -61,6 +64,7 @@ class TeamView(BaseModel):
     budget_period: BudgetPeriod | None
     rpm: int | None
     tpm: int | None
+    max_parallel_requests: int | None = None
     metadata: dict[str, Any] | None
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
