@@ -5,6 +5,7 @@ on the real Redis (a unique key prefix per test), and two gateways sharing one R
 from __future__ import annotations
 
 import concurrent.futures
+import signal
 import threading
 import time
 import uuid
@@ -265,3 +266,44 @@ def test_two_gateways_on_one_redis_share_a_budget_and_a_parallel_limit(
     finally:
         hold.set()
         fake_openai.hold_after_first = None
+
+
+def test_a_gateway_killed_mid_request_leaves_nothing_held_past_its_ttl(
+    fake_openai: FakeOpenAI, start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """SIGKILL while a stream holds a budget reservation and a parallel slot: the other gateway refuses
+    while they are held, and admits again once their leases (2 s here) have passed."""
+    cfg = _config(fake_openai, tmp_path, "redis", out_per_mtok=1000.0, reservation_ttl_s=2.0)
+    cfg["ratelimit"]["parallel_lease_s"] = 2.0
+    doomed, survivor = start_gateway(cfg), start_gateway(cfg)
+    budgeted = _key(doomed, max_budget_usd=1.0)  # a call reserves ~$2 (max_tokens 2000), costs $0.007
+    parallel = _key(doomed, max_parallel_requests=1)
+    fake_openai.hold_after_first = hold = threading.Event()
+    streams: list[tuple[httpx.Client, httpx.Response]] = []
+    try:
+        for key, extra in ((budgeted, {"max_tokens": 2000}), (parallel, {})):
+            body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 7}
+            http = httpx.Client(timeout=10)
+            resp = http.send(
+                http.build_request(
+                    "POST", f"{doomed.url}/chat/completions", json={**body, **extra}, headers={"authorization": f"Bearer {key}"}
+                ),
+                stream=True,
+            )
+            assert resp.status_code == 200
+            streams.append((http, resp))
+        doomed.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        held = _chat(survivor, budgeted, max_tokens=2000)  # its hold outlived its gateway
+        assert held.status_code == 429 and "held by requests in flight" in held.json()["error"]["message"]
+        slot = _chat(survivor, parallel)  # so did its slot
+        assert slot.status_code == 429 and "Too many parallel requests" in slot.json()["error"]["message"]
+        time.sleep(max(0.0, 2.3 - (time.monotonic() - killed_at)))
+        assert _chat(survivor, budgeted, max_tokens=2000).status_code == 200
+        assert _chat(survivor, parallel).status_code == 200
+    finally:
+        hold.set()
+        fake_openai.hold_after_first = None
+        for http, resp in streams:
+            resp.close()
+            http.close()
