@@ -4,6 +4,7 @@ on the real Redis (a unique key prefix per test), and two gateways sharing one R
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import signal
 import threading
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import basic_config, openai_deployment
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.harness import MASTER_KEY, GatewayProcess, require_service
-from tests.usage_helpers import records, usage_config
+from tests.usage_helpers import _fetch, records, usage_config
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 # The fake answers 9 prompt + 7 completion tokens; at $385,714.2857 per Mtok out, 7 tokens are $2.70.
@@ -307,3 +308,38 @@ def test_a_gateway_killed_mid_request_leaves_nothing_held_past_its_ttl(
         for http, resp in streams:
             resp.close()
             http.close()
+
+
+async def test_a_cancelled_request_is_recorded_and_gives_back_what_admission_took(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A server that cancels the request's task (a client gone before the answer, under a server that
+    cancels, or shutdown): the pipeline records it (499) and releases its slot and its budget hold."""
+    from lockgate.app import create_app
+    from lockgate.config import parse_config
+
+    cfg = _config(fake_openai, tmp_path, "memory", out_per_mtok=1000.0)
+    cfg["ratelimit"]["defaults"] = {"max_parallel_requests": 1}
+    cfg["auth"]["master_key"] = MASTER_KEY
+    app = create_app(parse_config(cfg), configure_logs=False)
+    gateway = app.state.gateway
+    await gateway.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            made = await client.post("/admin/keys", json={"name": "x", "max_budget_usd": 1.0}, headers=ADMIN)
+            key = made.json()["key"]
+            body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000}
+            headers = {"authorization": f"Bearer {key}"}
+            fake_openai.faults.append({"hang_s": 5.0})
+            with pytest.raises(TimeoutError):  # ASGITransport runs the app in this task: the timeout cancels it
+                async with asyncio.timeout(0.5):
+                    await client.post("/v1/chat/completions", json=body, headers=headers)
+            limiter = gateway.ratelimit.limiter
+            assert limiter._in_flight == {}  # the parallel slot is back
+            assert gateway.usage.budgets.counters.held == {}  # and the budget hold
+            answer = await client.post("/v1/chat/completions", json=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+    finally:
+        await gateway.stop()
+    rows = await _fetch(f"sqlite:///{tmp_path}/shared.db", "SELECT status FROM usage_records")
+    assert sorted(r["status"] for r in rows) == [200, 499]
