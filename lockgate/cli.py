@@ -91,6 +91,21 @@ def _drain_seconds() -> float:
         return 30.0
 
 
+def _protocol(config: Config) -> object:
+    from lockgate.api.front import security_headers
+    from lockgate.http_server import ClientLimits, protocol
+
+    server = config.server
+    limits = ClientLimits(
+        max_header_bytes=server.max_header_bytes,
+        header_timeout_s=server.header_timeout_s,
+        body_timeout_s=server.body_timeout_s,
+        metrics=config.telemetry.metrics,
+        headers=(*security_headers(server), (b"cache-control", b"no-store")),
+    )
+    return protocol(limits)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the schema to head under the migration lock (safe from any number of replicas at once)."""
     from lockgate.cli_keys import cmd_db_upgrade
@@ -129,11 +144,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools with the limits it lacks: header size, slow-client deadlines (docs/limits.md).
+        http=_protocol(config),
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=_drain_seconds(),
-        server_header=False,
+        server_header=False,  # no "server: uvicorn" banner; the date header stays (HTTP asks for it)
     )
     if workers > 1:
         _multiprocess_metrics_dir()
@@ -200,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lockgate.usage.cli import add_command as add_usage  # `usage`
 
     add_usage(sub)
+    from lockgate.cli_admin import add_commands as add_admin  # `admin …` (console users)
+
+    add_admin(sub)
     return parser
 
 

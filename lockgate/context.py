@@ -50,6 +50,8 @@ class RequestContext:
     # A client dialect other than chat (ingress/base.py): parses the body to canonical chat and
     # renders answers, streams and errors back in its own shape. None for the OpenAI endpoints.
     ingress: Ingress | None = None
+    # The one deployment this request may use (it holds the state the request continues), or None.
+    pin: Upstream | None = None
 
     @property
     def upstream(self) -> Upstream | None:

@@ -150,9 +150,9 @@ class Pipeline:
         """The router's call for this request, inside the hooks when there are any."""
         hooks = self.hooks
         if hooks is None:
-            return await self.router.call(route, op, ctx.attempts, hold=hold)
+            return await self.router.call(route, op, ctx.attempts, hold=hold, only=ctx.pin)
         with hooks.route(route, ctx.attempts):
-            return await self.router.call(route, hooks.attempt(ctx, ctx.attempts, op), ctx.attempts, hold=hold)
+            return await self.router.call(route, hooks.attempt(ctx, ctx.attempts, op), ctx.attempts, hold=hold, only=ctx.pin)
 
     def resolve(self, model: str, principal: Principal) -> ModelRoute:
         route = self.router.get(model)

@@ -151,19 +151,21 @@ class Router:
         hold: bool = False,
         avoid: Iterable[Upstream] = (),
         deadline: float | None = None,
+        only: Upstream | None = None,
     ) -> T:
         """Run ``op`` on deployments until one succeeds; every try is appended to ``attempts``.
 
         ``hold`` keeps the winner counted as busy until ``release`` (open streams);
-        ``avoid`` counts deployments as already tried (a stream resumed elsewhere).
+        ``avoid`` counts deployments as already tried (a stream resumed elsewhere);
+        ``only`` pins the call to one deployment, no fallbacks (it holds the request's state).
         """
         cfg = self._config.router
         deadline = deadline if deadline is not None else self.clock() + cfg.deadline_s
         last: GatewayError | None = None
         failed = 0  # failures in this call: the backoff exponent
-        chain = self._chains[route.name]
+        chain = self._chains[route.name] if only is None else [route]
         for position, group in enumerate(chain):
-            plan = self.order(group)
+            plan = self.order(group) if only is None else [only]
             later = chain[position + 1 :]
             tries: dict[int, int] = {id(u): 1 for u in avoid}
             last_error: dict[int, GatewayError] = {}

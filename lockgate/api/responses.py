@@ -1,5 +1,5 @@
 """OpenAI Responses routes: POST /v1/responses (JSON and SSE), GET / DELETE /v1/responses/{id},
-GET /v1/responses/{id}/input_items.
+GET /v1/responses/{id}/input_items, POST /v1/responses/input_tokens.
 
 Thin: the body goes to the same pipeline as chat, with the Responses ingress
 (lockgate/ingress/responses/) doing the dialect. Stored responses (`store`, default
@@ -19,11 +19,14 @@ from starlette.responses import Response
 
 from lockgate.api.http import encode, error_response, json_response, read_body, request_id_of
 from lockgate.auth import Principal
-from lockgate.errors import GatewayError, InvalidRequest, NotFound
+from lockgate.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
 from lockgate.ingress.messages.adapter import decode
 from lockgate.ingress.responses.adapter import ResponsesIngress
+from lockgate.ingress.responses.request import to_chat
 from lockgate.ingress.responses.store import ResponseStore, with_ids
 from lockgate.pipeline import JsonOutcome, RequestContext, StreamOutcome
+from lockgate.providers.anthropic.request import to_anthropic
+from lockgate.providers.base import estimate_tokens
 
 log = structlog.get_logger("lockgate.api.responses")
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -52,30 +55,44 @@ async def serve(request: Request, endpoint: str) -> Response:
         ingress.original = body = decode(raw)  # parsed once: the ingress translates this body
         previous = body.get("previous_response_id")
         if previous is not None:
-            ingress.history = await _history(request, previous)
+            ingress.history, held_by = await _history(request, previous)
+            ctx.pin = _holder(request, body.get("model"), held_by)
+            ingress.previous_at = ctx.pin.id if ctx.pin is not None else None
     except GatewayError as err:
         return encode(gateway.pipeline.fail(ctx, err))
     outcome = await gateway.pipeline.handle(ctx, raw, request.headers)
     if body.get("store") is False or ctx.principal is None:
         return encode(outcome)
-    if isinstance(outcome, JsonOutcome) and outcome.status == 200 and ingress.result is not None:
-        await _save(request, ctx, ingress, ingress.result)
+    finished = ingress.result is not None and ingress.result.get("status") in ("completed", "incomplete")
+    if isinstance(outcome, JsonOutcome) and outcome.status == 200 and finished:
+        await _save(request, ctx, ingress, ingress.result)  # type: ignore[arg-type]
     elif isinstance(outcome, StreamOutcome):
         outcome.chunks = _saving(request, ctx, ingress, outcome.chunks)
     return encode(outcome)
 
 
-async def _history(request: Request, previous: Any) -> list[dict[str, Any]]:
+async def _history(request: Request, previous: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The stored conversation up to `previous`, and the deployment that served it."""
     if not isinstance(previous, str) or not previous:
         raise InvalidRequest("`previous_response_id` must be a response id.", param="previous_response_id")
     principal = await _principal(request)
-    items = await _store(request).conversation(previous, principal.key_id)
-    if items is None:
+    head = await _store(request).chain_head(previous, principal.key_id)
+    if head is None:
         # As OpenAI: never stored, deleted, or another key's.
         raise InvalidRequest(
             f"Previous response with id '{previous}' not found.", param="previous_response_id", code="previous_response_not_found"
         )
-    return items
+    return head
+
+
+def _holder(request: Request, model: Any, deployment: str | None) -> Any:
+    """The native deployment of `model` that holds the previous response upstream, if any: the turn is
+    pinned to it (its credential holds the state). Otherwise the conversation is sent from the store."""
+    route = request.app.state.gateway.router.get(model) if isinstance(model, str) else None
+    for upstream in route.upstreams if route is not None and deployment else ():
+        if upstream.id == deployment and hasattr(upstream.provider, "responses_stream"):
+            return upstream
+    return None
 
 
 async def _save(request: Request, ctx: RequestContext, ingress: ResponsesIngress, response: dict[str, Any]) -> None:
@@ -99,11 +116,11 @@ async def _saving(
     stored = False
     try:
         async for chunk in chunks:
-            encoder = ingress.encoder
-            if encoder is not None and encoder.finished and encoder.response["status"] in ("completed", "incomplete"):
-                if not stored:
+            if not stored:
+                finished = ingress.finished_response()
+                if finished is not None:
                     stored = True
-                    await _save(request, ctx, ingress, encoder.response)
+                    await _save(request, ctx, ingress, finished)
             yield chunk
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
@@ -126,15 +143,54 @@ async def create_response(request: Request) -> Response:
     return await serve(request, "responses")
 
 
+# OpenAI's ResponseIncludable values: what GET /v1/responses/{id}?include[]= accepts.
+INCLUDABLE = frozenset(
+    {
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "reasoning.encrypted_content",
+        "message.output_text.logprobs",
+    }
+)
+
+
+def _include(request: Request) -> set[str]:
+    asked = request.query_params.getlist("include[]") + request.query_params.getlist("include")
+    for value in asked:
+        if value not in INCLUDABLE:
+            raise InvalidRequest(
+                f"`include` has an unsupported value {value!r}; supported: {', '.join(sorted(INCLUDABLE))}.", param="include"
+            )
+    if request.query_params.get("stream") in ("true", "True", "1"):
+        raise InvalidRequest("Streaming a stored response back (background mode) is not supported.", param="stream")
+    return set(asked)
+
+
+def without_encrypted_reasoning(response: dict[str, Any]) -> dict[str, Any]:
+    """The stored response as GET returns it without include=reasoning.encrypted_content (as OpenAI does)."""
+    output = response.get("output")
+    if not isinstance(output, list) or not any(isinstance(i, dict) and "encrypted_content" in i for i in output):
+        return response
+    items = [{k: v for k, v in i.items() if k != "encrypted_content"} if isinstance(i, dict) else i for i in output]
+    return {**response, "output": items}
+
+
 @router.get("/v1/responses/{response_id}", summary="Retrieve a stored response")
 async def retrieve_response(request: Request, response_id: str) -> Response:
     try:
+        include = _include(request)
         principal = await _principal(request)
         found = await _store(request).get(response_id, principal.key_id)
         if found is None:
             raise _not_found(response_id)
     except GatewayError as err:
         return _error(err)
+    if "reasoning.encrypted_content" not in include:
+        found = without_encrypted_reasoning(found)
     return json_response(orjson.dumps(found))
 
 
@@ -142,11 +198,26 @@ async def retrieve_response(request: Request, response_id: str) -> Response:
 async def delete_response(request: Request, response_id: str) -> Response:
     try:
         principal = await _principal(request)
-        if not await _store(request).delete(response_id, principal.key_id):
+        store = _store(request)
+        head = await store.chain_head(response_id, principal.key_id)
+        if head is None or not await store.delete(response_id, principal.key_id):
             raise _not_found(response_id)
     except GatewayError as err:
         return _error(err)
+    await _delete_upstream(request, response_id, head[1])
     return json_response(orjson.dumps({"id": response_id, "object": "response.deleted", "deleted": True}))
+
+
+async def _delete_upstream(request: Request, response_id: str, deployment: str | None) -> None:
+    """A native deployment keeps its own copy: deleted there too (best effort; ours is gone already)."""
+    for route in request.app.state.gateway.router.routes.values() if deployment else ():
+        for upstream in route.upstreams:
+            if upstream.id == deployment and hasattr(upstream.provider, "delete_response"):
+                try:
+                    await upstream.provider.delete_response(response_id)
+                except GatewayError as err:
+                    log.warning("upstream_response_delete_failed", deployment=deployment, error=err.kind)
+                return
 
 
 @router.get("/v1/responses/{response_id}/input_items", summary="List a stored response's input items")
@@ -189,3 +260,53 @@ def page(items: list[dict[str, Any]], *, limit: int, order: str, after: str | No
         "last_id": data[-1]["id"] if data else None,
         "has_more": len(ordered) > limit,
     }
+
+
+# What Anthropic's count_tokens accepts of a translated Messages body.
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+@router.post(
+    "/v1/responses/input_tokens",
+    summary="Count a Responses request's input tokens",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def input_tokens(request: Request) -> Response:
+    """The input tokens a Responses body would use: Anthropic's own count on an Anthropic deployment,
+    else the gateway's estimate (about four characters a token of the translated prompt and tools).
+    Validated as POST /v1/responses would validate it; nothing is stored or recorded."""
+    gateway = request.app.state.gateway
+    try:
+        principal = await _principal(request)
+        body = decode(await read_body(request, gateway.config.server.max_body_bytes))
+        history = await _counted_history(request, principal.key_id, body.get("previous_response_id"))
+        chat = to_chat({**body, "stream": False}, history)
+        model = chat["model"]
+        route = gateway.router.get(model)
+        if route is None:
+            raise ModelNotFound(model)
+        if not principal.allows(model):
+            raise PermissionDenied(f"This key is not allowed to use the model `{model}`.", param="model")
+        upstream = route.upstreams[0]
+        if hasattr(upstream.provider, "count_tokens"):  # Anthropic: exact, from the deployment itself
+            payload, _ = to_anthropic({**chat, "model": upstream.config.model}, max_tokens_default=1)
+            count = await upstream.provider.count_tokens({k: v for k, v in payload.items() if k in _COUNTED})
+        else:
+            count = estimate_tokens(orjson.dumps([chat["messages"], chat.get("tools")]).decode())
+    except GatewayError as err:
+        return _error(err)
+    return json_response(orjson.dumps({"object": "response.input_tokens", "input_tokens": count}))
+
+
+async def _counted_history(request: Request, owner: str, previous: Any) -> list[dict[str, Any]]:
+    """The stored conversation a chained count includes; an unknown id is refused as POST /v1/responses refuses it."""
+    if previous is None:
+        return []
+    if not isinstance(previous, str) or not previous:
+        raise InvalidRequest("`previous_response_id` must be a response id.", param="previous_response_id")
+    items = await _store(request).conversation(previous, owner)
+    if items is None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous}' not found.", param="previous_response_id", code="previous_response_not_found"
+        )
+    return items

@@ -23,9 +23,13 @@ def build_provider(deployment: Deployment, session: aiohttp.ClientSession | None
     """The provider for a deployment; imported lazily so unused protocols cost nothing."""
     # The config's union is discriminated on `provider`, so each class has exactly its provider's fields.
     if isinstance(deployment, OpenAIDeployment):
+        assert session is not None, "an HTTP provider needs a session"
+        if deployment.responses == "native":
+            from lockgate.providers.openai_responses import OpenAIResponsesProvider
+
+            return OpenAIResponsesProvider(deployment, session)
         from lockgate.providers.openai import OpenAIProvider
 
-        assert session is not None, "an HTTP provider needs a session"
         return OpenAIProvider(deployment, session)
     if isinstance(deployment, MockDeployment):
         from lockgate.providers.mock import MockProvider

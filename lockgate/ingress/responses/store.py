@@ -7,6 +7,7 @@ client sees the response, so a next turn can never miss this one.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,6 +83,11 @@ class ResponseStore:
         row = await self._row(response_id, owner, responses.c.conversation)
         return row[0] if row else None
 
+    async def chain_head(self, response_id: str, owner: str) -> tuple[list[dict[str, Any]], str | None] | None:
+        """What a next turn needs of a stored response: its conversation, and the deployment that ran it."""
+        row = await self._row(response_id, owner, responses.c.conversation, responses.c.deployment)
+        return (row[0], row[1]) if row else None
+
     async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
         row = await self._row(response_id, owner, responses.c.input_items)
         return row[0] if row else None
@@ -90,3 +96,16 @@ class ResponseStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(responses.delete().where(responses.c.id == response_id, responses.c.owner == owner))
         return bool(result.rowcount)
+
+    async def purge(self, before: dt.datetime, batch_size: int) -> int:
+        """Delete up to ``batch_size`` responses created before ``before`` (oldest first); how many went.
+
+        One short transaction per batch (the created_at index finds them), so a large backlog
+        never holds a long lock on the table that live requests write to.
+        """
+        oldest = (
+            sa.select(responses.c.id).where(responses.c.created_at < before).order_by(responses.c.created_at).limit(batch_size)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(responses.delete().where(responses.c.id.in_(oldest.scalar_subquery())))
+        return int(result.rowcount or 0)

@@ -6,35 +6,27 @@ module only does the HTTP: one POST to ``{api_base}/v1/messages`` per call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
 from lockgate.config import AnthropicDeployment
-from lockgate.errors import GatewayError, InvalidRequest, ProviderBadResponse
+from lockgate.errors import InvalidRequest, ProviderBadResponse, ProviderTruncated
 from lockgate.providers.anthropic.errors import ERROR_STATUS
 from lockgate.providers.anthropic.native import NativeStream, usage_of_message
 from lockgate.providers.anthropic.request import completions_to_chat, to_anthropic
 from lockgate.providers.anthropic.response import chat_completion, text_completion
 from lockgate.providers.anthropic.stream import ChunkTranslator, text_completion_chunk
-from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import (
-    TRANSPORT_ERRORS,
-    JsonPoster,
-    StreamTimer,
-    drain_in_background,
-    iter_sse,
-    json_object,
-    upstream_name,
-)
+from lockgate.providers.base import ProviderResult
+from lockgate.providers.http import JsonPoster, StreamTimer, drain_in_background, json_object, upstream_name
+from lockgate.providers.sse_stream import UpstreamStream
 
 __all__ = ["AnthropicProvider", "AnthropicStream"]
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 
 
-class AnthropicStream:
+class AnthropicStream(UpstreamStream[dict[str, Any]]):
     """An open Anthropic SSE stream, yielding OpenAI chunk dicts as its events arrive."""
 
     def __init__(
@@ -46,59 +38,32 @@ class AnthropicStream:
         *,
         legacy: bool = False,
     ) -> None:
-        self._resp = resp
+        super().__init__(resp, what, timer)
         self._translator = translator
-        self._what = what
-        self._timer = timer
         self._legacy = legacy
-        # Known once message_stop arrives (partial and estimated if the stream breaks off).
-        self.usage: Usage | None = None
-        self._draining = False  # the body's rest is read in the background after message_stop
+        # usage is known once message_stop arrives (partial and estimated if the stream breaks off).
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
-        translator, resp, timer = self._translator, self._resp, self._timer
-        events = iter_sse(resp.content).__aiter__()
-        try:
-            while True:
-                try:
-                    _, data = await timer.next(events, resp)
-                except StopAsyncIteration:
-                    break
-                event = json_object(data, self._what)
-                for chunk in translator.feed(event):
-                    if self._legacy:
-                        legacy = text_completion_chunk(chunk)
-                        if legacy is not None:
-                            yield legacy
-                    else:
-                        yield chunk
-                if translator.finished:
-                    # Done at message_stop: the client's last chunk goes out now, and the body's
-                    # end (which follows at once) is read in the background so the connection is reused.
-                    self._draining = True
-                    drain_in_background(self._resp)
-                    break
-            if not translator.finished:
-                raise translator.broken_off()
-        except GatewayError:
-            raise
-        except TRANSPORT_ERRORS as err:
-            translator.broken_off()  # records the partial usage
-            raise timer.error(err) from None
-        finally:
-            timer.cancel()
+    def on_event(self, name: str | None, data: bytes) -> list[dict[str, Any]]:
+        translator = self._translator
+        chunks = translator.feed(json_object(data, self._what))
+        if self._legacy:
+            chunks = [legacy for legacy in map(text_completion_chunk, chunks) if legacy is not None]
+        if translator.finished:
+            # Done at message_stop: the client's last chunk goes out now, and the body's end
+            # (which follows at once) is read in the background so the connection is reused.
             self.usage = translator.usage
-            if not self._draining:
-                resp.release()
+            self.done = self.draining = True
+            drain_in_background(self._resp)
+        return chunks
 
-    async def aclose(self) -> None:
-        # Closing (not releasing) drops a half-read connection instead of draining it.
-        self._timer.cancel()
-        if not self._draining:
-            self._resp.close()
+    def on_end(self) -> None:
+        if not self._translator.finished:
+            self.on_broken()
+            raise ProviderTruncated(f"The upstream {self._what} ended its stream before finishing.")
+
+    def on_broken(self) -> None:
+        self._translator.broken_off()  # records the partial usage
+        self.usage = self._translator.usage
 
 
 class AnthropicProvider:
@@ -144,6 +109,7 @@ class AnthropicProvider:
         resp, timer = await self._http.post_stream(self._url, payload, self._stream_headers)
         what = self._http.what
         if resp.content_type != "text/event-stream":
+            timer.cancel()
             resp.close()
             raise ProviderBadResponse(f"The upstream {what} did not answer with an event stream.")
         return AnthropicStream(resp, ChunkTranslator(ctx, what=what), what, timer, legacy=legacy)

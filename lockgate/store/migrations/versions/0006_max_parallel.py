@@ -1,7 +1,7 @@
 """max_parallel_requests on keys and teams: requests in flight at once (lockgate/ratelimit/).
 
 Revision ID: 0006_max_parallel
-Revises: 0004_responses
+Revises: 0007_console
 Create Date: 2026-12-02
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_max_parallel"
-# 0005 is taken by another branch in flight; whoever merges second chains this after it.
-down_revision = "0004_responses"
+# After 0007_console (merged first); 0005 is another branch's in flight: whoever merges it chains it on.
+down_revision = "0007_console"
 branch_labels = None
 depends_on = None
 
