@@ -1,6 +1,6 @@
 """`lockgate keys …` and `lockgate db …`: work on the configured database directly, no server needed.
 
-    lockgate keys create --name N [--models a,b] [--rpm R] [--tpm T] [--budget USD --period monthly] [--expires 30d]
+    lockgate keys create --name N [--models a,b] [--rpm R] [--tpm T] [--max-parallel N] [--budget USD --period monthly] [--expires 30d]
     lockgate keys list [--active] [--json]
     lockgate keys revoke ID
     lockgate db upgrade | current
@@ -101,6 +101,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             models=args.models,
             rpm=args.rpm,
             tpm=args.tpm,
+            max_parallel_requests=args.max_parallel,
             max_budget_usd=args.budget,
             budget_period=(args.period or "total") if args.budget is not None else None,
             expires_at=args.expires,
@@ -189,6 +190,7 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--models", type=_models, help="comma-separated public model names (default: all)")
     create.add_argument("--rpm", type=int)
     create.add_argument("--tpm", type=int)
+    create.add_argument("--max-parallel", type=int, help="requests in flight at once")
     create.add_argument("--budget", type=float, help="max budget in USD")
     create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
     create.add_argument("--expires", type=parse_expiry, help="30d, 12h, 15m … or an ISO date")

@@ -1,6 +1,6 @@
 """`lockgate teams …`: team records in the configured database directly, no server needed.
 
-    lockgate teams create NAME [--budget USD --period monthly] [--rpm R] [--tpm T] [--json]
+    lockgate teams create NAME [--budget USD --period monthly] [--rpm R] [--tpm T] [--max-parallel N] [--json]
     lockgate teams list [--json]
 
 A running gateway sees a change made here within `auth.key_cache_ttl_s`.
@@ -48,6 +48,7 @@ def cmd_teams_create(args: argparse.Namespace) -> int:
                 budget_period=(args.period or "total") if args.budget is not None else None,
                 rpm=args.rpm,
                 tpm=args.tpm,
+                max_parallel_requests=args.max_parallel,
             )
         except TeamExists:
             print(f"lockgate: a team {args.name} already exists", file=sys.stderr)
@@ -90,6 +91,7 @@ def add_commands(sub: Any) -> None:
     create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
     create.add_argument("--rpm", type=int)
     create.add_argument("--tpm", type=int)
+    create.add_argument("--max-parallel", type=int, help="requests in flight at once, shared by the team's keys")
     create.add_argument("--json", action="store_true", help="print the team as JSON")
     create.set_defaults(func=cmd_teams_create)
 

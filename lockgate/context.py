@@ -41,6 +41,8 @@ class RequestContext:
     headers: dict[str, str] = field(default_factory=dict)
     # What the rate-limit stage charged at admission, corrected when the request ends.
     rate_limit_charge: Charge | None = None
+    # What the budget stage reserved at admission (usage/budgets.py Hold), settled when the request ends.
+    budget_hold: Any = None
     # The stream's relay (or its abandonment) has begun: the other must not record the request again.
     relay_started: bool = False
     # Prompt and output for analytics, only when PostHog's privacy mode is off (None otherwise: no cost).

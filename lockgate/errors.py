@@ -180,6 +180,12 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class ParallelLimited(RateLimited):
+    """max_parallel_requests: the key (team, user, model) has that many requests in flight."""
+
+    kind = "policy_parallel_limited"
+
+
 class BudgetExceeded(GatewayError):
     kind = "policy_budget_exceeded"
     status = 429

@@ -10,6 +10,7 @@ stream) is finished; failed attempts that were retried get records of their own.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -133,6 +134,12 @@ class Pipeline:
         except Exception:
             log.exception("request_failed", request_id=ctx.request_id)
             return self.fail(ctx, GatewayInternal("The gateway failed to process this request."))
+        except asyncio.CancelledError:
+            # Cancelled before an answer (client gone, server stopping): the one place besides the
+            # answers themselves that ends a request, so its record is kept and what admission
+            # took (parallel slots, budget holds, token estimates) is given back.
+            self._finish(ctx, STATUS_CLIENT_CLOSED, None, partial=True)
+            raise
 
     def _parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
         return ctx.ingress.parse(raw) if ctx.ingress is not None else parse_body(ctx.endpoint, raw)

@@ -181,7 +181,7 @@ class DownLimiter:
     async def aclose(self) -> None: ...
     def adjust(self, *a: Any) -> None: ...
 
-    async def acquire(self, windows: Any, amounts: Any) -> Any:
+    async def acquire(self, windows: Any, amounts: Any, lease: str = "") -> Any:
         raise BackendUnavailable("ConnectionError")
 
 

@@ -58,10 +58,12 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Factory, s
     made: list = []
     if request.param == "memory":
         shared: dict = {}
+        in_flight: dict = {}
 
         def factory(clock: Clock) -> MemoryLimiter:
             lim = MemoryLimiter(clock=clock)
             lim._counters = shared  # one "process": replicas only share state through Redis
+            lim._in_flight = in_flight
             made.append(lim)
             return lim
     else:
@@ -298,4 +300,49 @@ async def test_redis_corrections_are_batched_and_bounded() -> None:
         assert used == [90, 90, 90, 100, 100]
     finally:
         await lim._redis.delete(*[x.key for x in w])
+        await close(lim)
+
+
+def par(prefix: str, name: str, limit: int = 2, lease_ms: int = 5_000) -> Window:
+    return Window(f"{prefix}key:{name}:par", "key", name, "parallel", "now", limit, lease_ms, 0)
+
+
+async def test_parallel_slots_taken_atomically_and_released(make) -> None:
+    factory, prefix = make
+    clock = Clock()
+    a, b = factory(clock), factory(clock)  # two replicas (Redis) or one process (memory)
+    for lim in (a, b):
+        await lim.start()
+    w = [par(prefix, "k"), win(prefix, "k", limit=100)]
+    first = await a.acquire(w, [1, 1], "req_1")
+    second = await b.acquire(w, [1, 1], "req_2")
+    assert first.allowed and second.allowed and second.used[0] == 2
+    refused = await a.acquire(w, [1, 1], "req_3")
+    assert not refused.allowed and refused.refused == 0 and refused.used == [2, 2]
+    assert refused.retry_after_ms == 1_000
+    # Refused: nothing charged, the request window included.
+    assert (await b.acquire([w[1]], [0])).used == [2]
+    b.adjust(w, second.now_ms, [-1, 0], "req_2")  # req_2 ends: its slot back, its request stays counted
+    # The release goes out at once and ahead of a later acquire on the same limiter: no settle() needed.
+    again = await b.acquire(w, [1, 1], "req_4")
+    assert again.allowed and again.used == [2, 3]
+
+
+async def test_a_parallel_lease_left_behind_expires() -> None:
+    """A gateway that died mid-request: its slot lapses after the lease (Redis' clock injected)."""
+    require_service("Redis", "127.0.0.1", 6379)
+    prefix = f"lgtest:{uuid.uuid4().hex[:12]}:"
+    clock = Clock()
+    lim = redis_limiter(clock=clock)
+    await lim.start()
+    try:
+        w = [par(prefix, "k", limit=1, lease_ms=5_000)]
+        assert (await lim.acquire(w, [1], "req_dead")).allowed
+        assert not (await lim.acquire(w, [1], "req_2")).allowed
+        clock.advance(4_999)
+        assert not (await lim.acquire(w, [1], "req_3")).allowed
+        clock.advance(2)
+        assert (await lim.acquire(w, [1], "req_4")).allowed
+    finally:
+        await lim._redis.delete(f"{prefix}key:k:par")
         await close(lim)

@@ -324,7 +324,8 @@ async def test_overflowing_buffer_goes_to_the_spool(tmp_path: Path) -> None:
 
 
 def _ctx(principal: Principal) -> SimpleNamespace:
-    return SimpleNamespace(principal=principal)
+    # No route: nothing to price, so nothing is reserved (tests/test_budget_reservations.py does that).
+    return SimpleNamespace(principal=principal, route=None, request_id="r", endpoint="chat", body={}, budget_hold=None)
 
 
 async def test_budget_refuses_at_the_boundary_not_before() -> None:

@@ -39,6 +39,7 @@ class _KeyFields(BaseModel):
     models: list[str] | None = Field(default=None, description="Public model names this key may use; empty: all")
     rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute")
     tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute")
+    max_parallel_requests: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests in flight at once")
     max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period")
     budget_period: BudgetPeriod | None = None
     expires_at: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when no zone is given")
@@ -79,6 +80,7 @@ class KeyView(BaseModel):
     models: list[str] | None
     rpm: int | None
     tpm: int | None
+    max_parallel_requests: int | None = None
     max_budget_usd: float | None
     budget_period: BudgetPeriod | None
     expires_at: dt.datetime | None

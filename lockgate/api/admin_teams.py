@@ -36,6 +36,9 @@ class _TeamFields(BaseModel):
     budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
     rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute, shared by the team's keys")
     tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute, shared by the team's keys")
+    max_parallel_requests: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="Requests in flight at once, shared by the team's keys"
+    )
     metadata: dict[str, Any] | None = None
 
 
@@ -65,6 +68,7 @@ class TeamView(BaseModel):
     budget_period: BudgetPeriod | None
     rpm: int | None
     tpm: int | None
+    max_parallel_requests: int | None = None
     metadata: dict[str, Any] | None
     created_at: dt.datetime | None
     updated_at: dt.datetime | None

@@ -41,7 +41,19 @@ DISPLAY_CHARS = 8  # random characters kept for display after the prefix
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
 BUDGET_PERIODS: tuple[str, ...] = get_args(BudgetPeriod)
 # Fields a caller may set on create and change with PATCH.
-EDITABLE = ("name", "user", "team", "models", "rpm", "tpm", "max_budget_usd", "budget_period", "expires_at", "metadata")
+EDITABLE = (
+    "name",
+    "user",
+    "team",
+    "models",
+    "rpm",
+    "tpm",
+    "max_parallel_requests",
+    "max_budget_usd",
+    "budget_period",
+    "expires_at",
+    "metadata",
+)
 _COLUMN = {"user": "user_id", "team": "team_id"}
 
 
@@ -74,6 +86,7 @@ class KeyRow:
     models: list[str] | None = None
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel_requests: int | None = None
     max_budget_usd: float | None = None
     budget_period: str | None = None
     expires_at: dt.datetime | None = None
@@ -97,6 +110,7 @@ class KeyRow:
             models=list(m["models"]) if m["models"] else None,
             rpm=m["rpm"],
             tpm=m["tpm"],
+            max_parallel_requests=m["max_parallel_requests"],
             max_budget_usd=m["max_budget_usd"],
             budget_period=m["budget_period"],
             expires_at=aware(m["expires_at"]),
@@ -119,6 +133,7 @@ class KeyRow:
             models=frozenset(self.models) if self.models else None,
             rpm=self.rpm,
             tpm=self.tpm,
+            max_parallel_requests=self.max_parallel_requests,
             max_budget_usd=self.max_budget_usd,
             budget_period=self.budget_period,
         )

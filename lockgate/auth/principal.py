@@ -16,6 +16,7 @@ class Principal:
     is_admin: bool = False
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel_requests: int | None = None  # requests in flight at once
     max_budget_usd: float | None = None
     budget_period: str | None = None
     # From the team's record (auth/teams.py), where the caller's team has one.
@@ -23,6 +24,7 @@ class Principal:
     team_budget_period: str | None = None
     team_rpm: int | None = None
     team_tpm: int | None = None
+    team_max_parallel_requests: int | None = None
 
     def allows(self, model: str) -> bool:
         return self.models is None or model in self.models

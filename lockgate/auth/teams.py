@@ -32,7 +32,7 @@ from lockgate.store.tables import teams
 
 # Team names travel in URLs (/admin/teams/{team}) and in rate-limit and budget counter names.
 TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
-EDITABLE = ("max_budget_usd", "budget_period", "rpm", "tpm", "metadata")
+EDITABLE = ("max_budget_usd", "budget_period", "rpm", "tpm", "max_parallel_requests", "metadata")
 _MAX_DERIVED = 10_000  # enriched principals remembered per team entry
 
 
@@ -43,6 +43,7 @@ class TeamRow:
     budget_period: str | None = None
     rpm: int | None = None
     tpm: int | None = None
+    max_parallel_requests: int | None = None
     metadata: dict[str, Any] | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
@@ -56,6 +57,7 @@ class TeamRow:
             budget_period=m["budget_period"],
             rpm=m["rpm"],
             tpm=m["tpm"],
+            max_parallel_requests=m["max_parallel_requests"],
             metadata=m["metadata"],
             created_at=aware(m["created_at"]),
             updated_at=aware(m["updated_at"]),
@@ -69,6 +71,7 @@ class TeamRow:
             team_budget_period=(self.budget_period or "total") if self.max_budget_usd is not None else None,
             team_rpm=self.rpm,
             team_tpm=self.tpm,
+            team_max_parallel_requests=self.max_parallel_requests,
         )
 
     def public(self) -> dict[str, Any]:

@@ -7,6 +7,11 @@ the sum over the live buckets never under-counts any true sliding interval:
 a limit of N is never exceeded in any window-long span, and a refused caller is
 kept out at most one bucket (1 s for per-minute limits) longer than strictly
 needed. Both back-ends implement exactly this arithmetic, so they agree.
+
+A *parallel* window (``max_parallel_requests``) is no window in time: it counts
+the requests in flight, each holding a slot from admission until it ends. In
+Redis each slot is a lease that expires (``ratelimit.parallel_lease_s``), so a
+gateway that dies mid-request cannot hold it forever.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Protocol
 
 # period -> (window length, bucket length) in milliseconds
 WINDOW_PERIODS: dict[str, tuple[int, int]] = {"min": (60_000, 1_000), "day": (86_400_000, 60_000)}
+# A refused parallel request is told to come back in a second: no clock says when a slot frees.
+PARALLEL_RETRY_MS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +33,16 @@ class Window:
     key: str  # storage key, unique per scope, kind and period
     scope: str  # key | team | user | model
     name: str  # the scope's id, for messages
-    kind: str  # requests | tokens
-    period: str  # min | day
+    kind: str  # requests | tokens | parallel
+    period: str  # min | day (parallel: "now")
     limit: int
-    window_ms: int
-    bucket_ms: int
+    window_ms: int  # parallel: the lease
+    bucket_ms: int  # parallel: 0
 
     @property
     def label(self) -> str:
+        if self.kind == "parallel":
+            return "parallel requests"
         unit = "RP" if self.kind == "requests" else "TP"
         return f"{self.kind} per {self.period} ({unit}{'M' if self.period == 'min' else 'D'})"
 
@@ -57,12 +66,13 @@ class BackendUnavailable(Exception):
 class Limiter(Protocol):
     async def start(self) -> None: ...
 
-    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
-        """Check every window and charge all of them, or none: one atomic step."""
+    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int], lease: str = "") -> Decision:
+        """Check every window and charge all of them, or none: one atomic step (``lease`` names parallel slots)."""
         ...
 
-    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int]) -> None:
-        """Correct earlier charges (made at ``charged_ms``) by ``deltas``; never blocks."""
+    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int], lease: str = "") -> None:
+        """Correct earlier charges (made at ``charged_ms``) by ``deltas``; never blocks. A parallel
+        window's -1 releases the slot of ``lease`` (sent at once, ahead of later acquires)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -3,7 +3,8 @@
 Each window is a dict of bucket index -> amount in ascending order (dicts keep
 insertion order and charges only go to the newest bucket), a running total,
 and nothing else: a check is a few dict operations, with no lock because no
-await happens between the check and the charge.
+await happens between the check and the charge. A parallel window is a plain
+count of the requests in flight (no lease: this process sees every end).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from lockgate.background import Ticker
-from lockgate.ratelimit.base import Decision, Window
+from lockgate.ratelimit.base import PARALLEL_RETRY_MS, Decision, Window
 
 Clock = Callable[[], float]  # milliseconds
 
@@ -87,6 +88,7 @@ class MemoryLimiter:
     def __init__(self, clock: Clock | None = None, sweep_every_s: float = 60.0) -> None:
         self._clock = clock or wall_ms
         self._counters: dict[str, Counter] = {}
+        self._in_flight: dict[str, int] = {}  # parallel windows: requests holding a slot
         self._sweeper = Ticker(self.sweep, sweep_every_s, "lockgate-ratelimit-sweep")
 
     def _counter(self, w: Window) -> Counter:
@@ -98,34 +100,48 @@ class MemoryLimiter:
     async def start(self) -> None:
         self._sweeper.start()
 
-    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
+    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int], lease: str = "") -> Decision:
         return self.acquire_now(windows, amounts)
 
     def acquire_now(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
         now = int(self._clock())
-        counters = [self._counter(w) for w in windows]
-        current = [c.slide(now) for c in counters]
+        counters = [None if w.kind == "parallel" else self._counter(w) for w in windows]
+        current = [c.slide(now) if c is not None else 0 for c in counters]
+        flying = self._in_flight
+        used = [c.total if c is not None else flying.get(w.key, 0) for w, c in zip(windows, counters)]
         for i, (w, c, amount) in enumerate(zip(windows, counters, amounts)):
-            if c.total + amount > w.limit:
+            if used[i] + amount > w.limit:
                 return Decision(
                     False,
                     now,
-                    [c.total for c in counters],
-                    [c.reset_ms(now) for c in counters],
+                    used,
+                    [c.reset_ms(now) if c is not None else 0 for c in counters],
                     refused=i,
-                    retry_after_ms=c.retry_ms(amount, w.limit, now),
+                    retry_after_ms=c.retry_ms(amount, w.limit, now) if c is not None else PARALLEL_RETRY_MS,
                 )
-        for c, bucket, amount in zip(counters, current, amounts):
-            c.charge(bucket, amount)
-        return Decision(True, now, [c.total for c in counters], [c.reset_ms(now) for c in counters])
+        for w, c, bucket, amount in zip(windows, counters, current, amounts):
+            if c is not None:
+                c.charge(bucket, amount)
+            else:
+                flying[w.key] = flying.get(w.key, 0) + amount
+        used = [c.total if c is not None else flying[w.key] for w, c in zip(windows, counters)]
+        return Decision(True, now, used, [c.reset_ms(now) if c is not None else 0 for c in counters])
 
-    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int]) -> None:
+    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int], lease: str = "") -> None:
         now = int(self._clock())
         for w, delta in zip(windows, deltas):
-            if delta:
-                c = self._counter(w)
-                now_b = c.slide(now)
-                c.correct(charged_ms // c.size, delta, now_b)
+            if not delta:
+                continue
+            if w.kind == "parallel":
+                left = self._in_flight.get(w.key, 0) + delta
+                if left > 0:
+                    self._in_flight[w.key] = left
+                else:
+                    self._in_flight.pop(w.key, None)
+                continue
+            c = self._counter(w)
+            now_b = c.slide(now)
+            c.correct(charged_ms // c.size, delta, now_b)
 
     def sweep(self) -> int:
         """Forget windows with nothing left in them (idle keys must not grow memory forever)."""

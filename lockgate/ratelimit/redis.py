@@ -8,6 +8,9 @@ shared client's deadline (lockgate/redis_client.py: one client, retries off,
 one bound per round trip), and after a failure every feature on Redis fails
 fast for a moment instead of paying the timeout again on every request.
 Corrections (token reconciliation) wait in a bounded buffer for the same task.
+A parallel window (``max_parallel_requests``) is a sorted set of leases (member:
+the request id, score: when it expires), checked and taken in the same script;
+its release goes with the sender's next pipeline at once, ahead of any acquire.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import structlog
 from redis.exceptions import NoScriptError, ResponseError
 
 from lockgate.background import Ticker
-from lockgate.ratelimit.base import BackendUnavailable, Decision, Window
+from lockgate.ratelimit.base import PARALLEL_RETRY_MS, BackendUnavailable, Decision, Window
 from lockgate.redis_client import REDIS_ERRORS, SharedRedis
 
 log = structlog.get_logger("lockgate.ratelimit")
@@ -64,20 +67,28 @@ local function slide(key, nb, size)
 end
 """
 
-# KEYS: one per window. ARGV: now_ms (negative: Redis' clock), then per window limit, window_ms, bucket_ms, amount.
+# KEYS: one per window. ARGV: now_ms (negative: Redis' clock), the lease (request id), then per window
+# limit, window_ms, bucket_ms, amount; bucket_ms 0 marks a parallel window (window_ms: its lease).
 # Returns {allowed, now, refused index (1-based, 0 if none), retry_ms, used..., reset_ms...}.
 ACQUIRE = (
     _SLIDE
     + """
 local n = #KEYS
-local total, first, cur, last, nb, size, limit, amount = {}, {}, {}, {}, {}, {}, {}, {}
+local lease = ARGV[2]
+local total, first, cur, last, nb, size, limit, amount, ttl = {}, {}, {}, {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local a = 1 + (i - 1) * 4
+  local a = 2 + (i - 1) * 4
   limit[i] = tonumber(ARGV[a + 1])
   size[i] = tonumber(ARGV[a + 3])
-  nb[i] = math.floor(tonumber(ARGV[a + 2]) / size[i])
   amount[i] = tonumber(ARGV[a + 4])
-  total[i], first[i], cur[i], last[i] = slide(KEYS[i], nb[i], size[i])
+  if size[i] == 0 then
+    ttl[i] = tonumber(ARGV[a + 2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)  -- leases of requests that never ended
+    total[i], first[i], cur[i], last[i], nb[i] = redis.call('ZCARD', KEYS[i]), 1, 0, 0, 0
+  else
+    nb[i] = math.floor(tonumber(ARGV[a + 2]) / size[i])
+    total[i], first[i], cur[i], last[i] = slide(KEYS[i], nb[i], size[i])
+  end
 end
 local function answer(allowed, refused, retry)
   local out = {allowed, now, refused, retry}
@@ -90,7 +101,11 @@ end
 for i = 1, n do
   if total[i] + amount[i] > limit[i] then
     local retry = nb[i] * size[i]
-    if amount[i] <= limit[i] then
+    if size[i] == 0 then
+      retry = """
+    + str(PARALLEL_RETRY_MS)
+    + """
+    elseif amount[i] <= limit[i] then
       -- walk from the oldest bucket until enough has left (bounded: day windows stop early)
       local over = total[i] + amount[i] - limit[i]
       local j, steps = first[i], 0
@@ -108,7 +123,11 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  if amount[i] > 0 then
+  if size[i] == 0 then
+    redis.call('ZADD', KEYS[i], now + ttl[i], lease)
+    redis.call('PEXPIRE', KEYS[i], ttl[i])
+    total[i] = total[i] + 1
+  elseif amount[i] > 0 then
     redis.call('HINCRBY', KEYS[i], cur[i], amount[i])
     total[i] = total[i] + amount[i]
     if first[i] > cur[i] then first[i] = cur[i] end
@@ -120,13 +139,17 @@ return answer(1, 0, 0)
 """
 )
 
-# KEYS: one per correction. ARGV: now_ms, then per key window_ms, bucket_ms, charged bucket, delta.
+# KEYS: one per correction. ARGV: now_ms, then per key window_ms, bucket_ms, charged bucket, delta
+# (a parallel window: bucket_ms 0, the lease in place of the bucket, delta -1 to release it).
 ADJUST = (
     _SLIDE
     + """
 for i = 1, #KEYS do
   local a = 1 + (i - 1) * 4
   local size = tonumber(ARGV[a + 2])
+  if size == 0 then
+    if tonumber(ARGV[a + 4]) < 0 then redis.call('ZREM', KEYS[i], ARGV[a + 3]) end
+  else
   local nb = math.floor(tonumber(ARGV[a + 1]) / size)
   local target, delta = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local key = KEYS[i]
@@ -147,6 +170,7 @@ for i = 1, #KEYS do
       redis.call('HSET', key, 't', t, 'e', e, 'l', math.max(l, target))
       redis.call('PEXPIRE', key, (nb + 2) * size)
     end
+  end
   end
 end
 return 1
@@ -189,6 +213,7 @@ class RedisLimiter:
         self._idle.set()
         self._sender = Ticker(self._drain, None, "lockgate-ratelimit-redis", error_event="ratelimit_send_failed")
         self._timer: asyncio.TimerHandle | None = None
+        self._urgent = False  # a parallel slot's release is waiting to be sent
         self.errors = 0  # back-end failures (acquire and adjust)
         self.dropped = 0  # corrections dropped because the buffer was full or Redis failed
 
@@ -198,14 +223,15 @@ class RedisLimiter:
     async def start(self) -> None:
         self._sender.start()
 
-    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int]) -> Decision:
+    async def acquire(self, windows: Sequence[Window], amounts: Sequence[int], lease: str = "") -> Decision:
         if self._shared.down:  # a call by any feature failed a moment ago
             raise BackendUnavailable("redis marked down")
         keys = [w.key for w in windows]
-        args: list[Any] = [self._now()]
+        args: list[Any] = [self._now(), lease]
         for w, amount in zip(windows, amounts):
             args += (w.limit, w.window_ms, w.bucket_ms, amount)
-        if self._sending or self._acquires:
+        if self._sending or self._acquires or self._urgent:
+            # (A released parallel slot waits to be sent: this acquire goes after it, in one round trip.)
             # Contended: ride the sender's next pipeline with everyone else waiting.
             if not self._sender.running:
                 self._sender.start()
@@ -235,20 +261,29 @@ class RedisLimiter:
             raise BackendUnavailable(type(out).__name__)
         return out
 
-    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int]) -> None:
+    def adjust(self, windows: Sequence[Window], charged_ms: int, deltas: Sequence[int], lease: str = "") -> None:
         for w, delta in zip(windows, deltas):
             if not delta:
                 continue
             if len(self._adjust_keys) >= self._queue_size:
-                self.dropped += 1
+                self.dropped += 1  # (a parallel slot left behind expires with its lease)
                 continue
             self._adjust_keys.append(w.key)
-            self._adjust_args += (w.window_ms, w.bucket_ms, charged_ms // w.bucket_ms, delta)
-        if self._adjust_keys and self._timer is None:
+            if w.bucket_ms:
+                self._adjust_args += (w.window_ms, w.bucket_ms, charged_ms // w.bucket_ms, delta)
+            else:
+                self._adjust_args += (w.window_ms, 0, lease, delta)
+                self._urgent = True
+        if self._urgent:
+            # A freed slot must not wait 50 ms: the caller's next request may follow at once.
+            self._flush_soon()
+        elif self._adjust_keys and self._timer is None:
             # Corrections ride along with the next batched acquires, or leave within 50 ms.
             self._timer = asyncio.get_running_loop().call_later(_ADJUST_DELAY_S, self._flush_soon)
 
     def _flush_soon(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer = None
         if not self._sender.running:
             self._sender.start()
@@ -268,6 +303,7 @@ class RedisLimiter:
                         break
                 keys, args = self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
                 del self._adjust_keys[:_MAX_ADJUST_KEYS], self._adjust_args[: _MAX_ADJUST_KEYS * 4]
+                self._urgent = bool(self._adjust_keys) and self._urgent
                 await self._send(acquires, keys, args)
         finally:
             self._idle.set()
@@ -283,6 +319,12 @@ class RedisLimiter:
                 raise  # cancelled (shutdown): the waiters are told, the cancellation goes on
             self._failed(err, len(keys))
             return
+        if keys:  # the corrections went first (a released slot counts before any acquire after it)
+            adjusted, results = results[0], results[1:]
+            if isinstance(adjusted, Exception):
+                self.errors += 1
+                self.dropped += len(keys)
+                log.warning("ratelimit_adjust_failed", error=type(adjusted).__name__, corrections=len(keys))
         for (_, _, future), result in zip(acquires, results):
             if future.done():
                 continue
@@ -290,10 +332,6 @@ class RedisLimiter:
                 future.set_exception(BackendUnavailable(type(result).__name__))
             else:
                 future.set_result(result)
-        if keys and isinstance(results[-1], Exception):
-            self.errors += 1
-            self.dropped += len(keys)
-            log.warning("ratelimit_adjust_failed", error=type(results[-1]).__name__, corrections=len(keys))
 
     def _failed(self, err: BaseException, corrections: int = 0) -> None:
         self.errors += 1
@@ -326,10 +364,10 @@ class RedisLimiter:
                 except ResponseError as err:  # as a pipeline would report it: the command's own error
                     return [err]
             pipe = self._redis.pipeline(transaction=False)
-            for akeys, aargs in acquires:
-                pipe.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)
             if keys:
                 pipe.evalsha(_ADJUST_SHA, len(keys), *keys, self._now(), *args)
+            for akeys, aargs in acquires:
+                pipe.evalsha(_ACQUIRE_SHA, len(akeys), *akeys, *aargs)
             return list(await pipe.execute(raise_on_error=False))
 
     async def flush(self, timeout_s: float = 5.0) -> None:

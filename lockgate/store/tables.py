@@ -33,6 +33,7 @@ api_keys = sa.Table(
     sa.Column("models", sa.JSON, nullable=True),  # list of public model names; null/empty: all
     sa.Column("rpm", sa.Integer, nullable=True),
     sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("max_parallel_requests", sa.Integer, nullable=True),
     sa.Column("max_budget_usd", sa.Float, nullable=True),
     sa.Column("budget_period", sa.String(16), nullable=True),  # daily | weekly | monthly | total
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
@@ -54,6 +55,7 @@ teams = sa.Table(
     sa.Column("budget_period", sa.String(16), nullable=True),  # daily | weekly | monthly | total
     sa.Column("rpm", sa.Integer, nullable=True),
     sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("max_parallel_requests", sa.Integer, nullable=True),
     sa.Column("metadata", sa.JSON, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),

@@ -215,7 +215,7 @@ def observe(record: RequestRecord) -> None:
         REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
     if err is not None and err.startswith("provider_"):
         UPSTREAM_ERRORS.labels(model, deployment, err).inc()
-    elif err == "policy_rate_limited":
+    elif err in ("policy_rate_limited", "policy_parallel_limited"):  # the error label tells them apart
         RATE_LIMITED.labels(model).inc()
     elif err == "policy_budget_exceeded":
         BUDGET_REFUSED.labels(model).inc()

@@ -34,6 +34,7 @@ FAILOVER = "lockgate failover"
 
 _POLICY_EVENTS = {
     "policy_rate_limited": RATE_LIMITED,
+    "policy_parallel_limited": RATE_LIMITED,
     "policy_budget_exceeded": BUDGET_EXCEEDED,
     "caller_authentication": AUTH_FAILED,
 }

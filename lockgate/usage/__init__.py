@@ -55,11 +55,16 @@ class UsageService:
         if backend == "redis":
             if redis is None:
                 raise ValueError("budgets.backend is redis but no Redis client was given")
-            counters = RedisCounters(redis)
+            counters = RedisCounters(redis, hold_ttl_s=config.budgets.reservation_ttl_s)
             counters.start()
         else:
             counters = MemoryCounters()
-        budgets = BudgetAdmission(counters, on_backend_error=config.redis.on_error)
+        budgets = BudgetAdmission(
+            counters,
+            on_backend_error=config.redis.on_error,
+            default_output_tokens=config.budgets.default_output_tokens,
+            strict=config.budgets.strict,
+        )
         try:
             loaded = await budgets.rebuild(engine)
             log.info("budgets_rebuilt", counters=loaded, backend=backend)
