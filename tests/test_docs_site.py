@@ -105,3 +105,18 @@ def test_decision_records_join_the_nav_when_present(tmp_path: Path) -> None:
     result = build(root, tmp_path / "out")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "adr/0001-example.html" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_pages_of_other_branches_join_the_site(tmp_path: Path) -> None:
+    """docs/api.md replaces the API placeholder in the nav; its link to ../examples/ (outside docs/) is kept as a path."""
+    root = copy_of_docs(tmp_path / "src")
+    (root / "examples").mkdir()
+    (root / "examples" / "README.md").write_text("# Examples\n")
+    (root / "docs" / "api.md").write_text("# API\n\nCopy one of the [examples](../examples/README.md).\n")
+    result = build(root, tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'href="api.html"' in (tmp_path / "out" / "index.html").read_text()
+    assert "<code>examples/README.md</code>" in (tmp_path / "out" / "api.html").read_text()
+
+    (root / "docs" / "api.md").write_text("# API\n\nA [missing file](../examples/nothing.md).\n")
+    assert build(root, tmp_path / "out2").returncode != 0
