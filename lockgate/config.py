@@ -55,6 +55,9 @@ class DeploymentBase(_Strict):
         ge=1,
         description="The model's output limit: a larger translated max_tokens (Messages, Responses) is clamped to it",
     )
+    # Size caps on what the upstream sends back (docs/limits.md): past them the answer is cut, 502.
+    max_response_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, description="A non-streamed answer's body, decompressed")
+    max_stream_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="A whole stream's body, decompressed")
     # Routing.
     weight: float = Field(default=1.0, ge=0, description="Share of traffic under the weighted strategy")
     priority: int = Field(default=0, description="Lower is tried first under the priority strategy")
@@ -185,6 +188,18 @@ class JWTConfig(_Strict):
         return self
 
 
+class KeyEventsConfig(_Strict):
+    """Key changes POSTed to an edge's key cache (lockgate/edge_keys.py, docs/cloudflare.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL taking {events: [...]}")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every POST (e.g. Authorization)")
+    timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for one POST")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    max_queued: int = Field(
+        default=10_000, ge=1, description="Events held while the edge is unreachable; more are dropped, logged"
+    )
+
+
 class AuthConfig(_Strict):
     master_key: SecretStr | None = Field(
         default=None, description="The admin key: admin API and inference, compared in constant time"
@@ -195,10 +210,33 @@ class AuthConfig(_Strict):
     jwt: JWTConfig | None = Field(default=None, description="Accept JWTs from your identity provider (docs/keys.md)")
     # Failed authentications per client address per minute before 429.
     max_failures_per_minute: int = Field(default=30, ge=1)
+    key_events: KeyEventsConfig | None = Field(
+        default=None, description="Key changes POSTed to an edge's key cache; off when absent"
+    )
 
 
 class DatabaseConfig(_Strict):
     url: str = Field(default="sqlite:///lockgate.db", description="sqlite:///path or postgresql://user@host:5432/db")
+
+
+class HttpSinkConfig(_Strict):
+    """Every usage record also POSTed, in JSON batches, to a receiver (usage/http_sink.py, docs/usage.md)."""
+
+    url: str = Field(min_length=1, description="http(s) URL that takes {records: [...]} batches")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every batch (e.g. Authorization)")
+    batch_size: int = Field(default=100, ge=1, le=2000, description="Records per POST")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a POST")
+    timeout_s: float = Field(default=10.0, gt=0, description="A slower POST is spooled (and later replayed)")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
+    spool_dir: str | None = Field(default=None, description="Its own durable spool; <usage.spool_dir>/http when absent")
+    max_buffered: int = Field(default=2000, ge=1, description="Records held in memory while the receiver lags; more are spooled")
+
+    @field_validator("url")
+    @classmethod
+    def _http_scheme(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
 
 
 class UsageConfig(_Strict):
@@ -211,6 +249,9 @@ class UsageConfig(_Strict):
     spool_dir: str = Field(default="lockgate-spool", description="Durable spool of unwritten batches")
     max_buffered: int = Field(
         default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
+    )
+    http_sink: HttpSinkConfig | None = Field(
+        default=None, description="Usage records POSTed to an HTTP endpoint; off when absent"
     )
 
 
@@ -284,6 +325,51 @@ class TelemetryConfig(_Strict):
     otlp_endpoint: str | None = Field(default=None, description="OpenTelemetry collector for traces; no tracing when absent")
 
 
+class CorsConfig(_Strict):
+    """Cross-origin access for browser apps (docs/limits.md#cors); absent: no CORS header, preflights 405."""
+
+    # Exact origins ("https://app.example.com"), "*" (any), or a subdomain wildcard ("https://*.example.com").
+    allow_origins: list[str] = Field(min_length=1)
+    allow_origin_regex: str | None = Field(default=None, description="An origin matching it whole is allowed too")
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "DELETE", "PATCH"], description="Methods a preflight may allow"
+    )
+    # "*" echoes what the preflight asks for; names may end in * ("x-stainless-*").
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    # Response headers a page's script may read; names may end in * (matched against each response).
+    expose_headers: list[str] = Field(default_factory=lambda: ["x-request-id", "x-ratelimit-*", "retry-after", "x-lockgate-*"])
+    max_age_s: int = Field(default=600, ge=0, description="How long a browser may cache a preflight's answer")
+    allow_credentials: bool = Field(default=False, description="Let pages send cookies and credentials")
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"[a-z][a-z0-9+.-]*://(\*\.)?[^/*\s]+", origin, re.IGNORECASE):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path; '*' or '*.' before the host)")
+        return origins
+
+    @field_validator("allow_origin_regex")
+    @classmethod
+    def _regex(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"not a regular expression: {err}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _no_credentials_for_everyone(self) -> "CorsConfig":
+        # Browsers refuse "*" with credentials; echoing any origin instead would hand every site the caller's cookies.
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials cannot be combined with the wildcard origin '*'; list the origins")
+        probe = "https://lockgate-cors-probe.invalid"  # an origin nobody owns: a regex matching it matches anything
+        if self.allow_credentials and self.allow_origin_regex and re.fullmatch(self.allow_origin_regex, probe, re.IGNORECASE):
+            raise ValueError("allow_credentials cannot be combined with an allow_origin_regex that matches any origin")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="Address to listen on (`lockgate serve --host` overrides)")
     port: int = Field(default=4000, ge=0, le=65535, description="Port to listen on (`--port` overrides)")
@@ -291,6 +377,17 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted; a larger one gets 413"
     )
+    # Limits on what a client may send (docs/limits.md), enforced by the HTTP protocol (lockgate/http_server.py).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="The request line and headers together; past it 431")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="From a new connection's (or request's) first byte to its last header; past it 408"
+    )
+    body_timeout_s: float = Field(default=60.0, gt=0, description="From the last header to the body's last byte; past it 408")
+    cors: CorsConfig | None = Field(default=None, description="Cross-origin access for browser apps; none when absent")
+    hsts_max_age_s: int | None = Field(
+        default=None, ge=0, description="Send Strict-Transport-Security with this max-age (behind TLS only)"
+    )
+    hsts_include_subdomains: bool = Field(default=False, description="Add includeSubDomains to Strict-Transport-Security")
     sse_ping_interval_s: float = Field(
         default=15.0, gt=0, le=60, description="A /v1/messages stream gets a ping after this long without an event"
     )
@@ -299,6 +396,20 @@ class ServerConfig(_Strict):
         ge=1,
         description="Slots in each best-effort sink's queue (access log, metrics, PostHog); a full one drops, counted. "
         "Usage records never wait here",
+    )
+
+
+class UIConfig(_Strict):
+    """The admin console (lockgate/console/, docs/console.md)."""
+
+    enabled: bool = Field(default=True, description="Serve the admin console")
+    path: str = Field(default="/ui", pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$", description="Where it is served")
+    session_idle_s: float = Field(default=1800.0, gt=0, description="A session unused this long ends")
+    session_max_s: float = Field(default=8 * 3600.0, gt=0, description="A session ends this long after login")
+    # Failed logins per minute before 429: per user name, and per client address.
+    login_failures_per_user: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed logins per client address per minute before 429"
     )
 
 
@@ -315,6 +426,7 @@ class Config(_Strict):
     redis: RedisConfig = Field(default=RedisConfig(), description="The Redis shared by every feature whose backend is redis")
     posthog: PostHogConfig | None = Field(default=None, description="PostHog LLM analytics; off when absent (docs/operations.md)")
     telemetry: TelemetryConfig = Field(default=TelemetryConfig(), description="Logs, metrics and traces (docs/operations.md)")
+    ui: UIConfig = Field(default=UIConfig(), description="The admin console (docs/console.md)")
 
     @model_validator(mode="after")
     def _names_are_unique_and_fallbacks_exist(self) -> "Config":

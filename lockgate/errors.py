@@ -7,6 +7,7 @@ fault (its fault domain, the first word of its ``kind``):
     ├── caller_*    the client's mistake: bad request, bad key, unknown model, too large, conflict
     ├── policy_*    a rule said no: model not allowed, rate limited, budget exhausted
     ├── provider_*  the upstream failed: its own 4xx, rate limit, overload, 5xx, timeout, garbage
+    │               (bad_response; truncated and bad_usage are kinds of it)
     └── gateway_*   the gateway itself: its bug, a back-end of its own down, a feature not there
 
 A subclass that does not declare its ``kind`` (so its domain) fails at import,
@@ -135,6 +136,24 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class HeadersTooLarge(GatewayError):
+    """The request line and headers passed server.max_header_bytes (answered by lockgate/http_server.py)."""
+
+    kind = "caller_headers_too_large"
+    status = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"
+
+
+class RequestTimeout(GatewayError):
+    """The client was slower than server.header_timeout_s or body_timeout_s to send its request."""
+
+    kind = "caller_request_timeout"
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Conflict(GatewayError):
     """The request contradicts the state of what it names (a team that exists, a revoked key)."""
 
@@ -166,6 +185,15 @@ class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class CorsRefused(GatewayError):
+    """A CORS preflight from an origin, or asking for a method or header, that server.cors does not allow."""
+
+    kind = "policy_cors_refused"
+    status = 403
+    type = "invalid_request_error"
+    code = "cors_not_allowed"
 
 
 class TooManyAuthFailures(GatewayError):
@@ -236,6 +264,38 @@ class ProviderBadResponse(ProviderError):
     type = "server_error"
     code = "upstream_bad_response"
     retryable = True
+
+
+class ProviderResponseTooLarge(ProviderError):
+    """The upstream's answer (or stream) passed the deployment's max_response_bytes (max_stream_bytes).
+
+    The operator's cap, not a passing fault: not retried (the same request would cost as much again
+    elsewhere), not counted against the deployment's health.
+    """
+
+    kind = "provider_response_too_large"
+    status = 502
+    type = "server_error"
+    code = "upstream_response_too_large"
+    retryable = False
+
+
+class ProviderTruncated(ProviderBadResponse):
+    """The upstream's answer stopped short: a body cut before its length, a reset, a stream without its end."""
+
+    kind = "provider_truncated"
+    code = "upstream_truncated"
+
+
+class ProviderBadUsage(ProviderBadResponse):
+    """The upstream reported usage that cannot be true (negative, not a number, beyond any context window).
+
+    Refused rather than charged: a nonsense count would price the request at nonsense, and one
+    past the store's integer range would make its whole batch unwritable.
+    """
+
+    kind = "provider_bad_usage"
+    code = "upstream_bad_usage"
 
 
 # --- gateway_*: our own bug ------------------------------------------------------------

@@ -71,7 +71,6 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-        self.secret_count = len(values)
         entries: list[tuple[str, str]] = [(v, _exact_tail(v)) for v in values]
         echoed = [v for v in values if len(v) >= _ECHO_MIN_SECRET]
         # "gsk_abc***xyz", "sk-proj-****abcd", "a1b2c3d4…": the start, maybe more key, a mask, maybe the end.

@@ -45,7 +45,7 @@ class GatewayProcess:
     def url(self) -> str:
         return f"{self.base_url}/v1"
 
-    def start(self, timeout_s: float = 30.0, wait_for: str = "/health/ready") -> "GatewayProcess":
+    def start(self, timeout_s: float = 60.0, wait_for: str = "/health/ready") -> "GatewayProcess":
         """Start and wait until ``wait_for`` answers 200 (``/health/live`` for a gateway meant to be not ready)."""
         self.config_path.write_text(yaml.safe_dump(self.config))
         log = open(self.log_path, "ab")

@@ -21,7 +21,7 @@ RESPONSE = {
 async def test_migration_down_and_up_and_owner_scoping(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
-        assert await store.current() == "0004_responses"
+        assert await store.current() == "0007_console"
         await store.downgrade("0003_teams")
         assert await store.current() == "0003_teams"
         await store.upgrade()

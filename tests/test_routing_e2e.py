@@ -328,7 +328,7 @@ def test_stream_resume_continues_on_the_next_deployment(
 
 
 # A stream that ends cleanly with no finish reason or [DONE], and one that sends an error event.
-CLEAN_END = ({"end_after": 3}, "provider_bad_response", "ended its stream before finishing")
+CLEAN_END = ({"end_after": 3}, "provider_truncated", "ended its stream before finishing")
 ERROR_EVENT = ({"error_after": 3}, "provider_server_error", MID_STREAM_ERROR["message"])
 
 

@@ -15,9 +15,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.responses import Response
 
+from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
 from lockgate.api.http import json_response
-from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys
+from lockgate.auth import Principal
+from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
+from lockgate.edge_keys import KeyEvents
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)])
@@ -64,6 +67,7 @@ class KeyView(BaseModel):
     object: Literal["api_key"] = "api_key"
     id: str
     key_prefix: str = Field(description="The first characters of the key, for recognising it")
+    key_last4: str | None = Field(default=None, description="The key's last four characters (keys made since 0007)")
     name: str
     user: str | None
     team: str | None
@@ -101,6 +105,11 @@ def _repo(request: Request) -> KeyRepository:
     return _keys(request).repo
 
 
+def _edge(request: Request) -> KeyEvents | None:
+    """The edge's key cache writer (auth.key_events), when configured."""
+    return request.app.state.gateway.key_events  # type: ignore[no-any-return]
+
+
 def _found(row: KeyRow | None, key_id: str) -> KeyRow:
     if row is None:
         raise NotFound(f"No API key with id `{key_id}`.", param="id")
@@ -128,11 +137,16 @@ def _with_key(row: KeyRow, token: str) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, summary="Create a virtual key")
-async def create_key(body: KeyCreate, request: Request) -> Response:
+async def create_key(body: KeyCreate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     fields = body.model_dump()
     if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
         fields["budget_period"] = "total"
     row, token = await _repo(request).create(**fields)
+    if (edge := _edge(request)) is not None:
+        edge.upsert(row, hash_key(token))
+    await audit_log(request).record(
+        audit_actor(request, principal), "key.create", target_type="key", target_id=row.id, after=row.public()
+    )
     return _json(_with_key(row, token), 201)
 
 
@@ -156,7 +170,7 @@ async def get_key(key_id: str, request: Request) -> Response:
 
 
 @router.patch("/keys/{key_id}", response_model=KeyView, summary="Change a virtual key")
-async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response:
+async def update_key(key_id: str, body: KeyUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)
     if "name" in changes and changes["name"] is None:
         raise InvalidRequest("A key's name cannot be cleared.", param="name")
@@ -165,24 +179,54 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response
     settle_budget_change(changes, current.max_budget_usd, current.budget_period)
     row = _found(await keys.repo.update(key_id, **changes), key_id)
     keys.invalidate(key_id)
+    if (edge := _edge(request)) is not None and (key_hash := await keys.repo.hash_of(key_id)) is not None:
+        edge.upsert(row, key_hash)
+    await audit_log(request).record(
+        audit_actor(request, principal),
+        "key.update",
+        target_type="key",
+        target_id=key_id,
+        before=current.public(),
+        after=row.public(),
+    )
     return _json(row.public())
 
 
 @router.delete("/keys/{key_id}", response_model=KeyView, summary="Revoke a virtual key")
-async def revoke_key(key_id: str, request: Request) -> Response:
+async def revoke_key(key_id: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     keys = _keys(request)
+    before = await keys.repo.get(key_id)
     row = _found(await keys.repo.revoke(key_id), key_id)
     keys.invalidate(key_id)
+    if (edge := _edge(request)) is not None and (key_hash := await keys.repo.hash_of(key_id)) is not None:
+        edge.revoke(row, key_hash)
+    await audit_log(request).record(
+        audit_actor(request, principal),
+        "key.revoke",
+        target_type="key",
+        target_id=key_id,
+        before=before.public() if before else None,
+        after=row.public(),
+    )
     return _json(row.public())
 
 
 @router.post("/keys/{key_id}/rotate", response_model=KeyCreated, summary="Replace a key's secret")
-async def rotate_key(key_id: str, request: Request) -> Response:
+async def rotate_key(key_id: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     keys = _keys(request)
+    edge = _edge(request)
+    old_hash = await keys.repo.hash_of(key_id) if edge is not None else None
     rotated = await keys.repo.rotate(key_id)
     if rotated is None:
         _found(await keys.repo.get(key_id), key_id)
         raise Conflict("A revoked key cannot be rotated.", code="key_revoked")
     keys.invalidate(key_id)
     row, token = rotated
+    if edge is not None:
+        if old_hash is not None:
+            edge.revoke(row, old_hash)  # the old secret stops working at the edge too
+        edge.upsert(row, hash_key(token))
+    await audit_log(request).record(
+        audit_actor(request, principal), "key.rotate", target_type="key", target_id=key_id, after=row.public()
+    )
     return _json(_with_key(row, token))

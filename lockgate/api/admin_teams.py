@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from lockgate.api.admin import BudgetPeriod, _json, settle_budget_change
+from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
+from lockgate.auth import Principal
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
 from lockgate.errors import Conflict, NotFound, NotImplementedHere
 
@@ -85,7 +87,7 @@ def _found(row: TeamRow | None, team: str) -> TeamRow:
 
 
 @router.post("/teams", status_code=201, response_model=TeamView, summary="Create a team")
-async def create_team(body: TeamCreate, request: Request) -> Response:
+async def create_team(body: TeamCreate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     fields = body.model_dump(exclude={"id"})
     if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
         fields["budget_period"] = "total"
@@ -97,6 +99,9 @@ async def create_team(body: TeamCreate, request: Request) -> Response:
             f"A team `{body.id}` already exists; change it with PATCH /admin/teams/{body.id}.", code="team_exists", param="id"
         ) from None
     teams.invalidate(body.id)  # it may be cached as unknown
+    await audit_log(request).record(
+        audit_actor(request, principal), "team.create", target_type="team", target_id=body.id, after=row.public()
+    )
     return _json(row.public(), 201)
 
 
@@ -116,20 +121,31 @@ async def get_team(team: str, request: Request) -> Response:
 
 
 @router.patch("/teams/{team}", response_model=TeamView, summary="Change a team's budget or limits")
-async def update_team(team: str, body: TeamUpdate, request: Request) -> Response:
+async def update_team(team: str, body: TeamUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)
     teams = _teams(request)
     current = _found(await teams.repo.get(team), team)
     settle_budget_change(changes, current.max_budget_usd, current.budget_period)
     row = _found(await teams.repo.update(team, **changes), team)
     teams.invalidate(team)
+    await audit_log(request).record(
+        audit_actor(request, principal),
+        "team.update",
+        target_type="team",
+        target_id=team,
+        before=current.public(),
+        after=row.public(),
+    )
     return _json(row.public())
 
 
 @router.delete("/teams/{team}", response_model=TeamView, summary="Delete a team's record")
-async def delete_team(team: str, request: Request) -> Response:
+async def delete_team(team: str, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     """Its keys stay and keep their `team`; they lose the team's budget and limits (config limits still apply)."""
     teams = _teams(request)
     row = _found(await teams.repo.delete(team), team)
     teams.invalidate(team)
+    await audit_log(request).record(
+        audit_actor(request, principal), "team.delete", target_type="team", target_id=team, before=row.public()
+    )
     return _json(row.public())

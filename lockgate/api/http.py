@@ -12,7 +12,8 @@ from starlette.types import Receive, Scope, Send
 from lockgate.errors import Dialect, GatewayError, PayloadTooLarge, render
 from lockgate.pipeline import JsonOutcome, Outcome, StreamOutcome
 
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# no-store: a stream carries usage (api/front.py adds it to every answer that sets no cache-control).
+SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
 
 def new_request_id() -> str:
@@ -63,6 +64,17 @@ def encode(outcome: Outcome) -> Response:
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, Any] | None = None) -> Response:
     return Response(body, status, headers, media_type="application/json")
+
+
+def refusal(err: GatewayError, path: str, request_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """An error raised outside any route (CORS, the HTTP protocol's limits) in the dialect of ``path``."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        from lockgate.errors_anthropic import render_error
+
+        status, body = render_error(err, request_id)
+        return status, dict(err.headers), body
+    rendered = render(err)
+    return rendered.status, rendered.headers, rendered.body
 
 
 def error_response(err: GatewayError, dialect: Dialect = "openai") -> Response:

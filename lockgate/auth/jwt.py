@@ -48,10 +48,6 @@ class SigningKey:
         return (self.alg is None or self.alg == alg) and self.kty == _KEY_TYPE.get(alg[:2])
 
 
-def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and token.startswith("eyJ")
-
-
 class JWKSCache:
     """Signing keys by `kid` from a JWKS URL."""
 

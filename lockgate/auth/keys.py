@@ -57,6 +57,10 @@ def display_prefix(token: str) -> str:
     return token[: len(KEY_PREFIX) + DISPLAY_CHARS]
 
 
+def display_last4(token: str) -> str:
+    return token[-4:]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRow:
     """A stored key as the application sees it: never the plaintext, never the hash."""
@@ -64,6 +68,7 @@ class KeyRow:
     id: str
     key_prefix: str
     name: str
+    key_last4: str | None = None  # absent on keys made before migration 0007
     user: str | None = None
     team: str | None = None
     models: list[str] | None = None
@@ -86,6 +91,7 @@ class KeyRow:
             id=m["id"],
             key_prefix=m["key_prefix"],
             name=m["name"],
+            key_last4=m["key_last4"],
             user=m["user_id"],
             team=m["team_id"],
             models=list(m["models"]) if m["models"] else None,
@@ -148,6 +154,7 @@ class KeyRepository:
             "id": key_id,
             "key_hash": hash_key(token),
             "key_prefix": display_prefix(token),
+            "key_last4": display_last4(token),
             "created_at": now,
             "revoked": False,
         }
@@ -166,6 +173,11 @@ class KeyRepository:
         async with self.store.connect() as conn:
             row = (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
         return KeyRow.from_db(row) if row else None
+
+    async def hash_of(self, key_id: str) -> str | None:
+        """The stored SHA-256 of a key's secret (for an edge's key cache: lockgate/edge_keys.py)."""
+        async with self.store.connect() as conn:
+            return (await conn.execute(sa.select(api_keys.c.key_hash).where(api_keys.c.id == key_id))).scalar()
 
     async def list(
         self,
@@ -212,7 +224,12 @@ class KeyRepository:
             result = await conn.execute(
                 api_keys.update()
                 .where(api_keys.c.id == key_id, api_keys.c.revoked == sa.false())
-                .values(key_hash=hash_key(token), key_prefix=display_prefix(token), updated_at=utcnow())
+                .values(
+                    key_hash=hash_key(token),
+                    key_prefix=display_prefix(token),
+                    key_last4=display_last4(token),
+                    updated_at=utcnow(),
+                )
             )
         if result.rowcount != 1:
             return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from lockgate import __version__
-from lockgate.cli import check_config, db, keys, serve, teams, usage
+from lockgate.cli import admin, check_config, db, keys, serve, teams, usage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_command(sub)  # `db …`
     teams.add_command(sub)  # `teams …`
     usage.add_command(sub)  # `usage`
+    admin.add_command(sub)  # `admin …` (console users)
     return parser
 
 

@@ -16,6 +16,7 @@ import re
 import sys
 from typing import Any
 
+from lockgate.audit import CLI, AuditLog
 from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
 from lockgate.cli.common import _run
 from lockgate.store import Store
@@ -65,6 +66,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             budget_period=(args.period or "total") if args.budget is not None else None,
             expires_at=args.expires,
         )
+        await AuditLog(store.engine).record(CLI, "key.create", target_type="key", target_id=row.id, after=row.public())
         if args.json:
             print(json.dumps({"key": token, **row.public()}))
         else:
@@ -92,10 +94,15 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
-        row = await KeyRepository(store).revoke(args.id)
-        if row is None:
+        repo = KeyRepository(store)
+        before = await repo.get(args.id)
+        row = await repo.revoke(args.id)
+        if row is None or before is None:
             print(f"lockgate: no key with id {args.id}", file=sys.stderr)
             return 1
+        await AuditLog(store.engine).record(
+            CLI, "key.revoke", target_type="key", target_id=row.id, before=before.public(), after=row.public()
+        )
         print(f"Revoked key {row.id} ({row.name}); gateways refuse it within auth.key_cache_ttl_s.")
         return 0
 

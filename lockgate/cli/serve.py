@@ -69,6 +69,21 @@ def _drain_seconds() -> float:
         return 30.0
 
 
+def _protocol(config: Config) -> object:
+    from lockgate.api.front import security_headers
+    from lockgate.http_server import ClientLimits, protocol
+
+    server = config.server
+    limits = ClientLimits(
+        max_header_bytes=server.max_header_bytes,
+        header_timeout_s=server.header_timeout_s,
+        body_timeout_s=server.body_timeout_s,
+        metrics=config.telemetry.metrics,
+        headers=(*security_headers(server), (b"cache-control", b"no-store")),
+    )
+    return protocol(limits)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -97,11 +112,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools with the limits it lacks: header size, slow-client deadlines (docs/limits.md).
+        http=_protocol(config),
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=_drain_seconds(),
-        server_header=False,
+        server_header=False,  # no "server: uvicorn" banner; the date header stays (HTTP asks for it)
     )
     if workers > 1:
         _multiprocess_metrics_dir()

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from lockgate.audit import CLI, AuditLog
 from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRepository, TeamRow
 from lockgate.cli.common import _run
@@ -51,6 +52,7 @@ def cmd_teams_create(args: argparse.Namespace) -> int:
         except TeamExists:
             print(f"lockgate: a team {args.name} already exists", file=sys.stderr)
             return 1
+        await AuditLog(store.engine).record(CLI, "team.create", target_type="team", target_id=row.id, after=row.public())
         if args.json:
             print(json.dumps(row.public()))
         else:

@@ -17,7 +17,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lockgate.config import Deployment
+from lockgate.errors import ProviderBadUsage, redact
+
+# No single call uses more tokens than this (context windows are a few million at most);
+# a count past it is the upstream's nonsense, and past 2**31 it would not fit the store's columns.
+MAX_CALL_TOKENS = 100_000_000
+
+
+def token_count(value: Any, field: str, *, strict: bool = True) -> int:
+    """One upstream token count, checked: absent is 0; negative, non-integer or absurdly large is refused.
+
+    ``strict=False`` (a stream already failing, counting what it cost so far) reads a bad count as 0.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CALL_TOKENS:
+        return value
+    if not strict:
+        return 0
+    shown = redact(repr(value)[:40])
+    raise ProviderBadUsage(
+        f"The upstream reported usage that cannot be true ({field}: {shown}); the request was not charged by it."
+    )
 
 
 @dataclass(slots=True)
@@ -47,15 +70,22 @@ class Usage:
         """Read an OpenAI `usage` object (chat, completions or embeddings)."""
         if not usage:
             return None
+        if not isinstance(usage, dict):
+            raise ProviderBadUsage("The upstream reported usage that is not an object.")
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
-        return cls(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-            cache_creation_tokens=int(prompt_details.get("cache_creation_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        if not isinstance(prompt_details, dict) or not isinstance(completion_details, dict):
+            raise ProviderBadUsage("The upstream reported usage details that are not objects.")
+        out = cls(
+            prompt_tokens=token_count(usage.get("prompt_tokens"), "prompt_tokens"),
+            completion_tokens=token_count(usage.get("completion_tokens"), "completion_tokens"),
+            cached_tokens=token_count(prompt_details.get("cached_tokens"), "cached_tokens"),
+            cache_creation_tokens=token_count(prompt_details.get("cache_creation_tokens"), "cache_creation_tokens"),
+            reasoning_tokens=token_count(completion_details.get("reasoning_tokens"), "reasoning_tokens"),
         )
+        if out.cached_tokens + out.cache_creation_tokens > out.prompt_tokens or out.reasoning_tokens > out.completion_tokens:
+            raise ProviderBadUsage("The upstream reported usage whose parts exceed their totals.")
+        return out
 
 
 @dataclass(slots=True)
@@ -104,10 +134,6 @@ class Provider(Protocol):
     async def embeddings(self, body: dict[str, Any]) -> ProviderResult: ...
 
     async def aclose(self) -> None: ...
-
-
-class ProviderFactory(Protocol):
-    def __call__(self, deployment: Deployment, http: "Any") -> Provider: ...
 
 
 def tokens_for_chars(chars: int) -> int:

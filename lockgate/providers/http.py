@@ -13,12 +13,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 
 from lockgate.config import Deployment
 from lockgate.errors import (
     GatewayError,
     ProviderBadResponse,
+    ProviderResponseTooLarge,
     ProviderTimeout,
+    ProviderTruncated,
     ProviderUnavailable,
     from_upstream_status,
     parse_retry_after,
@@ -68,17 +71,30 @@ def upstream_name(model: str, base: str) -> str:
     return f"'{model}' at {shown}"
 
 
-def transport_error(err: BaseException, what: str, connect_timeout_s: float | None = None) -> GatewayError:
-    """A client-side failure talking to an upstream, as the error the client should see."""
+def transport_error(
+    err: BaseException, what: str, connect_timeout_s: float | None = None, *, mid_body: bool = False
+) -> GatewayError:
+    """A client-side failure talking to an upstream, as the error the client should see.
+
+    ``mid_body``: the upstream's headers had arrived, so a broken connection (a reset, a body
+    shorter than its content-length) cut an answer short rather than failing to reach it.
+    """
     if isinstance(err, aiohttp.ConnectionTimeoutError) and connect_timeout_s is not None:
         return ProviderTimeout(
             f"The upstream {what} could not be connected to within connect_timeout_s ({connect_timeout_s:g} s)."
         )
     if isinstance(err, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return ProviderTimeout(f"The upstream {what} did not answer in time.")
-    if isinstance(err, aiohttp.ClientPayloadError):
-        return ProviderBadResponse(f"The upstream {what} broke off its response.")
+    if isinstance(err, aiohttp.ClientPayloadError) or mid_body:
+        return ProviderTruncated(f"The upstream {what} broke off its response ({_cause(err)}).")
     return ProviderUnavailable(f"The upstream {what} could not be reached ({type(err).__name__}).")
+
+
+def _cause(err: BaseException) -> str:
+    """The root of a transport error, named without its text (which may quote the upstream)."""
+    while err.__cause__ is not None and err.__cause__ is not err:
+        err = err.__cause__
+    return type(err).__name__
 
 
 async def error_from_response(
@@ -89,7 +105,10 @@ async def error_from_response(
     ``status_for_type`` maps an ``error.type`` to the status to report (Anthropic names
     its errors by type: overloaded_error is 529 whatever status carried it).
     """
-    raw = await resp.read()
+    try:
+        raw = await read_capped(resp, ERROR_BODY_BYTES, what)
+    except ProviderResponseTooLarge:
+        raw = b""  # the status alone then
     message, etype, code, param = f"The upstream {what} answered HTTP {resp.status}.", None, None, None
     try:
         data = orjson.loads(raw)
@@ -109,11 +128,55 @@ async def error_from_response(
     )
 
 
-async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str | None, bytes]]:
-    """Yield (event, data) for each server-sent event as soon as its blank line arrives."""
+# An upstream's error body is a message, not an answer: more than this is not read.
+ERROR_BODY_BYTES = 1024 * 1024
+
+
+def too_large(what: str, limit: int, setting: str, kind: str = "its answer") -> ProviderResponseTooLarge:
+    return ProviderResponseTooLarge(f"The upstream {what} sent more than {setting} ({limit} bytes) in {kind}.")
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """A response's whole body, refused as soon as it is known to pass ``limit`` bytes (after decompression)."""
+    length = resp.content_length
+    if length is not None and resp.headers.get("Content-Encoding", "identity") == "identity":
+        if length > limit:
+            resp.close()
+            raise too_large(what, limit, "max_response_bytes")
+        return await resp.read()  # aiohttp reads no more than Content-Length
+    parts: list[bytes] = []
+    size = 0
+    async for part in resp.content.iter_any():
+        size += len(part)
+        if size > limit:
+            resp.close()
+            raise too_large(what, limit, "max_response_bytes")
+        parts.append(part)
+    return b"".join(parts)
+
+
+async def iter_sse(
+    content: aiohttp.StreamReader, max_bytes: int | None = None, what: str = "upstream"
+) -> AsyncIterator[tuple[str | None, bytes]]:
+    """Yield (event, data) for each server-sent event as soon as its blank line arrives.
+
+    ``max_bytes`` caps the whole body (max_stream_bytes): one line is held until its newline, so it
+    also bounds what one event can take in memory (aiohttp's own line limit, 128 KiB, would refuse
+    a large but legitimate event).
+    """
     event: str | None = None
     data: list[bytes] = []
-    async for raw in content:
+    left = limit = max_bytes if max_bytes is not None else 1 << 62
+    while True:
+        try:
+            raw = await content.readline(max_line_length=max(left, 1))
+        except LineTooLong:
+            raise too_large(what, limit, "max_stream_bytes", "its stream") from None
+        if not raw:
+            break
+        left -= len(raw)
+        if left < 0:
+            raise too_large(what, limit, "max_stream_bytes", "its stream")
         line = raw.rstrip(b"\r\n")
         if not line:
             if data:
@@ -188,6 +251,8 @@ class JsonPoster:
             self._first_s, self._first_name = deployment.timeout_s, "timeout_s"
         self._idle_s = deployment.stream_idle_timeout_s
         self._max_s = deployment.max_stream_duration_s
+        self._max_response_bytes = deployment.max_response_bytes
+        self._max_stream_bytes = deployment.max_stream_bytes
 
     async def post(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
         """A 2xx response to a non-streamed request, its headers read; timeout_s runs on through the body."""
@@ -210,12 +275,13 @@ class JsonPoster:
         if end is not None and end < first:
             first, first_name = end, "max_stream_duration_s"
         timer = StreamTimer(self.what, first, f"{first_name} ({(first - now):g} s)", self._idle_s, end, self._max_s)
+        timer.max_bytes = self._max_stream_bytes
         try:
             async with asyncio.timeout_at(first):
                 resp = await self._session.post(url, data=data, headers=headers, timeout=self._stream_timeout)
                 await self._raise_for_status(resp)
         except TRANSPORT_ERRORS as err:
-            raise timer.error(err, self._connect_s) from None
+            raise timer.error(err, self._connect_s, opened=False) from None
         return resp, timer
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
@@ -226,20 +292,20 @@ class JsonPoster:
         finally:
             resp.release()
 
-    def _answer_error(self, err: BaseException) -> GatewayError:
+    def _answer_error(self, err: BaseException, *, mid_body: bool = False) -> GatewayError:
         if isinstance(err, asyncio.TimeoutError) and not isinstance(err, aiohttp.ServerTimeoutError):
             return ProviderTimeout(f"The upstream {self.what} did not answer within timeout_s ({self._total_s:g} s).")
-        return transport_error(err, self.what, self._connect_s)
+        return transport_error(err, self.what, self._connect_s, mid_body=mid_body)
 
     async def read_json(self, resp: aiohttp.ClientResponse) -> dict[str, Any]:
         """The whole body of a 2xx response as a JSON object."""
         try:
-            raw = await resp.read()
+            raw = await read_capped(resp, self._max_response_bytes, self.what)
         except TRANSPORT_ERRORS as err:
-            raise self._answer_error(err) from None
+            raise self._answer_error(err, mid_body=True) from None
         finally:
             resp.release()
-        return json_object(raw, self.what, "a response")
+        return json_object(raw, self.what, f"a response ({resp.content_type})")
 
 
 class StreamDurationExceeded(asyncio.TimeoutError):
@@ -256,7 +322,7 @@ class StreamTimer:
     stream at most: nothing per event but a comparison.
     """
 
-    __slots__ = ("_what", "_first", "_first_label", "_idle_s", "_end", "_max_s", "_handle", "_resp", "expired")
+    __slots__ = ("_what", "_first", "_first_label", "_idle_s", "_end", "_max_s", "_handle", "_resp", "expired", "max_bytes")
 
     def __init__(self, what: str, first: float, first_label: str, idle_s: float, end: float | None, max_s: float | None) -> None:
         self._what = what
@@ -268,6 +334,7 @@ class StreamTimer:
         self._handle: asyncio.TimerHandle | None = None
         self._resp: aiohttp.ClientResponse | None = None
         self.expired = False
+        self.max_bytes: int | None = None  # the deployment's max_stream_bytes, for iter_sse
 
     async def next(
         self, events: AsyncIterator[tuple[str | None, bytes]], resp: aiohttp.ClientResponse
@@ -300,8 +367,8 @@ class StreamTimer:
             resp.content.set_exception(StreamDurationExceeded())
             resp.close()  # frees the upstream now, even while the relay waits on the client
 
-    def error(self, err: BaseException, connect_timeout_s: float | None = None) -> GatewayError:
-        """The error for a failure while the stream was open (or opening), naming the deadline that ended it."""
+    def error(self, err: BaseException, connect_timeout_s: float | None = None, *, opened: bool = True) -> GatewayError:
+        """The error for a failure while the stream was open (or, ``opened`` false, opening), naming the deadline that ended it."""
         what = self._what
         if self.expired:
             # The operator's cap, not the deployment's fault: not retried, not resumed, not counted against it.
@@ -316,13 +383,18 @@ class StreamTimer:
             return ProviderTimeout(f"The upstream {what} sent no stream event within {self._first_label}.")
         if isinstance(err, aiohttp.SocketTimeoutError):
             return ProviderTimeout(f"The upstream {what} sent nothing for stream_idle_timeout_s ({self._idle_s:g} s) mid-stream.")
-        return transport_error(err, what)
+        return transport_error(err, what, connect_timeout_s, mid_body=opened)
 
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._resp = None
+
+
+def not_an_event_stream(resp: aiohttp.ClientResponse) -> bool:
+    """A 2xx answer to a stream request that is plainly something else (a JSON body, an HTML page)."""
+    return resp.content_type in ("application/json", "text/html")
 
 
 def json_object(data: bytes, what: str, kind: str = "a stream event") -> dict[str, Any]:

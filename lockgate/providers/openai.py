@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 
 from lockgate.config import OpenAIDeployment
-from lockgate.errors import ProviderBadResponse, from_upstream_status
+from lockgate.errors import ProviderBadResponse, ProviderTruncated, from_upstream_status
 from lockgate.providers.base import ProviderResult, Usage
-from lockgate.providers.http import JsonPoster, json_object, upstream_name
+from lockgate.providers.http import JsonPoster, json_object, not_an_event_stream, upstream_name
 from lockgate.providers.sse_stream import UpstreamStream
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -31,7 +31,7 @@ class OpenAIStream(UpstreamStream[dict[str, Any]]):
         chunk = json_object(data, self._what)
         if "error" in chunk and not chunk.get("choices"):
             err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            raise from_upstream_status(int(err.get("status") or 500), str(err.get("message") or "upstream stream error"))
+            raise from_upstream_status(_status_of(err.get("status")), str(err.get("message") or "upstream stream error"))
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)
@@ -42,7 +42,7 @@ class OpenAIStream(UpstreamStream[dict[str, Any]]):
 
     def on_end(self) -> None:
         if not self._finished and not self.done:
-            raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+            raise ProviderTruncated(f"The upstream {self._what} ended its stream before finishing.")
 
 
 class OpenAIProvider:
@@ -68,6 +68,16 @@ class OpenAIProvider:
     async def _complete(self, endpoint: str, body: dict[str, Any]) -> ProviderResult:
         resp = await self._http.post(self._urls[endpoint], body, self._headers)
         data = await self._http.read_json(resp)
+        # A 2xx is trusted no further than its shape: an error object (some proxies answer 200) or
+        # an answer without its list is not relayed as a success.
+        listed = "data" if endpoint == "embeddings" else "choices"
+        if not isinstance(data.get(listed), list):
+            err = data.get("error")
+            if err is not None:
+                err = err if isinstance(err, dict) else {"message": str(err)}
+                status = _status_of(err.get("status") or err.get("code"))
+                raise from_upstream_status(status, str(err.get("message") or "upstream error"))
+            raise ProviderBadResponse(f"The upstream {self._http.what} answered without `{listed}`.")
         return ProviderResult(body=data, usage=Usage.from_openai(data.get("usage")))
 
     async def _stream(self, endpoint: str, body: dict[str, Any]) -> OpenAIStream:
@@ -75,6 +85,11 @@ class OpenAIProvider:
             options = body.get("stream_options")
             body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
         resp, timer = await self._http.post_stream(self._urls[endpoint], body, self._headers)
+        if not_an_event_stream(resp):
+            timer.cancel()
+            resp.close()
+            what, ctype = self._http.what, resp.content_type
+            raise ProviderBadResponse(f"The upstream {what} answered a stream request with {ctype}, not an event stream.")
         return OpenAIStream(resp, self._http.what, timer)
 
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
@@ -94,3 +109,12 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         """The pool owns the session."""
+
+
+def _status_of(value: Any) -> int:
+    """The HTTP status an upstream's error object names, when it names one; else 500 (its own failure)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return value
+    if isinstance(value, str) and value.isdigit() and 400 <= int(value) <= 599:
+        return int(value)
+    return 500

@@ -46,7 +46,7 @@ class UpstreamStream(Generic[Item]):
 
     async def _items(self) -> AsyncIterator[Item]:
         resp, timer = self._resp, self._timer
-        events = iter_sse(resp.content).__aiter__()
+        events = iter_sse(resp.content, timer.max_bytes, self._what).__aiter__()
         try:
             while not self.done:
                 try:

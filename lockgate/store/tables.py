@@ -26,6 +26,7 @@ api_keys = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("key_prefix", sa.String(16), nullable=False),
+    sa.Column("key_last4", sa.String(4), nullable=True),  # the key's last 4 characters, for display (0007)
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("user_id", sa.String(200), nullable=True, index=True),
     sa.Column("team_id", sa.String(200), nullable=True, index=True),
@@ -39,6 +40,7 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_api_keys_created_id", "created_at", "id"),  # the console's keyset pages (0007)
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )

@@ -67,6 +67,17 @@ FAILOVERS = Counter(
 RATE_LIMITED = Counter("lockgate_rate_limited", "Requests refused by a rate limit", ["model"])
 BUDGET_REFUSED = Counter("lockgate_budget_refused", "Requests refused by an exhausted budget", ["model"])
 AUTH_FAILED = Counter("lockgate_auth_failures", "Requests refused for a missing or wrong credential")
+HTTP_REFUSED = Counter(
+    "lockgate_http_refused",
+    "Requests refused before any route: CORS preflights, oversized headers, slow clients, malformed HTTP",
+    ["reason"],
+)
+
+
+def count_refusal(reason: str) -> None:
+    HTTP_REFUSED.labels(reason=reason).inc()
+
+
 IN_FLIGHT = Gauge("lockgate_requests_in_flight", "Requests being served", multiprocess_mode="livesum")
 DEPLOYMENT_UP = Gauge(
     "lockgate_deployment_up",
@@ -107,6 +118,16 @@ USAGE_WRITE_FAILURES = Counter("lockgate_usage_write_failures", "Usage database 
 USAGE_SPOOL_FAILURES = Counter(
     "lockgate_usage_spool_failures", "Spool appends that failed (disk full or gone): the records stay in memory"
 )
+# usage.http_sink (usage/http_sink.py): the same records POSTed to a receiver.
+USAGE_HTTP_SENT = Counter("lockgate_usage_http_sent_records", "Usage records a usage.http_sink receiver took (replays included)")
+USAGE_HTTP_FAILURES = Counter(
+    "lockgate_usage_http_failures", "usage.http_sink POSTs that failed or timed out (their batch spooled)"
+)
+USAGE_HTTP_SPOOL_PENDING = Gauge(
+    "lockgate_usage_http_spool_pending",
+    "1 while a worker's usage.http_sink spool holds records not yet sent",
+    multiprocess_mode="livesum",
+)
 RATELIMIT_BACKEND_ERRORS = Counter("lockgate_ratelimit_backend_errors", "Rate-limiter back-end (Redis) round trips that failed")
 RATELIMIT_FAIL_OPEN = Counter(
     "lockgate_ratelimit_fail_open", "Requests admitted unmetered because the limiter's back-end failed (redis.on_error: allow)"
@@ -122,12 +143,18 @@ _SAMPLED_COUNTERS = {
     "usage_spooled": USAGE_SPOOLED,
     "usage_write_failures": USAGE_WRITE_FAILURES,
     "usage_spool_failures": USAGE_SPOOL_FAILURES,
+    "usage_http_sent": USAGE_HTTP_SENT,
+    "usage_http_failures": USAGE_HTTP_FAILURES,
     "ratelimit_errors": RATELIMIT_BACKEND_ERRORS,
     "ratelimit_fail_open": RATELIMIT_FAIL_OPEN,
     "ratelimit_dropped": RATELIMIT_DROPPED,
     "budget_dropped": BUDGET_DROPPED,
 }
-_SAMPLED_GAUGES = {"usage_buffered": USAGE_BUFFERED, "usage_spool_pending": USAGE_SPOOL_PENDING}
+_SAMPLED_GAUGES = {
+    "usage_buffered": USAGE_BUFFERED,
+    "usage_spool_pending": USAGE_SPOOL_PENDING,
+    "usage_http_spool_pending": USAGE_HTTP_SPOOL_PENDING,
+}
 
 
 def _label(value: str | None) -> str:
@@ -146,6 +173,34 @@ class MetricsSink:
         return None
 
 
+_TOKEN_KINDS = ("prompt", "completion", "cached", "cache_creation", "reasoning")
+
+
+class _Series:
+    """The labelled children of one (model, deployment), looked up once: `.labels()` costs a lock
+    and a dict lookup per call, and a request touches up to nine series. Bounded by configuration."""
+
+    __slots__ = ("latency", "ttft", "tokens", "cost", "unpriced", "requests_ok")
+
+    def __init__(self, model: str, deployment: str) -> None:
+        self.latency = LATENCY.labels(model, deployment)
+        self.ttft = TTFT.labels(model, deployment)
+        self.tokens = tuple(TOKENS.labels(model, deployment, kind) for kind in _TOKEN_KINDS)
+        self.cost = COST.labels(model, deployment)
+        self.unpriced = UNPRICED.labels(model, deployment)
+        self.requests_ok = REQUESTS.labels(model, deployment, "200", "none")
+
+
+_SERIES: dict[tuple[str, str], _Series] = {}
+
+
+def _series(model: str, deployment: str) -> _Series:
+    series = _SERIES.get((model, deployment))
+    if series is None:
+        series = _SERIES[(model, deployment)] = _Series(model, deployment)
+    return series
+
+
 def observe(record: RequestRecord) -> None:
     model, deployment = _label(record.public_model), _label(record.deployment)
     err = record.error_type
@@ -154,7 +209,10 @@ def observe(record: RequestRecord) -> None:
         UPSTREAM_ERRORS.labels(model, deployment, _label(err)).inc()
         FAILOVERS.labels(model, deployment).inc()
         return
-    REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
+    if record.status == 200 and err is None and record.deployment is not None:
+        _series(model, deployment).requests_ok.inc()  # the common case, without a label lookup
+    else:
+        REQUESTS.labels(model, deployment, str(record.status), _label(err)).inc()
     if err is not None and err.startswith("provider_"):
         UPSTREAM_ERRORS.labels(model, deployment, err).inc()
     elif err == "policy_rate_limited":
@@ -167,23 +225,25 @@ def observe(record: RequestRecord) -> None:
         RETRIES.labels(model).inc(record.attempts - 1)
     if record.deployment is None:
         return  # refused before any upstream: no latency or tokens worth a series
-    LATENCY.labels(model, deployment).observe(record.latency_ms / 1000)
+    series = _series(model, deployment)
+    series.latency.observe(record.latency_ms / 1000)
     if record.ttft_ms is not None:
-        TTFT.labels(model, deployment).observe(record.ttft_ms / 1000)
-    for kind, n in (
-        ("prompt", record.prompt_tokens),
-        ("completion", record.completion_tokens),
-        ("cached", record.cached_tokens),
-        ("cache_creation", record.cache_creation_tokens),
-        ("reasoning", record.reasoning_tokens),
-    ):
+        series.ttft.observe(record.ttft_ms / 1000)
+    counts = (
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.cache_creation_tokens,
+        record.reasoning_tokens,
+    )
+    for child, n in zip(series.tokens, counts, strict=True):
         if n:
-            TOKENS.labels(model, deployment, kind).inc(n)
+            child.inc(n)
     if record.prompt_tokens or record.completion_tokens:
         if record.cost_usd is None:  # priced once by the pipeline (usage.pricing)
-            UNPRICED.labels(model, deployment).inc()
+            series.unpriced.inc()
         elif record.cost_usd:
-            COST.labels(model, deployment).inc(record.cost_usd)
+            series.cost.inc(record.cost_usd)
 
 
 class StateSampler:
@@ -250,6 +310,7 @@ class StateSampler:
 def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
     """What the sampler reads from the gateway's components: running totals and levels."""
     usage_sink = getattr(getattr(gateway, "usage", None), "sink", None)
+    http_sink = getattr(getattr(gateway, "usage", None), "http_sink", None)
     admission = getattr(gateway, "ratelimit", None)
     fail_open = gateway.config.redis.on_error == "allow"
     limiter = getattr(admission, "limiter", None)
@@ -268,6 +329,14 @@ def gateway_components(gateway: Any) -> Callable[[], dict[str, float]]:
             out["usage_write_failures"] = stats["write_failures"]
             out["usage_spool_failures"] = stats["spool_failures"]
             out["usage_spool_pending"] = 1 if stats["spool_pending"] else 0
+        try:
+            http = http_sink.stats() if http_sink is not None else None
+        except (ValueError, OSError):
+            http = None
+        if http is not None:
+            out["usage_http_sent"] = http["written"]
+            out["usage_http_failures"] = http["write_failures"]
+            out["usage_http_spool_pending"] = 1 if http["spool_pending"] else 0
         if admission is not None:
             # Failed checks: admitted unmetered when the policy is allow (a deny is a 503, in requests_total).
             out["ratelimit_fail_open"] = admission.backend_errors if fail_open else 0

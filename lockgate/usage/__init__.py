@@ -20,10 +20,15 @@ log = structlog.get_logger("lockgate.usage")
 class UsageService:
     """What the gateway holds for usage: the sink (the SinkQueue's accounting path) and the budget stage (an Admission)."""
 
-    def __init__(self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any) -> None:
+    def __init__(self, sink: UsageSink | None, budgets: BudgetAdmission, engine: Any, http_sink: UsageSink | None = None) -> None:
         self.sink = sink
+        self.http_sink = http_sink  # usage.http_sink: the same records POSTed to a receiver
         self.budgets = budgets
         self.engine = engine
+
+    def accounting_sinks(self) -> list[UsageSink]:
+        """The SinkQueue's accounting path: every sink here sees every record."""
+        return [s for s in (self.sink, self.http_sink) if s is not None]
 
     @classmethod
     async def start(cls, config: Config, engine: Any, redis: "SharedRedis | None" = None) -> "UsageService":
@@ -40,6 +45,11 @@ class UsageService:
             )
             await sink.start()
             await sink.flush()  # replay what a previous run spooled before budgets are rebuilt
+        http_sink = None
+        if config.usage.http_sink is not None:
+            from lockgate.usage.http_sink import build_http_sink
+
+            http_sink = await build_http_sink(config.usage.http_sink, config.usage.spool_dir).start()
         backend = config.budgets.backend
         counters: Any
         if backend == "redis":
@@ -55,7 +65,7 @@ class UsageService:
             log.info("budgets_rebuilt", counters=loaded, backend=backend)
         except Exception as err:  # the gateway still serves; spend counts from zero
             log.error("budgets_rebuild_failed", error=type(err).__name__)
-        return cls(sink, budgets, engine)
+        return cls(sink, budgets, engine, http_sink)
 
     async def aclose(self) -> None:
         """Close what the SinkQueue does not (the sink itself is flushed and closed by SinkQueue.aclose)."""

@@ -48,6 +48,7 @@ async def report(
     end: dt.date,
     *,
     key_id: str | None = None,
+    team: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group: requests, tokens, cost, errors and latency percentiles."""
     field = GROUPS[group_by]
@@ -55,6 +56,8 @@ async def report(
     where = [usage_daily.c.day >= start, usage_daily.c.day <= end]
     if key_id is not None:
         where.append(usage_daily.c.key_id == key_id)
+    if team is not None:
+        where.append(usage_daily.c.team == team)
     sums = (
         sa.select(
             col,
@@ -74,6 +77,8 @@ async def report(
     lwhere = [usage_latency_daily.c.day >= start, usage_latency_daily.c.day <= end]
     if key_id is not None:
         lwhere.append(usage_latency_daily.c.key_id == key_id)
+    if team is not None:
+        lwhere.append(usage_latency_daily.c.team == team)
     hist = (
         sa.select(lcol, usage_latency_daily.c.bucket, sa.func.sum(usage_latency_daily.c["count"]))
         .where(*lwhere)

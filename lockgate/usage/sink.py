@@ -196,7 +196,7 @@ class UsageSink:
         self.write_failures += 1
         self._retry_s = min(self.retry_max_s, max(self.flush_interval_s, self._retry_s * 2 or 0.25))
         self._retry_at = time.monotonic() + self._retry_s
-        log.warning("usage_db_write_failed", error=error, rows=rows, retry_in_s=self._retry_s)
+        log.warning("usage_db_write_failed", sink=self.name, error=error, rows=rows, retry_in_s=self._retry_s)
         return False
 
     async def _replay(self) -> None:

@@ -41,7 +41,6 @@ class Spool:
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._lock = threading.Lock()
         self._replayed = 0  # bytes of the file already written to the database
-        self.spooled_batches = 0
 
     # --- writing ------------------------------------------------------------------
 
@@ -63,7 +62,6 @@ class Spool:
             except OSError:
                 f.truncate(before)
                 raise
-            self.spooled_batches += len(batches)
 
     def adopt_orphans(self) -> int:
         """Take over the spool files of dead processes; returns how many batches were adopted."""

@@ -27,12 +27,20 @@ Faults (consumed one per request, in order):
     {"gap_after": 2, "gap_s": 3}             a stream that goes silent for 3 s after 2 content chunks
                                              (gap_after 0: after the role chunk, before any content)
     {..., "keepalive_s": 0.2}                while waiting (the two above), an SSE comment every 0.2 s
+    {"huge": 3_000_000}                      an answer whose content is that many characters: a non-streamed
+                                             one with Content-Length, a stream in 16 KiB content chunks
+    {"huge": 3_000_000, "chunked": True}     the same non-streamed answer without Content-Length (chunked)
+    {"huge": 3_000_000, "gzip": True}        the same, gzip-compressed (a small Content-Length, a big body)
+    {"huge": 300_000, "one_event": True}     a stream whose content comes in a single SSE event (one long line)
+    {"stall_after": 1}                       a stream that sends 1 content chunk, then nothing more, ever:
+                                             it waits for the connection to close (at most 30 s)
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import struct
 import threading
 import time
@@ -241,6 +249,13 @@ class FakeOpenAI:
             await asyncio.sleep(min(keepalive_s, left))
             await resp.write(b": keep-alive\n\n")
 
+    @staticmethod
+    async def _until_closed(request: web.Request, limit_s: float = 30.0) -> None:
+        """Hold a response open, sending nothing, until the client has closed the connection."""
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end and request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.05)
+
     async def _send_sse(self, resp: web.StreamResponse, payload: Any) -> None:
         data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         await resp.write(b"data: " + data + b"\n\n")
@@ -255,6 +270,8 @@ class FakeOpenAI:
         cid, created, model = "chatcmpl-fake0001", int(time.time()), body.get("model")
         finish = "tool_calls" if r.tool_calls else "stop"
         fault = fault or {}
+        if "huge" in fault:
+            r = Reply(content="x" * fault["huge"], prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens)
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": r.content, "refusal": None, "annotations": []}
             if r.tool_calls:
@@ -277,6 +294,20 @@ class FakeOpenAI:
                 content_type="application/json",
                 headers={"x-request-id": "req_upstream_1", "x-ratelimit-remaining-requests": "99"},
             )
+            if fault.get("chunked") or fault.get("gzip"):
+                assert answer.body is not None
+                data = gzip.compress(answer.body) if fault.get("gzip") else answer.body  # type: ignore[arg-type]
+                headers = {"Content-Type": "application/json"}
+                if fault.get("gzip"):
+                    headers.update({"Content-Encoding": "gzip", "Content-Length": str(len(data))})
+                big = web.StreamResponse(headers=headers)
+                if not fault.get("gzip"):
+                    big.enable_chunked_encoding()
+                await big.prepare(request)
+                for k in range(0, len(data), 65536):
+                    await big.write(data[k : k + 65536])
+                await big.write_eof()
+                return big
             if "body_delay_s" not in fault:
                 return answer
             assert answer.body is not None
@@ -326,6 +357,9 @@ class FakeOpenAI:
                 await self._send_sse(resp, chunk({"reasoning_content": word + " "}))
             pieces = (r.content or "").split(" ") if r.content else []
             pieces = [p + " " for p in pieces[:-1]] + pieces[-1:]
+            if "huge" in fault:
+                size = len(r.content or "") if fault.get("one_event") else 16384
+                pieces = [(r.content or "")[k : k + size] for k in range(0, len(r.content or ""), size)]
             fault = fault or {}
             for i, piece in enumerate(pieces):
                 if "drop_after" in fault and i >= fault["drop_after"]:
@@ -340,6 +374,9 @@ class FakeOpenAI:
                     await resp.write_eof()
                     return resp
                 await self._send_sse(resp, chunk({"content": piece}))
+                if i + 1 == fault.get("stall_after"):
+                    await self._until_closed(request)
+                    return resp
                 if i + 1 == fault.get("gap_after"):
                     await self._pause(resp, fault.get("gap_s"), fault.get("keepalive_s"))
                 if i == 0 and self.hold_after_first is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from lockgate.config import AnthropicDeployment
-from lockgate.errors import InvalidRequest, ProviderBadResponse
+from lockgate.errors import InvalidRequest, ProviderBadResponse, ProviderTruncated
 from lockgate.providers.anthropic.errors import ERROR_STATUS
 from lockgate.providers.anthropic.native import NativeStream, usage_of_message
 from lockgate.providers.anthropic.request import completions_to_chat, to_anthropic
@@ -59,7 +59,7 @@ class AnthropicStream(UpstreamStream[dict[str, Any]]):
     def on_end(self) -> None:
         if not self._translator.finished:
             self.on_broken()
-            raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+            raise ProviderTruncated(f"The upstream {self._what} ended its stream before finishing.")
 
     def on_broken(self) -> None:
         self._translator.broken_off()  # records the partial usage
@@ -109,6 +109,7 @@ class AnthropicProvider:
         resp, timer = await self._http.post_stream(self._url, payload, self._stream_headers)
         what = self._http.what
         if resp.content_type != "text/event-stream":
+            timer.cancel()
             resp.close()
             raise ProviderBadResponse(f"The upstream {what} did not answer with an event stream.")
         return AnthropicStream(resp, ChunkTranslator(ctx, what=what), what, timer, legacy=legacy)

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from lockgate.errors import ProviderBadResponse
+from lockgate.errors import ProviderTruncated
 from lockgate.providers.anthropic.errors import error_from_event
 from lockgate.providers.anthropic.response import usage_from_anthropic
 from lockgate.providers.base import Usage
@@ -67,10 +67,10 @@ class NativeStream(UpstreamStream[NativeEvent]):
     def on_end(self) -> None:
         # The stream is read to the body's end (which follows message_stop at once): the connection is reusable.
         if not self._finished:
-            raise ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+            raise ProviderTruncated(f"The upstream {self._what} ended its stream before finishing.")
 
     def on_broken(self) -> None:
         if self.usage is None and self._started:
             # A stream that broke off still cost what was counted so far.
-            self.usage = usage_from_anthropic(self._usage)
+            self.usage = usage_from_anthropic(self._usage, strict=False)
             self.usage.estimated = True

@@ -8,7 +8,7 @@ from typing import Any
 
 from lockgate.errors import ProviderBadResponse
 from lockgate.providers.anthropic.request import TranslationContext
-from lockgate.providers.base import Usage, openai_usage
+from lockgate.providers.base import Usage, openai_usage, token_count
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -28,18 +28,22 @@ def finish_reason(stop_reason: Any, *, answered_with_json_tool: bool = False) ->
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def usage_from_anthropic(usage: Any, *, strict: bool = True) -> Usage:
+    """Anthropic usage -> ours. input_tokens excludes cache reads and writes; OpenAI's prompt_tokens includes both.
 
-
-def usage_from_anthropic(usage: Any) -> Usage:
-    """Anthropic usage -> ours. input_tokens excludes cache reads and writes; OpenAI's prompt_tokens includes both."""
+    A count that cannot be true is refused (ProviderBadUsage); ``strict=False`` reads it as 0
+    (the partial usage of a stream that already failed).
+    """
     u = usage if isinstance(usage, dict) else {}
-    cache_read = _int(u.get("cache_read_input_tokens"))
-    cache_creation = _int(u.get("cache_creation_input_tokens"))
+
+    def count(field: str) -> int:
+        return token_count(u.get(field), field, strict=strict)
+
+    cache_read = count("cache_read_input_tokens")
+    cache_creation = count("cache_creation_input_tokens")
     return Usage(
-        prompt_tokens=_int(u.get("input_tokens")) + cache_read + cache_creation,
-        completion_tokens=_int(u.get("output_tokens")),
+        prompt_tokens=count("input_tokens") + cache_read + cache_creation,
+        completion_tokens=count("output_tokens"),
         cached_tokens=cache_read,
         cache_creation_tokens=cache_creation,
     )

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lockgate.errors import ProviderBadResponse
+from lockgate.errors import ProviderBadResponse, ProviderTruncated
 from lockgate.providers.anthropic.errors import error_from_event
 from lockgate.providers.anthropic.request import TranslationContext
 from lockgate.providers.anthropic.response import finish_reason, unwrap_json_text, usage_from_anthropic
@@ -179,8 +179,9 @@ class ChunkTranslator:
             self._usage_raw.update({k: v for k, v in usage.items() if v is not None})
 
     def _message_stop(self) -> list[dict[str, Any]]:
+        usage = usage_from_anthropic(self._usage_raw)  # refused before the stream counts as finished
         self.finished = True
-        self.usage = usage = usage_from_anthropic(self._usage_raw)
+        self.usage = usage
         finish = finish_reason(self._stop_reason, answered_with_json_tool=self._json_answered and not self._tool_calls)
         usage_chunk = self._chunk({})
         usage_chunk["choices"] = []
@@ -190,7 +191,7 @@ class ChunkTranslator:
     def _record_partial_usage(self) -> None:
         # A stream that broke off still cost its input tokens; the output is counted from what was relayed.
         if self._started and self.usage is None:
-            known = usage_from_anthropic(self._usage_raw)
+            known = usage_from_anthropic(self._usage_raw, strict=False)
             self.usage = replace(
                 known,
                 completion_tokens=known.completion_tokens or tokens_for_chars(self._emitted_chars),
@@ -198,9 +199,9 @@ class ChunkTranslator:
             )
 
     def broken_off(self) -> ProviderBadResponse:
-        """The error for a stream that ended without message_stop."""
+        """The error for a stream that ended without message_stop (and its partial usage recorded)."""
         self._record_partial_usage()
-        return ProviderBadResponse(f"The upstream {self._what} ended its stream before finishing.")
+        return ProviderTruncated(f"The upstream {self._what} ended its stream before finishing.")
 
 
 def text_completion_chunk(chunk: dict[str, Any]) -> dict[str, Any] | None:
