@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lockgate-installed
 
-.PHONY: run test bench clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools examples-node
+.PHONY: run test bench docs clean lock deploy-tools image-smoke claude-code codex node-responses cloudflare-tools examples-node
 
 $(STAMP): pyproject.toml requirements-test.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	bench/run.sh $(ARGS)
+
+# The documentation site (mkdocs.yml, Material theme) into site/; the reference pages are regenerated first.
+docs: $(STAMP)
+	$(PY) -m lockgate.docs_gen
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Claude Code, as a real client for tests/test_claude_code_e2e.py: the npm package ships its
 # native binary in a per-platform optional dependency, so this needs only the npm registry.
@@ -79,4 +84,4 @@ examples/node/node_modules/.package-lock.json: examples/node/package-lock.json
 	cd examples/node && npm ci --no-audit --no-fund --ignore-scripts
 
 clean:
-	rm -rf $(VENV) .pytest_cache .tools
+	rm -rf $(VENV) .pytest_cache .tools site

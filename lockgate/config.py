@@ -35,11 +35,11 @@ ProviderName = Literal["openai", "anthropic", "mock"]
 class DeploymentBase(_Strict):
     """What every deployment has, whatever its provider (the subclasses below add their own)."""
 
-    provider: ProviderName
+    provider: ProviderName = Field(description="The upstream's protocol")
     model: str = Field(min_length=1, description="The upstream's model id")
     id: str | None = Field(default=None, description="A name for logs and headers; derived when absent")
-    api_base: str | None = None
-    api_key: SecretStr | None = None
+    api_base: str | None = Field(default=None, description="The upstream's base URL; the provider's own when absent")
+    api_key: SecretStr | None = Field(default=None, description="The upstream's key")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
     # Timeouts in seconds, per attempt (docs/routing.md, "Timeouts"). A stream is never
     # capped by timeout_s once its first event arrived, only by its idle gaps and,
@@ -59,13 +59,21 @@ class DeploymentBase(_Strict):
     max_response_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, description="A non-streamed answer's body, decompressed")
     max_stream_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="A whole stream's body, decompressed")
     # Routing.
-    weight: float = Field(default=1.0, ge=0)
-    priority: int = 0
+    weight: float = Field(default=1.0, ge=0, description="Share of traffic under the weighted strategy")
+    priority: int = Field(default=0, description="Lower is tried first under the priority strategy")
     # Prices in USD per million tokens; built-in table when absent (resolved once: usage/pricing.py).
-    input_cost_per_mtok: float | None = Field(default=None, ge=0)
-    output_cost_per_mtok: float | None = Field(default=None, ge=0)
-    cached_input_cost_per_mtok: float | None = Field(default=None, ge=0)
-    cache_write_cost_per_mtok: float | None = Field(default=None, ge=0)
+    input_cost_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million input tokens; the built-in price table when absent"
+    )
+    output_cost_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million output tokens; the built-in price table when absent"
+    )
+    cached_input_cost_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million cached input tokens; the built-in price table when absent"
+    )
+    cache_write_cost_per_mtok: float | None = Field(
+        default=None, ge=0, description="USD per million cache-write tokens; the built-in price table when absent"
+    )
 
     def display_id(self, index: int) -> str:
         return self.id or f"{self.provider}/{self.model}#{index}"
@@ -87,8 +95,8 @@ class AnthropicDeployment(DeploymentBase):
 
     provider: Literal["anthropic"]
     max_tokens_default: int = Field(default=4096, ge=1, description="max_tokens when the caller sets none")
-    anthropic_version: str = "2023-06-01"
-    anthropic_beta: str | None = None
+    anthropic_version: str = Field(default="2023-06-01", description="The `anthropic-version` header sent upstream")
+    anthropic_beta: str | None = Field(default=None, description="The `anthropic-beta` header sent upstream, when set")
 
 
 class MockDeployment(DeploymentBase):
@@ -98,7 +106,7 @@ class MockDeployment(DeploymentBase):
     mock_response: str | None = Field(default=None, description="Fixed reply; default echoes the prompt")
     mock_latency_ms: float = Field(default=0.0, ge=0, description="Delay before the first token")
     mock_tokens_per_s: float = Field(default=0.0, ge=0, description="Stream pacing; 0 = as fast as possible")
-    mock_embedding_dims: int = Field(default=256, ge=1, le=8192)
+    mock_embedding_dims: int = Field(default=256, ge=1, le=8192, description="Dimensions of a mock embedding")
 
 
 # Discriminated on `provider`: a field of another provider is an unknown field, like any typo.
@@ -110,30 +118,32 @@ Strategy = Literal["priority", "cost", "latency", "weighted", "least-busy"]
 
 
 class ModelLimits(_Strict):
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    rpd: int | None = Field(default=None, ge=1)
-    tpd: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute")
+    rpd: int | None = Field(default=None, ge=1, description="Requests per day")
+    tpd: int | None = Field(default=None, ge=1, description="Tokens per day")
     max_parallel_requests: int | None = Field(default=None, ge=1, description="Requests in flight at once")
 
 
 class ModelGroup(_Strict):
     """A public model name and the deployments behind it."""
 
-    name: str = Field(min_length=1)
-    deployments: list[Deployment] = Field(min_length=1)
-    strategy: Strategy = "priority"
-    fallbacks: list[str] = Field(default_factory=list)
-    limits: ModelLimits | None = None
+    name: str = Field(min_length=1, description="The public model name clients send")
+    deployments: list[Deployment] = Field(min_length=1, description="The upstreams that serve this name")
+    strategy: Strategy = Field(default="priority", description="How a deployment is chosen (docs/routing.md)")
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Other model names tried, in order, when every deployment failed"
+    )
+    limits: ModelLimits | None = Field(default=None, description="Limits on this model, across every key")
     # Resume a broken stream on the next deployment with what was delivered as a prefix.
     stream_resume: bool = False
-    owned_by: str | None = None
+    owned_by: str | None = Field(default=None, description="`owned_by` in /v1/models")
 
 
 class Backoff(_Strict):
-    base_s: float = Field(default=0.25, ge=0)
-    max_s: float = Field(default=8.0, ge=0)
-    jitter: Literal["full", "none"] = "full"
+    base_s: float = Field(default=0.25, ge=0, description="First wait; doubles each attempt")
+    max_s: float = Field(default=8.0, ge=0, description="Longest wait")
+    jitter: Literal["full", "none"] = Field(default="full", description="full: a random wait up to the computed one")
 
 
 # Where a feature keeps its state: this process alone, or the Redis of the `redis:` section (shared by replicas).
@@ -141,33 +151,33 @@ Backend = Literal["memory", "redis"]
 
 
 class Cooldown(_Strict):
-    failures: int = Field(default=3, ge=1)
-    window_s: float = Field(default=60.0, gt=0)
-    cooldown_s: float = Field(default=30.0, ge=0)
+    failures: int = Field(default=3, ge=1, description="Failures within window_s that cool a deployment down")
+    window_s: float = Field(default=60.0, gt=0, description="The window the failures are counted in")
+    cooldown_s: float = Field(default=30.0, ge=0, description="How long a cooled-down deployment is skipped")
     backend: Backend = Field(default="memory", description="redis: cool-downs shared by every replica")
 
 
 class RouterConfig(_Strict):
-    max_attempts: int = Field(default=3, ge=1)
-    backoff: Backoff = Backoff()
-    deadline_s: float = Field(default=120.0, gt=0)
-    cooldown: Cooldown = Cooldown()
+    max_attempts: int = Field(default=3, ge=1, description="Attempts per request, across deployments")
+    backoff: Backoff = Field(default=Backoff(), description="The wait between attempts")
+    deadline_s: float = Field(default=120.0, gt=0, description="Longest a request spends on retries")
+    cooldown: Cooldown = Field(default=Cooldown(), description="When a failing deployment is skipped for a while")
 
 
 class JWTClaims(_Strict):
-    user: str = "sub"
-    team: str | None = None
-    models: str | None = None
-    admin_role: str | None = None
+    user: str = Field(default="sub", description="Claim naming the user")
+    team: str | None = Field(default=None, description="Claim naming the team")
+    models: str | None = Field(default=None, description="Claim listing the models the token may use")
+    admin_role: str | None = Field(default=None, description="Claim that, when true, makes the token an admin")
 
 
 class JWTConfig(_Strict):
-    issuer: str | None = None
-    audience: str | None = None
-    jwks_url: str | None = None
-    hs256_secret: SecretStr | None = None
-    claims: JWTClaims = JWTClaims()
-    leeway_s: float = Field(default=30.0, ge=0)
+    issuer: str | None = Field(default=None, description="Required `iss` claim, when set")
+    audience: str | None = Field(default=None, description="Required `aud` claim, when set")
+    jwks_url: str | None = Field(default=None, description="Where the RS256/ES256 public keys are fetched")
+    hs256_secret: SecretStr | None = Field(default=None, description="Shared secret for HS256 tokens")
+    claims: JWTClaims = Field(default=JWTClaims(), description="Which claims carry the identity")
+    leeway_s: float = Field(default=30.0, ge=0, description="Clock skew allowed on exp / nbf")
     jwks_cache_ttl_s: float = Field(default=300.0, gt=0, description="Refresh the JWKS this often")
     # A token with an unknown kid refetches the JWKS, but no more often than this (forged kids can't flood the IdP).
     jwks_min_refetch_interval_s: float = Field(default=10.0, ge=0)
@@ -184,7 +194,7 @@ class KeyEventsConfig(_Strict):
 
     url: str = Field(min_length=1, description="http(s) URL taking {events: [...]}")
     headers: dict[str, SecretStr] = Field(default_factory=dict, description="Sent with every POST (e.g. Authorization)")
-    timeout_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for one POST")
     retry_max_s: float = Field(default=30.0, gt=0, description="Longest back-off between failed POSTs")
     max_queued: int = Field(
         default=10_000, ge=1, description="Events held while the edge is unreachable; more are dropped, logged"
@@ -192,16 +202,22 @@ class KeyEventsConfig(_Strict):
 
 
 class AuthConfig(_Strict):
-    master_key: SecretStr | None = None
-    key_cache_ttl_s: float = Field(default=5.0, ge=0)
-    jwt: JWTConfig | None = None
+    master_key: SecretStr | None = Field(
+        default=None, description="The admin key: admin API and inference, compared in constant time"
+    )
+    key_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long a replica may keep using what it read about a key or team"
+    )
+    jwt: JWTConfig | None = Field(default=None, description="Accept JWTs from your identity provider (docs/keys.md)")
     # Failed authentications per client address per minute before 429.
     max_failures_per_minute: int = Field(default=30, ge=1)
-    key_events: KeyEventsConfig | None = None
+    key_events: KeyEventsConfig | None = Field(
+        default=None, description="Key changes POSTed to an edge's key cache; off when absent"
+    )
 
 
 class DatabaseConfig(_Strict):
-    url: str = "sqlite:///lockgate.db"
+    url: str = Field(default="sqlite:///lockgate.db", description="sqlite:///path or postgresql://user@host:5432/db")
 
 
 class HttpSinkConfig(_Strict):
@@ -227,7 +243,7 @@ class HttpSinkConfig(_Strict):
 class UsageConfig(_Strict):
     """The usage writer: records go to the database in batches, to a local spool when it is down."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Record every request's usage and cost")
     batch_size: int = Field(default=200, ge=1, le=2000, description="Records per database write")
     flush_interval_s: float = Field(default=1.0, gt=0, description="Longest a record waits before a write")
     write_timeout_s: float = Field(default=5.0, gt=0, description="A slower write is spooled instead")
@@ -235,7 +251,9 @@ class UsageConfig(_Strict):
     max_buffered: int = Field(
         default=2000, ge=1, description="Records held in memory while the database lags; more go to the spool (never dropped)"
     )
-    http_sink: HttpSinkConfig | None = None
+    http_sink: HttpSinkConfig | None = Field(
+        default=None, description="Usage records POSTed to an HTTP endpoint; off when absent"
+    )
 
 
 class ResponsesConfig(_Strict):
@@ -249,21 +267,21 @@ class ResponsesConfig(_Strict):
 
 
 class RateLimitDefaults(_Strict):
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute")
     max_parallel_requests: int | None = Field(default=None, ge=1, description="Requests in flight at once, per key")
 
 
 class RateLimitConfig(_Strict):
     backend: Backend = Field(default="memory", description="The limiter only; budgets and cool-downs say their own")
-    defaults: RateLimitDefaults = RateLimitDefaults()
+    defaults: RateLimitDefaults = Field(default=RateLimitDefaults(), description="Limits for a key that sets none")
     default_max_tokens: int = Field(default=1024, ge=0, description="Token estimate when max_tokens is absent")
     parallel_lease_s: float = Field(
         default=900.0, gt=0, description="Redis: a request's max_parallel_requests slot expires after this (crashed gateway)"
     )
     # Limits shared by every key of a team or a user.
     teams: dict[str, ModelLimits] = Field(default_factory=dict)
-    users: dict[str, ModelLimits] = Field(default_factory=dict)
+    users: dict[str, ModelLimits] = Field(default_factory=dict, description="Limits shared by every key of a user")
 
 
 class BudgetsConfig(_Strict):
@@ -280,7 +298,7 @@ class BudgetsConfig(_Strict):
 class RedisConfig(_Strict):
     """The one Redis client (lockgate/redis_client.py) of every feature whose backend is redis."""
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = Field(default="redis://127.0.0.1:6379/0", description="redis://, rediss:// or unix://")
     timeout_s: float = Field(default=0.25, gt=0, description="Longest wait for Redis' answer to one call")
     connect_timeout_s: float = Field(default=0.25, gt=0, description="Longest wait to open a connection")
     max_connections: int = Field(default=64, ge=1, description="Connection pool size; a call waits for a free one")
@@ -298,25 +316,25 @@ class RedisConfig(_Strict):
 
 
 class PostHogConfig(_Strict):
-    api_key: SecretStr | None = None
-    host: str = "https://us.i.posthog.com"
-    privacy_mode: bool = True
+    api_key: SecretStr | None = Field(default=None, description="The project key; analytics are off without one")
+    host: str = Field(default="https://us.i.posthog.com", description="The PostHog instance")
+    privacy_mode: bool = Field(default=True, description="Send no prompt or completion text")
     # The client's batching: a batch leaves at flush_at events or every flush_interval_s.
     flush_at: int = Field(default=100, ge=1)
-    flush_interval_s: float = Field(default=5.0, gt=0)
+    flush_interval_s: float = Field(default=5.0, gt=0, description="A batch leaves at least this often")
     max_queue_size: int = Field(default=10_000, ge=1, description="Events buffered before new ones are dropped")
-    gzip: bool = True
-    max_retries: int = Field(default=3, ge=0)
-    timeout_s: float = Field(default=10.0, gt=0)
+    gzip: bool = Field(default=True, description="Compress batches")
+    max_retries: int = Field(default=3, ge=0, description="Retries of a failed batch")
+    timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for one batch upload")
     shutdown_timeout_s: float = Field(default=5.0, ge=0, description="Longest wait to flush at shutdown")
 
 
 class TelemetryConfig(_Strict):
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    access_log: bool = True
-    metrics: bool = True
-    otlp_endpoint: str | None = None
+    log_format: Literal["json", "console"] = Field(default="json", description="json lines, or console for people")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Lowest level logged")
+    access_log: bool = Field(default=True, description="One log line per request")
+    metrics: bool = Field(default=True, description="Serve Prometheus /metrics")
+    otlp_endpoint: str | None = Field(default=None, description="OpenTelemetry collector for traces; no tracing when absent")
 
 
 class CorsConfig(_Strict):
@@ -325,13 +343,15 @@ class CorsConfig(_Strict):
     # Exact origins ("https://app.example.com"), "*" (any), or a subdomain wildcard ("https://*.example.com").
     allow_origins: list[str] = Field(min_length=1)
     allow_origin_regex: str | None = Field(default=None, description="An origin matching it whole is allowed too")
-    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "PATCH"])
+    allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "DELETE", "PATCH"], description="Methods a preflight may allow"
+    )
     # "*" echoes what the preflight asks for; names may end in * ("x-stainless-*").
     allow_headers: list[str] = Field(default_factory=lambda: ["*"])
     # Response headers a page's script may read; names may end in * (matched against each response).
     expose_headers: list[str] = Field(default_factory=lambda: ["x-request-id", "x-ratelimit-*", "retry-after", "x-lockgate-*"])
     max_age_s: int = Field(default=600, ge=0, description="How long a browser may cache a preflight's answer")
-    allow_credentials: bool = False
+    allow_credentials: bool = Field(default=False, description="Let pages send cookies and credentials")
 
     @field_validator("allow_origins")
     @classmethod
@@ -363,21 +383,23 @@ class CorsConfig(_Strict):
 
 
 class ServerConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=4000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1)
-    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    host: str = Field(default="127.0.0.1", description="Address to listen on (`lockgate serve --host` overrides)")
+    port: int = Field(default=4000, ge=0, le=65535, description="Port to listen on (`--port` overrides)")
+    workers: int = Field(default=1, ge=1, description="Worker processes (`--workers` overrides)")
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted; a larger one gets 413"
+    )
     # Limits on what a client may send (docs/limits.md), enforced by the HTTP protocol (lockgate/http_server.py).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="The request line and headers together; past it 431")
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="From a new connection's (or request's) first byte to its last header; past it 408"
     )
     body_timeout_s: float = Field(default=60.0, gt=0, description="From the last header to the body's last byte; past it 408")
-    cors: CorsConfig | None = None
+    cors: CorsConfig | None = Field(default=None, description="Cross-origin access for browser apps; none when absent")
     hsts_max_age_s: int | None = Field(
         default=None, ge=0, description="Send Strict-Transport-Security with this max-age (behind TLS only)"
     )
-    hsts_include_subdomains: bool = False
+    hsts_include_subdomains: bool = Field(default=False, description="Add includeSubDomains to Strict-Transport-Security")
     sse_ping_interval_s: float = Field(
         default=15.0, gt=0, le=60, description="A /v1/messages stream gets a ping after this long without an event"
     )
@@ -392,29 +414,31 @@ class ServerConfig(_Strict):
 class UIConfig(_Strict):
     """The admin console (lockgate/console/, docs/console.md)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Serve the admin console")
     path: str = Field(default="/ui", pattern=r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$", description="Where it is served")
     session_idle_s: float = Field(default=1800.0, gt=0, description="A session unused this long ends")
     session_max_s: float = Field(default=8 * 3600.0, gt=0, description="A session ends this long after login")
     # Failed logins per minute before 429: per user name, and per client address.
     login_failures_per_user: int = Field(default=5, ge=1)
-    login_failures_per_address: int = Field(default=20, ge=1)
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed logins per client address per minute before 429"
+    )
 
 
 class Config(_Strict):
-    server: ServerConfig = ServerConfig()
-    auth: AuthConfig = AuthConfig()
-    models: list[ModelGroup] = Field(min_length=1)
-    router: RouterConfig = RouterConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    usage: UsageConfig = UsageConfig()
-    responses: ResponsesConfig = ResponsesConfig()
-    ratelimit: RateLimitConfig = RateLimitConfig()
-    budgets: BudgetsConfig = BudgetsConfig()
-    redis: RedisConfig = RedisConfig()
-    posthog: PostHogConfig | None = None
-    telemetry: TelemetryConfig = TelemetryConfig()
-    ui: UIConfig = UIConfig()
+    server: ServerConfig = Field(default=ServerConfig(), description="Listening and request handling")
+    auth: AuthConfig = Field(default=AuthConfig(), description="Credentials: master key, virtual keys, JWTs")
+    models: list[ModelGroup] = Field(min_length=1, description="The public model names and the deployments behind each")
+    router: RouterConfig = Field(default=RouterConfig(), description="Retries, backoff and cool-downs (docs/routing.md)")
+    database: DatabaseConfig = Field(default=DatabaseConfig(), description="Keys, teams, usage and stored responses")
+    usage: UsageConfig = Field(default=UsageConfig(), description="The usage writer (docs/usage.md)")
+    responses: ResponsesConfig = Field(default=ResponsesConfig(), description="Stored Responses (docs/responses.md)")
+    ratelimit: RateLimitConfig = Field(default=RateLimitConfig(), description="Rate limits (docs/ratelimits.md)")
+    budgets: BudgetsConfig = Field(default=BudgetsConfig(), description="Spend budgets (docs/usage.md)")
+    redis: RedisConfig = Field(default=RedisConfig(), description="The Redis shared by every feature whose backend is redis")
+    posthog: PostHogConfig | None = Field(default=None, description="PostHog LLM analytics; off when absent (docs/operations.md)")
+    telemetry: TelemetryConfig = Field(default=TelemetryConfig(), description="Logs, metrics and traces (docs/operations.md)")
+    ui: UIConfig = Field(default=UIConfig(), description="The admin console (docs/console.md)")
 
     @model_validator(mode="after")
     def _names_are_unique_and_fallbacks_exist(self) -> "Config":

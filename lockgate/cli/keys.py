@@ -1,9 +1,8 @@
-"""`lockgate keys …` and `lockgate db …`: work on the configured database directly, no server needed.
+"""`lockgate keys …`: work on the configured database directly, no server needed.
 
     lockgate keys create --name N [--models a,b] [--rpm R] [--tpm T] [--max-parallel N] [--budget USD --period monthly] [--expires 30d]
     lockgate keys list [--active] [--json]
     lockgate keys revoke ID
-    lockgate db upgrade | current
 
 A running gateway sees a key revoked here within `auth.key_cache_ttl_s`.
 """
@@ -11,17 +10,15 @@ A running gateway sees a key revoked here within `auth.key_cache_ttl_s`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lockgate.audit import CLI, AuditLog
 from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
-from lockgate.config import ConfigError, resolve_config
+from lockgate.cli.common import _run
 from lockgate.store import Store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -43,42 +40,6 @@ def parse_expiry(value: str, now: dt.datetime | None = None) -> dt.datetime:
 
 def _models(value: str) -> list[str]:
     return [m.strip() for m in value.split(",") if m.strip()]
-
-
-def _run(args: argparse.Namespace, action: Callable[[Store], Awaitable[int]]) -> int:
-    try:
-        config = resolve_config(args.config)
-    except ConfigError as err:
-        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
-        return 2
-
-    _quiet_logs()
-
-    async def main() -> int:
-        store = Store(config.database.url)
-        try:
-            await store.open()
-            return await action(store)
-        finally:
-            await store.aclose()
-
-    try:
-        return asyncio.run(main())
-    except Exception as err:  # connection refused, bad credentials, no such database…
-        print(f"lockgate: cannot use the database: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-
-
-def _quiet_logs() -> None:
-    # stdout is for the answer (a key, JSON); log lines go to stderr, warnings and worse only.
-    import logging
-
-    import structlog
-
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
 
 
 def _print_row(row: KeyRow) -> None:
@@ -149,34 +110,8 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    async def action(store: Store) -> int:  # Store.open() has applied the migrations
-        print(f"{store.display_url}: at revision {await store.current()}")
-        return 0
-
-    return _run(args, action)
-
-
-def cmd_db_current(args: argparse.Namespace) -> int:
-    try:
-        config = resolve_config(args.config)
-    except ConfigError as err:
-        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
-        return 2
-
-    async def main() -> int:
-        store = Store(config.database.url)
-        try:
-            print(f"{store.display_url}: at revision {await store.current() or '(none)'}")
-        finally:
-            await store.aclose()
-        return 0
-
-    return asyncio.run(main())
-
-
-def add_commands(sub: Any) -> None:
-    """Register `keys` and `db` on the main parser's subcommands."""
+def add_command(sub: Any) -> None:
+    """Register `keys` on the main parser's subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
 
@@ -205,10 +140,3 @@ def add_commands(sub: Any) -> None:
     revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd_keys_revoke)
-
-    db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply the migrations")
-    upgrade.set_defaults(func=cmd_db_upgrade)
-    current = db_sub.add_parser("current", parents=[common], help="show the schema revision")
-    current.set_defaults(func=cmd_db_current)

@@ -1,4 +1,4 @@
-"""The `lockgate` command: serve, check-config, --version."""
+"""`lockgate serve`: run the gateway under uvicorn, one process or several workers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import ipaddress
 import os
 import sys
+from typing import Any
 
 from lockgate import __version__
-from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, load_config, resolve_config
+from lockgate.cli.common import _config_from_env_text, _describe
+from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, resolve_config
 
 
 def _is_loopback(host: str) -> bool:
@@ -18,14 +20,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _describe(config: Config) -> list[str]:
-    lines = []
-    for group in config.models:
-        deps = ", ".join(f"{d.display_id(i)}" for i, d in enumerate(group.deployments))
-        lines.append(f"  {group.name:<28} {group.strategy:<9} {deps}")
-    return lines
 
 
 def _banner(config: Config, host: str, port: int, workers: int, source: str) -> str:
@@ -67,22 +61,6 @@ def _multiprocess_metrics_dir() -> None:
     atexit.register(shutil.rmtree, path, True)
 
 
-def _config_from_env_text() -> None:
-    """LOCKGATE_CONFIG_YAML holds the whole config (platforms without volumes): written to a private
-    file under $TMPDIR so every worker reads it like a mounted one (with ${ENV} interpolation)."""
-    text = os.environ.get("LOCKGATE_CONFIG_YAML")
-    if not text or os.environ.get("LOCKGATE_CONFIG"):
-        return
-    import atexit
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="lockgate-config-", suffix=".yaml")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.environ["LOCKGATE_CONFIG"] = path
-    atexit.register(os.unlink, path)
-
-
 def _drain_seconds() -> float:
     """How long SIGTERM waits for in-flight requests and streams (LOCKGATE_DRAIN_SECONDS, default 30)."""
     try:
@@ -104,16 +82,6 @@ def _protocol(config: Config) -> object:
         headers=(*security_headers(server), (b"cache-control", b"no-store")),
     )
     return protocol(limits)
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    """Bring the schema to head under the migration lock (safe from any number of replicas at once)."""
-    from lockgate.cli_keys import cmd_db_upgrade
-
-    if not args.config:
-        _config_from_env_text()
-    os.environ["LOCKGATE_MIGRATE_ON_START"] = "true"  # this command migrates whatever the replicas' setting
-    return cmd_db_upgrade(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -166,82 +134,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.file)
-    except ConfigError as err:
-        print(f"{args.file}: invalid configuration:\n{err}", file=sys.stderr)
-        return 1
-    print(f"{args.file}: valid; {len(config.models)} model(s):")
-    print("\n".join(_describe(config)))
-    print(_backends(config))
-    return 0
-
-
-def _backends(config: Config) -> str:
-    """Where each stateful feature lives: each says its own, none follows another."""
-    return (
-        f"back-ends: ratelimit {config.ratelimit.backend}, budgets {config.budgets.backend}, "
-        f"cool-downs {config.router.cooldown.backend}"
-        + (f"; Redis on_error {config.redis.on_error}" if config.redis_users() else "")
-    )
-
-
-def cmd_openapi(args: argparse.Namespace) -> int:
-    """Print the OpenAPI document the gateway serves (docs/openapi.yaml is this output)."""
-    import orjson
-
-    from lockgate.api.openapi import to_yaml
-    from lockgate.app import create_app
-
-    spec = create_app(resolve_config(None), configure_logs=False).openapi()
-    sys.stdout.write(orjson.dumps(spec, option=orjson.OPT_INDENT_2).decode() + "\n" if args.json else to_yaml(spec))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lockgate", description="An OpenAI-compatible LLM gateway.")
-    parser.add_argument("--version", action="version", version=f"lockgate {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_command(sub: Any) -> None:
+    """Register `serve` on the main parser's subcommands."""
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
-
-    migrate = sub.add_parser("migrate", help="apply the database migrations (one replica at a time) and exit")
-    migrate.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
-    migrate.set_defaults(func=cmd_migrate)
-
-    check = sub.add_parser("check-config", help="validate a config file and list its models")
-    check.add_argument("file")
-    check.set_defaults(func=cmd_check_config)
-
-    spec = sub.add_parser("openapi", help="print the OpenAPI spec (YAML; --json for JSON)")
-    spec.add_argument("--json", action="store_true", help="JSON instead of YAML")
-    spec.set_defaults(func=cmd_openapi)
-
-    from lockgate.cli_keys import add_commands  # `keys …` and `db …`
-
-    add_commands(sub)
-    from lockgate.cli_teams import add_commands as add_teams  # `teams …`
-
-    add_teams(sub)
-    from lockgate.usage.cli import add_command as add_usage  # `usage`
-
-    add_usage(sub)
-    from lockgate.cli_admin import add_commands as add_admin  # `admin …` (console users)
-
-    add_admin(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

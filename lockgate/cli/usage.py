@@ -58,7 +58,7 @@ def format_table(rows: list[dict[str, Any]], field: str) -> str:
 def cmd_usage(args: argparse.Namespace) -> int:
     import sys
 
-    from lockgate.cli_keys import _run
+    from lockgate.cli.common import _run
 
     today = dt.datetime.now(dt.UTC).date()
     try:

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from lockgate.audit import CLI, AuditLog
-from lockgate.cli_keys import _run
+from lockgate.cli.common import _run
 from lockgate.store import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,99}$")
@@ -122,7 +122,7 @@ def cmd_list_users(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def add_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `admin` on the main parser's subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")

@@ -16,7 +16,7 @@ from typing import Any
 from lockgate.audit import CLI, AuditLog
 from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRepository, TeamRow
-from lockgate.cli_keys import _run
+from lockgate.cli.common import _run
 from lockgate.store import Store
 
 
@@ -77,7 +77,7 @@ def cmd_teams_list(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
-def add_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `teams` on the main parser's subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")

@@ -1,0 +1,67 @@
+"""`lockgate migrate` and `lockgate db upgrade | current`: the database schema, no server needed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from lockgate.cli.common import _config_from_env_text, _run
+from lockgate.config import ConfigError, resolve_config
+from lockgate.store import Store
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the schema to head under the migration lock (safe from any number of replicas at once)."""
+    if not args.config:
+        _config_from_env_text()
+    os.environ["LOCKGATE_MIGRATE_ON_START"] = "true"  # this command migrates whatever the replicas' setting
+    return cmd_db_upgrade(args)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:  # Store.open() has applied the migrations
+        print(f"{store.display_url}: at revision {await store.current()}")
+        return 0
+
+    return _run(args, action)
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    try:
+        config = resolve_config(args.config)
+    except ConfigError as err:
+        print(f"lockgate: invalid configuration:\n{err}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        store = Store(config.database.url)
+        try:
+            print(f"{store.display_url}: at revision {await store.current() or '(none)'}")
+        finally:
+            await store.aclose()
+        return 0
+
+    return asyncio.run(main())
+
+
+def add_migrate_command(sub: Any) -> None:
+    """Register `migrate` on the main parser's subcommands."""
+    migrate = sub.add_parser("migrate", help="apply the database migrations (one replica at a time) and exit")
+    migrate.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    migrate.set_defaults(func=cmd_migrate)
+
+
+def add_command(sub: Any) -> None:
+    """Register `db` on the main parser's subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply the migrations")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    current = db_sub.add_parser("current", parents=[common], help="show the schema revision")
+    current.set_defaults(func=cmd_db_current)
