@@ -42,6 +42,8 @@ def copy_of_docs(tmp: Path) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "mkdocs.yml", tmp / "mkdocs.yml")
     shutil.copytree(ROOT / "docs", tmp / "docs")
+    # Pages link to the examples beside docs/ (the hook shows such links as paths): they must exist.
+    shutil.copytree(ROOT / "examples", tmp / "examples", ignore=shutil.ignore_patterns("node_modules"))
     return tmp
 
 
@@ -110,7 +112,7 @@ def test_decision_records_join_the_nav_when_present(tmp_path: Path) -> None:
 def test_pages_of_other_branches_join_the_site(tmp_path: Path) -> None:
     """docs/api.md replaces the API placeholder in the nav; its link to ../examples/ (outside docs/) is kept as a path."""
     root = copy_of_docs(tmp_path / "src")
-    (root / "examples").mkdir()
+    (root / "examples").mkdir(exist_ok=True)
     (root / "examples" / "README.md").write_text("# Examples\n")
     (root / "docs" / "api.md").write_text("# API\n\nCopy one of the [examples](../examples/README.md).\n")
     result = build(root, tmp_path / "out")
