@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from client import HttpConn, smoke
-from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log
+from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log, wrk_headers_env
 
 
 # --------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def run_wrk(
         str(WRK_SCRIPT),
         f"http://{HOST}:{port}{path}",
     ]
-    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_KEY=KEY)
+    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_KEY=KEY, BENCH_HEADERS=wrk_headers_env(port))
     pids = [upstream_pid] + ([server_pid] if server_pid and server_pid != upstream_pid else [])
     wait_quiet(pids, 3)
     cpu0 = {p: tree_cpu_ms(p) for p in pids}
