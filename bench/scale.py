@@ -246,6 +246,8 @@ def exp_streams(args) -> dict:
     extra = (
         f"  - name: {slow}\n    deployments:\n      - provider: openai\n        model: {slow}\n"
         f"        api_base: http://{HOST}:{uport}/v1\n        api_key: sk-up\n"
+        # a deployment pools 1,000 connections by default; beyond that a stream waits for one
+        f"        max_connections: {max(args.streams) + 1000}\n"
     )
     cfg = lockgate_config(tmp, uport)
     cfg.write_text(cfg.read_text().replace("models:\n", "models:\n" + extra, 1))
