@@ -597,6 +597,12 @@ def exp_ingress(args) -> dict:
             {"model": MODEL, "input": text_in, "stream": True},
         ),
         (
+            "responses, store false",
+            "/v1/responses",
+            {"model": MODEL, "input": text_in, "store": False},
+            {"model": MODEL, "input": text_in, "stream": True, "store": False},
+        ),
+        (
             "messages (translated)",
             "/v1/messages",
             {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": text_in}]},
