@@ -9,7 +9,7 @@ import re
 import socket
 import time
 
-from common import BODY_NS, BODY_S, CONTENT, HOST, KEY, MODEL, N_CHUNKS, Proc
+from common import BODY_NS, BODY_S, CONTENT, EXTRA_HEADERS, HOST, KEY, MODEL, N_CHUNKS, Proc
 
 _CONTENT_RE = re.compile(rb'"content":\s*"tok')
 
@@ -43,6 +43,7 @@ class HttpConn:
         head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{self.port}"]
         if key:
             head.append(f"Authorization: Bearer {key}")
+        head += [f"{k}: {v}" for k, v in EXTRA_HEADERS.get(self.port, {}).items()]
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         raw = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")

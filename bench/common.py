@@ -30,7 +30,17 @@ HOST = "127.0.0.1"
 BODY_NS = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
 BODY_S = dict(BODY_NS, stream=True, stream_options={"include_usage": True})
 
-TARGETS = ("upstream", "nginx", "lockgate", "litellm")
+TARGETS = ("upstream", "nginx", "lockgate", "litellm", "portkey")
+PEERS = ("litellm", "portkey")  # the other gateways, compared with Lockgate in the ratios
+
+# Headers a target needs on every request, by its port (Portkey takes its
+# provider and upstream per request); HttpConn and the wrk script add them.
+EXTRA_HEADERS: dict[int, dict[str, str]] = {}
+
+
+def wrk_headers_env(port: int) -> str:
+    """EXTRA_HEADERS of a port as the BENCH_HEADERS value bench/wrk/post.lua reads."""
+    return "\n".join(f"{k}: {v}" for k, v in EXTRA_HEADERS.get(port, {}).items())
 
 
 def log(msg: str) -> None:

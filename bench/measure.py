@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from client import HttpConn, smoke
-from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log
+from common import BODY_NS, BODY_S, CLK_TCK, HOST, KEY, MODEL, SLOW_DELAY_MS, SLOW_MODEL, WRK_SCRIPT, log, wrk_headers_env
 
 
 # --------------------------------------------------------------------------
@@ -227,7 +227,11 @@ def run_wrk(
     server_pid: int | None,
     upstream_pid: int,
     uport: int,
+    script: Path = WRK_SCRIPT,
+    env_extra: dict | None = None,
 ) -> dict:
+    """One wrk run; server_pid's CPU per request is divided by the chat completions
+    the upstream (its /stats) answered meanwhile."""
     threads = 1 if conns == 1 else min(args.wrk_threads, conns)
     cmd = [
         args.wrk,
@@ -237,10 +241,12 @@ def run_wrk(
         "--timeout",
         "30s",
         "-s",
-        str(WRK_SCRIPT),
+        str(script),
         f"http://{HOST}:{port}{path}",
     ]
-    env = dict(os.environ, BENCH_BODY_FILE=str(body_file), BENCH_KEY=KEY)
+    env = dict(
+        os.environ, BENCH_BODY_FILE=str(body_file), BENCH_KEY=KEY, BENCH_HEADERS=wrk_headers_env(port), **(env_extra or {})
+    )
     pids = [upstream_pid] + ([server_pid] if server_pid and server_pid != upstream_pid else [])
     wait_quiet(pids, 3)
     cpu0 = {p: tree_cpu_ms(p) for p in pids}

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import REPO, SLOW_DELAY_MS
+from common import BENCH, PEERS, REPO, SLOW_DELAY_MS
 
 
 def _g(res, *keys):
@@ -101,6 +101,12 @@ def report(results: dict, args, order: list[str]) -> str:
             ("soak: RSS growth kB per 10k requests", lambda r: _g(r, "soak", "growth_kb_per_10k"), 0),
             ("soak: same, middle third -> last third", lambda r: _g(r, "soak", "late_growth_kb_per_10k"), 0),
             ("soak: levelled off", lambda r: _yes(_g(r, "soak", "levelled_off"), _g(r, "soak", "server_alive")), 0),
+            ("soak: RSS growth kB per 100k requests, late window", lambda r: _g(r, "soak", "growth_kb_per_100k_late"), 0),
+            ("soak: p99 drift non-stream (last / 2nd minute)", lambda r: _g(r, "soak", "p99_drift_nonstream", "ratio"), 2),
+            ("soak: p99 drift stream (last / 2nd minute)", lambda r: _g(r, "soak", "p99_drift_stream", "ratio"), 2),
+            ("soak: errors", lambda r: _g(r, "soak", "errors"), 0),
+            ("soak: usage records written", lambda r: _g(r, "soak", "usage_records_written"), 0),
+            ("soak: usage records / requests answered", lambda r: _g(r, "soak", "usage_records_vs_requests"), 4),
         ]
     rows.append(
         (
@@ -136,7 +142,7 @@ def report(results: dict, args, order: list[str]) -> str:
         if val is not None:
             lines.append(f"  {text}")
 
-    up, lg, ll = t.get("upstream", {}), t.get("lockgate", {}), t.get("litellm", {})
+    up, lg = t.get("upstream", {}), t.get("lockgate", {})
     if up.get("ok") and lg.get("ok"):
         for mode in args.modes:
             v = ratio(_g(lg, mode, f"c{c}", "rps"), _g(up, mode, f"c{c}", "rps"))
@@ -148,27 +154,30 @@ def report(results: dict, args, order: list[str]) -> str:
         a, b = _g(lg, "stream", "ttft", "ttft_ms_p50"), _g(up, "stream", "ttft", "ttft_ms_p50")
         if a is not None and b is not None:
             add("lockgate_added_ttft_c1_ms", a - b, f"lockgate adds to upstream TTFT @c1: {a - b:+.3f} ms")
-    if lg.get("ok") and ll.get("ok"):
+    for peer in PEERS:
+        pr = t.get(peer, {})
+        if not (lg.get("ok") and pr.get("ok")):
+            continue
         for mode in args.modes:
-            v = ratio(_g(ll, mode, f"c{c}", "server_cpu_ms_per_req"), _g(lg, mode, f"c{c}", "server_cpu_ms_per_req"))
-            add(f"litellm_over_lockgate_cpu_{mode}", v, f"litellm / lockgate CPU ms/req, {mode}: {_fmt(v, 1)}x")
-            v = ratio(_g(lg, mode, f"c{c}", "rps"), _g(ll, mode, f"c{c}", "rps"))
-            add(f"lockgate_over_litellm_rps_{mode}", v, f"lockgate / litellm req/s @c{c}, {mode}: {_fmt(v, 1)}x")
-            a, b = _g(ll, mode, "c1", "p50_ms"), _g(up, mode, "c1", "p50_ms")
-            if a is not None and b is not None:
-                add(f"litellm_added_p50_c1_ms_{mode}", a - b, f"litellm adds to upstream p50 @c1, {mode}: {a - b:+.3f} ms")
-        a, b = _g(ll, "stream", "ttft", "ttft_ms_p50"), _g(up, "stream", "ttft", "ttft_ms_p50")
+            v = ratio(_g(pr, mode, f"c{c}", "server_cpu_ms_per_req"), _g(lg, mode, f"c{c}", "server_cpu_ms_per_req"))
+            add(f"{peer}_over_lockgate_cpu_{mode}", v, f"{peer} / lockgate CPU ms/req, {mode}: {_fmt(v, 1)}x")
+            v = ratio(_g(lg, mode, f"c{c}", "rps"), _g(pr, mode, f"c{c}", "rps"))
+            add(f"lockgate_over_{peer}_rps_{mode}", v, f"lockgate / {peer} req/s @c{c}, {mode}: {_fmt(v, 1)}x")
+            v = _g(pr, mode, "paired_c1", "added_ms_p50")
+            add(f"{peer}_added_paired_c1_ms_{mode}", v, f"{peer} adds @c1, {mode}, paired: {_fmt(v, 3)} ms")
+        a, b = _g(pr, "stream", "ttft", "ttft_ms_p50"), _g(up, "stream", "ttft", "ttft_ms_p50")
         if a is not None and b is not None:
-            add("litellm_added_ttft_c1_ms", a - b, f"litellm adds to upstream TTFT @c1: {a - b:+.3f} ms")
+            add(f"{peer}_added_ttft_c1_ms", a - b, f"{peer} adds to upstream TTFT @c1: {a - b:+.3f} ms")
     ng = t.get("nginx", {})
     if ng.get("ok") and lg.get("ok"):
         for mode in args.modes:
             v = ratio(_g(lg, mode, f"c{c}", "server_cpu_ms_per_req"), _g(ng, mode, f"c{c}", "server_cpu_ms_per_req"))
             add(f"lockgate_over_nginx_cpu_{mode}", v, f"lockgate / nginx CPU ms/req, {mode}: {_fmt(v, 1)}x")
     rss = lambda r: _g(r, "memory", "rss_kb_after_runs")
-    if lg.get("ok") and ll.get("ok"):
-        v = ratio(rss(ll), rss(lg))
-        add("litellm_over_lockgate_rss", v, f"litellm / lockgate RSS after the measured runs: {_fmt(v, 1)}x")
+    for peer in PEERS:
+        if lg.get("ok") and t.get(peer, {}).get("ok"):
+            v = ratio(rss(t[peer]), rss(lg))
+            add(f"{peer}_over_lockgate_rss", v, f"{peer} / lockgate RSS after the measured runs: {_fmt(v, 1)}x")
     if lg.get("ok") and ng.get("ok"):
         v = ratio(rss(lg), rss(ng))
         add("lockgate_over_nginx_rss", v, f"lockgate / nginx RSS after the measured runs: {_fmt(v, 1)}x")
@@ -244,6 +253,10 @@ def env_info(args) -> dict:
     lv = Path(args.bench_venv) / "bin" / "python"
     if lv.exists():
         info["litellm_version"] = cmd([str(lv), "-c", "import importlib.metadata as m; print(m.version('litellm'))"])
+    pk = BENCH / "peers" / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
+    if pk.exists():
+        info["portkey_version"] = json.loads(pk.read_text()).get("version")
+        info["node"] = cmd(["node", "--version"])
     ng = shutil.which("nginx") or "/usr/sbin/nginx"
     if Path(ng).exists():
         r = subprocess.run([ng, "-v"], capture_output=True, text=True)

@@ -2,8 +2,8 @@
 
 Starts bench/fake_upstream.py, then one after the other: the upstream alone
 (client -> upstream), nginx as a bare reverse proxy (if installed), Lockgate
-(`<python> -m lockgate serve --workers 1`) and LiteLLM proxy (from
-bench/.venv), each in front of the same upstream, and measures with wrk, for
+(`<python> -m lockgate serve --workers 1`), LiteLLM proxy (from
+bench/.venv) and Portkey's gateway (Node, from bench/peers), each in front of the same upstream, and measures with wrk, for
 non-streaming and streaming chat:
 
   * requests/s at concurrency 64,
@@ -39,7 +39,7 @@ from common import BENCH, HOST, REPO, RESULTS, SLOW_DELAY_MS, TARGETS, Proc, _tm
 from measure import bench_target, wait_for_quiet_machine
 from profiling import profile_target
 from report import env_info, print_profiles, report, write_json
-from soak import soak_target
+from soak import minutes_table, soak_target
 from targets import start_target
 
 
@@ -181,6 +181,11 @@ def main(argv=None) -> int:
 
     text = report(results, args, order)
     print(text)
+    for n in order:
+        sk = results["targets"].get(n, {}).get("soak")
+        if sk and sk.get("minutes"):
+            print(f"\nSoak of {n}, per minute (p50: median of the minute's rounds, p99: their largest; ns/st: non-stream/stream)")
+            print(minutes_table(sk))
     print_profiles(results)
     dest = write_json(results, text, out_dir, stamp)
     print(f"\nJSON: {dest}")

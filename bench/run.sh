@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the Lockgate benchmark: prepares bench/.venv (LiteLLM as a
-# peer, py-spy for --profile; never dependencies of lockgate itself), then
+# peer, py-spy for --profile) and bench/peers (Portkey's gateway, Node; never dependencies of lockgate itself), then
 # runs bench/run.py with any arguments given, e.g.
 #   bench/run.sh                     # full run, 10 s per measurement
 #   bench/run.sh --duration 5        # quicker
@@ -33,6 +33,20 @@ if [ -z "${BENCH_NO_LITELLM:-}" ] && [ ! -f "$stamp" ]; then
     touch "$stamp"
   else
     echo "[bench] LiteLLM could not be installed: the benchmark runs without it" >&2
+  fi
+fi
+# Portkey's gateway (Node) as a second peer, pinned by bench/peers/package-lock.json
+stamp="bench/peers/node_modules/.stamp-$(sha256sum bench/peers/package-lock.json | cut -c1-16)"
+if [ -z "${BENCH_NO_PORTKEY:-}" ] && [ ! -f "$stamp" ]; then
+  if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    echo "[bench] installing the Portkey gateway into bench/peers (npm ci, once)" >&2
+    if (cd bench/peers && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2); then
+      touch "$stamp"
+    else
+      echo "[bench] Portkey could not be installed: the benchmark runs without it" >&2
+    fi
+  else
+    echo "[bench] node/npm not found: the benchmark runs without Portkey (apt-get install nodejs npm)" >&2
   fi
 fi
 # wrk drives the load (Debian's package); installed here when missing and apt-get can (root).

@@ -1,5 +1,5 @@
 """Starting the servers under test in front of the fake upstream: Lockgate,
-LiteLLM, nginx and --custom commands (the fake upstream itself is started by
+LiteLLM, Portkey, nginx and --custom commands (the fake upstream itself is started by
 run.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import shutil
 from pathlib import Path
 
 from client import wait_ready
-from common import HOST, KEY, MODEL, REPO, SLOW_MODEL, Proc, free_port
+from common import BENCH, EXTRA_HEADERS, HOST, KEY, MODEL, REPO, SLOW_MODEL, Proc, free_port
+
+PORTKEY_JS = BENCH / "peers" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
 
 
 def lockgate_config(tmp: Path, uport: int, extra: str = "") -> Path:
@@ -136,6 +138,19 @@ def start_target(name: str, args, tmp: Path, uport: int):
             logfile=logf,
         )
         ready_path, ready_timeout = "/health/liveliness", 120
+    elif name == "portkey":
+        node = shutil.which("node")
+        if not node or not PORTKEY_JS.exists():
+            return None, None, "Portkey gateway is not installed (bench/run.sh installs it with npm into bench/peers)"
+        # Portkey takes its provider per request: these headers make it an OpenAI
+        # provider whose host is the fake upstream (127.0.0.1 is a trusted custom
+        # host by default); the client's Authorization goes on upstream as the
+        # provider key.  Its defaults otherwise: no cache, no retries, no logs.
+        EXTRA_HEADERS[port] = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"http://{HOST}:{uport}/v1"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "OPENAI_", "PORTKEY_"))}
+        env["NODE_ENV"] = "production"
+        proc = Proc(name, [node, str(PORTKEY_JS), f"--port={port}", "--headless"], env=env, cwd=tmp, logfile=logf)
+        ready_path, ready_timeout = "/", 30
     elif name == "nginx":
         exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
         if not exe:

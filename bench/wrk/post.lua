@@ -7,6 +7,11 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "sk-bench")
+-- BENCH_HEADERS: more "Name: value" lines, one a line (a target that needs them, e.g. Portkey)
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local k, v = string.match(line, "^([^:]+):%s*(.*)$")
+  if k then wrk.headers[k] = v end
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
