@@ -7,6 +7,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import UPSTREAM_KEY, FakeOpenAI
 from tests.harness import MASTER_KEY, GatewayProcess, free_port
 
@@ -24,6 +25,21 @@ def fake_openai(fake_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai_server.reset()
     yield fake_openai_server
     fake_openai_server.reset()
+
+
+@pytest.fixture(scope="module")
+def fake_anthropic_server() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
+    """A fake Anthropic upstream for the module, reset for each test."""
+    fake_anthropic_server.reset()
+    yield fake_anthropic_server
+    fake_anthropic_server.reset()
 
 
 def openai_deployment(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:

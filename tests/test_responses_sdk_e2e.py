@@ -52,20 +52,6 @@ WEATHER_TOOL: Any = {
 
 
 @pytest.fixture(scope="module")
-def fake_anthropic_server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
-    fake_anthropic_server.reset()
-    yield fake_anthropic_server
-    fake_anthropic_server.reset()
-
-
-@pytest.fixture(scope="module")
 def gateway(
     fake_openai_server: FakeOpenAI, fake_anthropic_server: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
