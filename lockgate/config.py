@@ -49,7 +49,11 @@ class DeploymentBase(_Strict):
     first_byte_timeout_s: float | None = Field(default=None, gt=0, description="A stream's first event; timeout_s when absent")
     stream_idle_timeout_s: float = Field(default=120.0, gt=0, description="Longest silence after a stream's first event")
     max_stream_duration_s: float | None = Field(default=None, gt=0, description="A whole stream; no cap when absent")
-    max_connections: int = Field(default=1000, ge=1, description="Pooled connections to this upstream")
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Pooled connections to this upstream (one pool for deployments with the same api_base and pool settings)",
+    )
     max_output_tokens: int | None = Field(
         default=None,
         ge=1,
