@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,20 @@ from tests.fakes.anthropic_upstream import Reply, sse_text, stream_events, text,
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 
 
-async def _lines(raw: bytes) -> AsyncIterator[bytes]:
-    for line in raw.splitlines(keepends=True):
-        yield line
+class _Lines:
+    """What iter_sse reads from: readline() one line at a time, b"" at the end (as aiohttp's StreamReader)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._lines = raw.splitlines(keepends=True)
+
+    async def readline(self, max_line_length: int | None = None) -> bytes:
+        return self._lines.pop(0) if self._lines else b""
 
 
 async def events_of(raw: str) -> list[dict[str, Any]]:
     """Parse SSE text with the gateway's own reader, checking each event name matches its type."""
     out = []
-    async for name, data in iter_sse(_lines(raw.encode())):  # type: ignore[arg-type]
+    async for name, data in iter_sse(_Lines(raw.encode())):  # type: ignore[arg-type]
         event = orjson.loads(data)
         assert name == event["type"]
         out.append(event)
