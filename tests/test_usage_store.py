@@ -137,6 +137,7 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
 
     from lockgate.auth import Principal
     from lockgate.config import RedisConfig
+    from lockgate.context import RequestContext
     from lockgate.errors import BudgetExceeded
     from lockgate.redis_client import SharedRedis
     from lockgate.usage.budgets import RedisCounters
@@ -153,7 +154,7 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
         replicas.append(BudgetAdmission(counters, today=lambda: day))
     a, b = replicas
     key = Principal(key_id="k1", max_budget_usd=0.02, budget_period="monthly")
-    ctx = type("Ctx", (), {"principal": key})()
+    ctx = RequestContext(request_id="r1", endpoint="chat", principal=key)
     try:
         await a.counters.load({"key:k1:monthly:2026-11-01": ("monthly", 5_000_000)})  # type: ignore[attr-defined]
         await b.counters.load({"key:k1:monthly:2026-11-01": ("monthly", 999)})  # type: ignore[attr-defined]  # NX: ignored
