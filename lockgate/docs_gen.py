@@ -1,10 +1,10 @@
-"""The generated reference pages: docs/reference/config.md from lockgate/config.py's models, and
+"""The generated reference pages: docs/reference/config.md from lockgate/config/'s models, and
 docs/reference/cli.md from the `lockgate` command's own argparse parser.
 
     python -m lockgate.docs_gen            # rewrite both pages
     python -m lockgate.docs_gen --check    # exit 1 if a committed page differs (tests/test_docs_reference.py)
 
-A field's description is its Field(description=...), else the comment just above it in config.py.
+A field's description is its Field(description=...), else the comment just above it in its lockgate/config/ module.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _comments(model: type[BaseModel]) -> dict[str, str]:
     """The comment block just above each field in the class body (this class and its bases)."""
     found: dict[str, str] = {}
     for klass in reversed(model.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or klass.__module__ != cfg.__name__:
+        if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or not klass.__module__.startswith(cfg.__name__ + "."):
             continue
         lines, _ = inspect.getsourcelines(klass)
         tree = ast.parse(textwrap.dedent("".join(lines)))
@@ -170,7 +170,7 @@ def config_page() -> str:
     out = [
         "# Configuration reference\n\n",
         _NOTE,
-        "Every field of `lockgate.yaml`, as `lockgate/config.py` validates it. Unknown fields are errors; any "
+        "Every field of `lockgate.yaml`, as `lockgate/config/` validates it. Unknown fields are errors; any "
         "string may use `${VAR}` or `${VAR:-default}`. `[]` marks a list item, `<name>` a map key.\n",
     ]
     for name, field in cfg.Config.model_fields.items():

@@ -1,4 +1,4 @@
-"""The generated reference pages match their sources: docs/reference/config.md (lockgate/config.py) and
+"""The generated reference pages match their sources: docs/reference/config.md (lockgate/config/) and
 docs/reference/cli.md (the `lockgate` parser). Regenerate with `python -m lockgate.docs_gen`."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_committed_page_is_current(page) -> None:
 
 def test_every_config_field_is_described() -> None:
     undescribed = [path for path, _, _, desc in docs_gen._rows(Config, "") if not desc.split(" only) ")[-1].strip()]
-    assert not undescribed, f"add Field(description=...) in lockgate/config.py for: {', '.join(undescribed)}"
+    assert not undescribed, f"add Field(description=...) in lockgate/config/ for: {', '.join(undescribed)}"
 
 
 def test_config_page_has_every_field_with_type_and_default() -> None:
