@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import re
 import sys
 from typing import Any
 
 from lockgate.audit import CLI, AuditLog
-from lockgate.cli.common import _run
+from lockgate.cli.common import _run, config_parent, print_json_list
 from lockgate.store import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,99}$")
@@ -112,7 +111,7 @@ def cmd_list_users(args: argparse.Namespace) -> int:
 
         users = await Users(store.engine).list()
         if args.json:
-            print(json.dumps({"object": "list", "data": [u.public() for u in users]}))
+            print_json_list(users)
             return 0
         print(f"{'USER':<30} {'ROLE':<8} STATE")
         for u in users:
@@ -124,8 +123,7 @@ def cmd_list_users(args: argparse.Namespace) -> int:
 
 def add_command(sub: Any) -> None:
     """Register `admin` on the main parser's subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    common = config_parent()
     stdin = argparse.ArgumentParser(add_help=False)
     stdin.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.config import Config, ConfigError, resolve_config
 from lockgate.store import Store
 
@@ -71,3 +74,40 @@ def _quiet_logs() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+
+
+CONFIG_HELP = "YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)"
+
+
+def config_parent() -> argparse.ArgumentParser:
+    """The --config option every database command takes, as a parent parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help=CONFIG_HELP)
+    return common
+
+
+def add_budget_and_limit_arguments(parser: argparse.ArgumentParser, shared: str = "") -> None:
+    """--budget/--period and --rpm/--tpm/--max-parallel, as keys and teams both set them."""
+    parser.add_argument("--rpm", type=int)
+    parser.add_argument("--tpm", type=int)
+    parser.add_argument("--max-parallel", type=int, help=f"requests in flight at once{shared}")
+    parser.add_argument("--budget", type=float, help=f"max budget in USD{shared}")
+    parser.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
+
+
+def budget_period(args: argparse.Namespace) -> str | None:
+    """The period to store: the one given, 'total' for a budget without one, none without a budget."""
+    return (args.period or "total") if args.budget is not None else None
+
+
+def period_without_budget(args: argparse.Namespace) -> bool:
+    """--period alone is a mistake (exit 2), said on stderr."""
+    if args.period and args.budget is None:
+        print("lockgate: --period needs --budget", file=sys.stderr)
+        return True
+    return False
+
+
+def print_json_list(rows: Iterable[Any]) -> None:
+    """A listing as the admin API returns it: {"object": "list", "data": [...public fields...]}."""
+    print(json.dumps({"object": "list", "data": [r.public() for r in rows]}))

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from lockgate.cli.common import _config_from_env_text, _run
+from lockgate.cli.common import CONFIG_HELP, _config_from_env_text, _run, config_parent
 from lockgate.config import ConfigError, resolve_config
 from lockgate.store import Store
 
@@ -50,14 +50,13 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 def add_migrate_command(sub: Any) -> None:
     """Register `migrate` on the main parser's subcommands."""
     migrate = sub.add_parser("migrate", help="apply the database migrations (one replica at a time) and exit")
-    migrate.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    migrate.add_argument("--config", help=CONFIG_HELP)
     migrate.set_defaults(func=cmd_migrate)
 
 
 def add_command(sub: Any) -> None:
     """Register `db` on the main parser's subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    common = config_parent()
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

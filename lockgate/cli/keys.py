@@ -17,8 +17,15 @@ import sys
 from typing import Any
 
 from lockgate.audit import CLI, AuditLog
-from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
-from lockgate.cli.common import _run
+from lockgate.auth.keys import KeyRepository, KeyRow
+from lockgate.cli.common import (
+    _run,
+    add_budget_and_limit_arguments,
+    budget_period,
+    config_parent,
+    period_without_budget,
+    print_json_list,
+)
 from lockgate.store import Store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -50,8 +57,7 @@ def _print_row(row: KeyRow) -> None:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    if args.period and args.budget is None:
-        print("lockgate: --period needs --budget", file=sys.stderr)
+    if period_without_budget(args):
         return 2
 
     async def action(store: Store) -> int:
@@ -64,7 +70,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             tpm=args.tpm,
             max_parallel_requests=args.max_parallel,
             max_budget_usd=args.budget,
-            budget_period=(args.period or "total") if args.budget is not None else None,
+            budget_period=budget_period(args),
             expires_at=args.expires,
         )
         await AuditLog(store.engine).record(CLI, "key.create", target_type="key", target_id=row.id, after=row.public())
@@ -83,7 +89,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         rows = await KeyRepository(store).list(include_revoked=not args.active)
         if args.json:
-            print(json.dumps({"object": "list", "data": [r.public() for r in rows]}))
+            print_json_list(rows)
             return 0
         print(f"{'ID':<22} {'PREFIX':<14} {'STATE':<8} {'NAME':<24} {'MODELS':<30} EXPIRES")
         for row in rows:
@@ -112,8 +118,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 def add_command(sub: Any) -> None:
     """Register `keys` on the main parser's subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    common = config_parent()
 
     keys = sub.add_parser("keys", help="manage virtual API keys in the configured database")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -123,11 +128,7 @@ def add_command(sub: Any) -> None:
     create.add_argument("--user")
     create.add_argument("--team")
     create.add_argument("--models", type=_models, help="comma-separated public model names (default: all)")
-    create.add_argument("--rpm", type=int)
-    create.add_argument("--tpm", type=int)
-    create.add_argument("--max-parallel", type=int, help="requests in flight at once")
-    create.add_argument("--budget", type=float, help="max budget in USD")
-    create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
+    add_budget_and_limit_arguments(create)
     create.add_argument("--expires", type=parse_expiry, help="30d, 12h, 15m … or an ISO date")
     create.add_argument("--json", action="store_true", help="print the key and its fields as JSON")
     create.set_defaults(func=cmd_keys_create)

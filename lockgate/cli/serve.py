@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from lockgate import __version__
-from lockgate.cli.common import _config_from_env_text, _describe
+from lockgate.cli.common import CONFIG_HELP, _config_from_env_text, _describe
 from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, resolve_config
 
 
@@ -137,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def add_command(sub: Any) -> None:
     """Register `serve` on the main parser's subcommands."""
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 4000)")
     serve.add_argument("--workers", type=int, help="worker processes (default 1)")

@@ -14,9 +14,15 @@ import sys
 from typing import Any
 
 from lockgate.audit import CLI, AuditLog
-from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRepository, TeamRow
-from lockgate.cli.common import _run
+from lockgate.cli.common import (
+    _run,
+    add_budget_and_limit_arguments,
+    budget_period,
+    config_parent,
+    period_without_budget,
+    print_json_list,
+)
 from lockgate.store import Store
 
 
@@ -36,8 +42,7 @@ def _print_row(row: TeamRow) -> None:
 
 
 def cmd_teams_create(args: argparse.Namespace) -> int:
-    if args.period and args.budget is None:
-        print("lockgate: --period needs --budget", file=sys.stderr)
+    if period_without_budget(args):
         return 2
 
     async def action(store: Store) -> int:
@@ -45,7 +50,7 @@ def cmd_teams_create(args: argparse.Namespace) -> int:
             row = await TeamRepository(store).create(
                 args.name,
                 max_budget_usd=args.budget,
-                budget_period=(args.period or "total") if args.budget is not None else None,
+                budget_period=budget_period(args),
                 rpm=args.rpm,
                 tpm=args.tpm,
                 max_parallel_requests=args.max_parallel,
@@ -67,7 +72,7 @@ def cmd_teams_list(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         rows = await TeamRepository(store).list()
         if args.json:
-            print(json.dumps({"object": "list", "data": [r.public() for r in rows]}))
+            print_json_list(rows)
             return 0
         print(f"{'TEAM':<30} {'BUDGET':<20} {'RPM':>8} {'TPM':>10}")
         for row in rows:
@@ -79,19 +84,14 @@ def cmd_teams_list(args: argparse.Namespace) -> int:
 
 def add_command(sub: Any) -> None:
     """Register `teams` on the main parser's subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    common = config_parent()
 
     teams = sub.add_parser("teams", help="manage teams (shared budgets and limits) in the configured database")
     teams_sub = teams.add_subparsers(dest="teams_command", required=True)
 
     create = teams_sub.add_parser("create", parents=[common], help="create a team record")
     create.add_argument("name", type=_team_id, help="the team name, as keys carry it")
-    create.add_argument("--budget", type=float, help="max budget in USD, shared by the team's keys")
-    create.add_argument("--period", choices=BUDGET_PERIODS, help="budget period (default: total)")
-    create.add_argument("--rpm", type=int)
-    create.add_argument("--tpm", type=int)
-    create.add_argument("--max-parallel", type=int, help="requests in flight at once, shared by the team's keys")
+    add_budget_and_limit_arguments(create, shared=", shared by the team's keys")
     create.add_argument("--json", action="store_true", help="print the team as JSON")
     create.set_defaults(func=cmd_teams_create)
 

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from lockgate.cli.common import CONFIG_HELP
 from lockgate.usage.queries import GROUPS, report, since_days
 
 COLUMNS = (
@@ -23,7 +24,7 @@ HEADERS = ("requests", "prompt", "completion", "cached", "cost_usd", "errors", "
 
 def add_command(sub: Any) -> None:
     usage = sub.add_parser("usage", help="print usage and spend from the database")
-    usage.add_argument("--config", help="YAML config file (default: $LOCKGATE_CONFIG, else the embedded default)")
+    usage.add_argument("--config", help=CONFIG_HELP)
     usage.add_argument("--by", choices=tuple(GROUPS), default="model", help="group rows by (default model)")
     usage.add_argument("--since", default="7d", help="how far back, in whole UTC days: 7d, 2w, 24h (default 7d)")
     usage.set_defaults(func=cmd_usage)
