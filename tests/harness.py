@@ -89,6 +89,16 @@ class GatewayProcess:
                 out.append(json.loads(line))
         return out
 
+    def access_line(self, request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """The access-log line of one request, waited for (the log is written off the request path)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.access_lines():
+                if line.get("request_id") == request_id:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no access line for {request_id}:\n{self.logs()[-3000:]}")
+
     def wait_for_records(self, n: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

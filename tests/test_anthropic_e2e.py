@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,17 +69,6 @@ def client(gateway: GatewayProcess, fake: FakeAnthropic) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=20)
 
 
-def record(gw: GatewayProcess, request_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """The access-log line of one request."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in gw.access_lines():
-            if line.get("request_id") == request_id:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"no access record for {request_id}:\n{gw.logs()[-3000:]}")
-
-
 def hi(**params: Any) -> dict[str, Any]:
     return {"model": "claude-test", "messages": [{"role": "user", "content": "Hi"}], **params}
 
@@ -97,7 +85,7 @@ def test_text(client: openai.OpenAI, fake: FakeAnthropic, gateway: GatewayProces
     assert completion.usage is not None and (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (21, 9)
     assert fake.last["model"] == "claude-upstream-1" and fake.last["max_tokens"] == 64
     assert not any(k.lower().startswith("anthropic-ratelimit") for k in raw.headers)
-    line = record(gateway, raw.headers["x-request-id"])
+    line = gateway.access_line(raw.headers["x-request-id"])
     assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (200, 21, 9)
 
 
@@ -141,7 +129,7 @@ def test_usage_and_cached_tokens(client: openai.OpenAI, fake: FakeAnthropic, gat
     usage = raw.parse().usage
     assert usage is not None and usage.prompt_tokens == 3210 and usage.completion_tokens == 15 and usage.total_tokens == 3225
     assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 3000
-    line = record(gateway, raw.headers["x-request-id"])
+    line = gateway.access_line(raw.headers["x-request-id"])
     assert (line["cached_tokens"], line["cache_creation_tokens"], line["prompt_tokens"]) == (3000, 200, 3210)
 
     raw_stream = client.chat.completions.with_raw_response.create(**hi(stream=True, stream_options={"include_usage": True}))
@@ -151,7 +139,7 @@ def test_usage_and_cached_tokens(client: openai.OpenAI, fake: FakeAnthropic, gat
     assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (3210, 15)  # message_start's placeholder not added
     assert last.usage.prompt_tokens_details is not None and last.usage.prompt_tokens_details.cached_tokens == 3000
     assert all(c.usage is None for c in chunks[:-1])
-    line = record(gateway, raw_stream.headers["x-request-id"])
+    line = gateway.access_line(raw_stream.headers["x-request-id"])
     assert (line["status"], line["cached_tokens"], line["cache_creation_tokens"], line["completion_tokens"]) == (
         200,
         3000,
@@ -292,7 +280,7 @@ def test_error_mapping(
     assert not any(k.lower().startswith("anthropic-") for k in response.headers)
     if client_status in (429, 503):
         assert response.headers.get("retry-after") == "3"
-    line = record(gateway, response.headers["x-request-id"])
+    line = gateway.access_line(response.headers["x-request-id"])
     assert line["status"] == client_status
 
 
@@ -315,7 +303,7 @@ def test_error_event_mid_stream(client: openai.OpenAI, fake: FakeAnthropic, gate
             received.append(chunk)
     assert "Overloaded" in str(err.value)
     assert "".join(c.choices[0].delta.content or "" for c in received if c.choices) == "Hello from the fak"
-    line = record(gateway, raw.headers["x-request-id"])
+    line = gateway.access_line(raw.headers["x-request-id"])
     assert line["status"] == 503 and line["partial"] is True and line["error_type"] == "provider_overloaded"
     assert line["prompt_tokens"] == 21  # input tokens from message_start are still recorded
 

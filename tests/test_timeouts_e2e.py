@@ -117,16 +117,6 @@ def fault_for(model: str, fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic
     return fake_anthropic.faults if model.startswith("a-") else fake_openai.faults
 
 
-def record(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in gw.access_lines():
-            if line.get("request_id") == request_id:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"no access line for {request_id}")
-
-
 def health_of(gw: GatewayProcess, deployment: str) -> dict[str, Any]:
     ready = httpx.get(gw.base_url + "/health/ready", timeout=5).json()
     for model in ready["models"]:
@@ -231,7 +221,7 @@ def test_stream_idle_timeout_s_ends_a_silent_stream_with_an_error_event(
     assert error is not None and "stream_idle_timeout_s (0.5 s)" in error.message, error
     assert isinstance(error.body, dict) and error.body.get("code") == "upstream_timeout"
     assert elapsed < 3.5, elapsed  # the upstream would have gone on at 4 s
-    line = record(gw, headers["x-request-id"])
+    line = gw.access_line(headers["x-request-id"])
     assert line["status"] == 504 and line["error_type"] == "provider_timeout" and line["partial"] is True
     assert health_of(gw, model).get("recent_failures", 0) >= 1  # counted against the deployment
 
@@ -271,7 +261,7 @@ def test_timeout_s_does_not_cut_a_healthy_stream_that_lasts_longer(
     text, error, elapsed, headers = stream_text(client, "total")
     assert error is None and text == fake_openai.reply.content
     assert elapsed > 2.0, elapsed
-    assert record(gw, headers["x-request-id"])["status"] == 200
+    assert gw.access_line(headers["x-request-id"])["status"] == 200
 
 
 def test_timeout_s_bounds_a_streams_first_event_without_first_byte_timeout_s(
@@ -296,7 +286,7 @@ def test_max_stream_duration_s_caps_a_whole_stream(client: openai.OpenAI, gw: Ga
     assert 0.9 < elapsed < 3.0, elapsed
     assert fake_openai.stream_closed.wait(3), "the upstream stream was not closed at the cap"
     assert headers["x-lockgate-attempts"] == "1"  # not resumed or retried
-    line = record(gw, headers["x-request-id"])
+    line = gw.access_line(headers["x-request-id"])
     assert line["status"] == 504 and line["error_type"] == "provider_timeout" and line["partial"] is True
     # The operator's cap, not the deployment's failure: nothing counted against it.
     assert "recent_failures" not in health_of(gw, "maxdur")

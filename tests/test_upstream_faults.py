@@ -129,18 +129,8 @@ def gw(upstream: FaultyUpstream, tmp_path_factory: pytest.TempPathFactory) -> It
     gateway.stop()
 
 
-def _record(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in gw.access_lines():
-            if line.get("request_id") == request_id:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"no record of {request_id}")
-
-
 def _attempt_record(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    return _record(gw, f"{request_id}.1")
+    return gw.access_line(f"{request_id}.1")
 
 
 def _call(gw: GatewayProcess, model: str, stream: bool) -> tuple[httpx.Response, list[dict[str, Any]], float]:
@@ -196,7 +186,7 @@ def test_a_fault_with_no_next_deployment_ends_in_a_defined_answer(gw: GatewayPro
         error = events[-1]["error"]
         assert error["message"] and error["type"] == "server_error", error
     assert "Traceback" not in error["message"] and "sk-faulty" not in error["message"]
-    record = _record(gw, rid)
+    record = gw.access_line(rid)
     assert record["status"] == case.status and record["error_type"] == case.kind, record
     assert record["attempts"] == attempts
     if not case.before:
@@ -224,7 +214,7 @@ def test_a_fault_before_the_first_byte_fails_over_to_the_next_deployment(gw: Gat
     else:
         assert resp.json()["choices"][0]["message"]["content"] == TEXT
     rid = resp.headers["x-request-id"]
-    own, failed = _record(gw, rid), _attempt_record(gw, rid)
+    own, failed = gw.access_line(rid), _attempt_record(gw, rid)
     assert own["status"] == 200 and own["attempts"] == 2 and own["deployment"] == "next" and own.get("error_type") is None
     assert own["prompt_tokens"] == 9 and own["completion_tokens"] == 7
     assert failed["deployment"] == "bad" and failed["error_type"] == case.kind and failed["status"] == case.status

@@ -3,7 +3,6 @@ clear error (docs/limits.md), through a real `lockgate serve` in front of the fa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,16 +42,6 @@ def client(gw: GatewayProcess, fake_openai: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=30)
 
 
-def record(gw: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for line in gw.access_lines():
-            if line.get("request_id") == request_id:
-                return line
-        time.sleep(0.05)
-    raise AssertionError(f"no access line for {request_id}")
-
-
 def metric(gw: GatewayProcess, name: str, **labels: str) -> float:
     total = 0.0
     for line in httpx.get(gw.base_url + "/metrics", timeout=5).text.splitlines():
@@ -89,7 +78,7 @@ def test_a_non_streamed_answer_past_max_response_bytes_is_a_502(
     assert err.body["type"] == "server_error"
     assert f"max_response_bytes ({CAP} bytes)" in err.body["message"]
     assert len(fake_openai.requests) == 1  # the operator's cap: not retried on the same deployment
-    line = record(gw, err.response.headers["x-request-id"])
+    line = gw.access_line(err.response.headers["x-request-id"])
     assert line["status"] == 502 and line["error_type"] == "provider_response_too_large"
     assert metric(gw, "lockgate_requests_total", error_type="provider_response_too_large") == before + 1
     assert_healthy_after(client, gw, fake_openai)
@@ -115,7 +104,7 @@ def test_a_stream_past_max_stream_bytes_ends_with_an_error_event(
                 received += len(choice.delta.content or "")
     assert "max_stream_bytes" in caught.value.message, caught.value.message
     assert 0 < received < CAP  # what arrived before the cap was relayed, not a byte past it
-    line = record(gw, raw.headers["x-request-id"])
+    line = gw.access_line(raw.headers["x-request-id"])
     assert line["error_type"] == "provider_response_too_large" and line["partial"] is True
     assert_healthy_after(client, gw, fake_openai)
 

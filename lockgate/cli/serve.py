@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from typing import Any
 
 from lockgate import __version__
 from lockgate.cli.common import CONFIG_HELP, _config_from_env_text, _describe
-from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, resolve_config
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from lockgate.config import DEV_MASTER_KEY, Config, ConfigError, is_loopback_host, resolve_config
 
 
 def _banner(config: Config, host: str, port: int, workers: int, source: str) -> str:
@@ -100,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = config.server.port if args.port is None else args.port
     workers = args.workers or config.server.workers
     master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
-    if master == DEV_MASTER_KEY and not _is_loopback(host):
+    if master == DEV_MASTER_KEY and not is_loopback_host(host):
         print(
             f"lockgate: refusing to listen on {host} with the development key; set LOCKGATE_MASTER_KEY",
             file=sys.stderr,

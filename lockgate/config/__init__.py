@@ -58,6 +58,7 @@ from lockgate.config.server import (
     CorsConfig,
     ServerConfig,
     UIConfig,
+    is_loopback_host,
 )
 from lockgate.config.stores import (
     DatabaseConfig,
@@ -106,6 +107,7 @@ __all__ = [
     "CorsConfig",
     "ServerConfig",
     "UIConfig",
+    "is_loopback_host",
     "Config",
     "interpolate",
     "MOVED_FIELDS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pydantic import Field, field_validator, model_validator
@@ -95,3 +96,13 @@ class UIConfig(_Strict):
     login_failures_per_address: int = Field(
         default=20, ge=1, description="Failed logins per client address per minute before 429"
     )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or address reaches this machine only (the dev key and plain-HTTP cookies are allowed there)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

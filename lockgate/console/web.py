@@ -10,7 +10,6 @@ route and action.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from lockgate.api.deps import client_address
 from lockgate.audit import Actor, AuditLog
-from lockgate.config import Config
+from lockgate.config import Config, is_loopback_host
 from lockgate.console.forms import FormError, read_form
 from lockgate.console.sessions import Session, Sessions, credential_tag
 from lockgate.console.users import Users
@@ -205,13 +204,7 @@ def safe_next(console: Console, request: Request, target: str | None) -> str:
 
 
 def is_loopback_request(request: Request) -> bool:
-    host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host((request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]"))
 
 
 def secure_cookie(request: Request) -> bool:
