@@ -17,6 +17,7 @@ refusal at the edge, never a wrong admission; the loss is logged and counted.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from typing import Any
@@ -92,6 +93,15 @@ class KeyEvents:
                 self._queue.popleft()
             self.sent += len(batch)
             self._retry_s = 0.0
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Send everything queued now, retrying with back-off for up to ``timeout_s`` (the CLI's back-fill)."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue and time.monotonic() < deadline:
+            await self.flush()
+            if self._queue:
+                await asyncio.sleep(max(0.05, min(self._retry_at, deadline) - time.monotonic()))
+        return not self._queue
 
     async def aclose(self) -> None:
         await self._ticker.stop()

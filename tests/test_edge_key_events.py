@@ -84,3 +84,56 @@ def test_key_changes_reach_the_edge_in_order_as_hashes(tmp_path: Path) -> None:
     assert receiver.refuse == 0  # the refusals were served: the events came on a retry
     for body in receiver.bodies:  # never a secret on the wire
         assert created["key"].encode() not in body and rotated["key"].encode() not in body
+
+
+def test_sync_edge_back_fills_keys_made_before_the_edge(tmp_path: Path) -> None:
+    """Keys created while no edge listened reach it with `lockgate keys sync-edge`, revoked ones as revocations."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    db = f"sqlite:///{tmp_path / 'lg.db'}"
+    config: dict[str, Any] = {
+        "auth": {"master_key": MASTER_KEY},  # no key_events yet
+        "database": {"url": db},
+        "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "m"}]}],
+    }
+    gw = GatewayProcess(config, tmp_path).start()
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    try:
+        keys = [
+            httpx.post(f"{gw.base_url}/admin/keys", json={"name": f"k{i}", "rpm": i + 1}, headers=admin).json() for i in range(3)
+        ]
+        assert httpx.delete(f"{gw.base_url}/admin/keys/{keys[1]['id']}", headers=admin).status_code == 200
+    finally:
+        assert gw.stop() == 0
+
+    receiver = Receiver()  # refuses the first two POSTs: the command retries
+    edge_config = {
+        **config,
+        "auth": {
+            "master_key": MASTER_KEY,
+            "key_events": {
+                "url": f"http://127.0.0.1:{receiver.port}/key-events",
+                "headers": {"Authorization": f"Bearer {TOKEN}"},
+            },
+        },
+    }
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(edge_config))
+    cli = [sys.executable, "-m", "lockgate", "keys", "sync-edge", "--config", str(path), "--timeout", "20"]
+    try:
+        done = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+        unconfigured = subprocess.run([*cli[:5], "--config", str(gw.config_path)], capture_output=True, text=True, timeout=60)
+    finally:
+        receiver.server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "Sent 3 keys to the edge (1 as revoked)." in done.stdout
+    got = sorted((e["key_id"], e["type"], e["key_hash"], e["rpm"]) for e in receiver.events)
+    want = sorted((k["id"], "revoke" if k is keys[1] else "upsert", sha(k["key"]), i + 1) for i, k in enumerate(keys))
+    assert got == want
+    assert receiver.refuse == 0
+    for body in receiver.bodies:
+        assert not any(k["key"].encode() in body for k in keys)
+    assert unconfigured.returncode == 2 and "auth.key_events is not configured" in unconfigured.stderr

@@ -194,6 +194,13 @@ class KeyRepository:
         async with self.store.connect() as conn:
             return (await conn.execute(sa.select(api_keys.c.key_hash).where(api_keys.c.id == key_id))).scalar()
 
+    async def with_hashes(self, after: str = "", limit: int = 1000) -> list[tuple[KeyRow, str]]:
+        """Keys with their stored SHA-256, by id, one page after ``after`` (the edge back-fill)."""
+        query = sa.select(api_keys).where(api_keys.c.id > after).order_by(api_keys.c.id).limit(limit)
+        async with self.store.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(KeyRow.from_db(r), r.key_hash) for r in rows]
+
     async def list(
         self,
         *,

@@ -3,6 +3,7 @@
     lockgate keys create --name N [--models a,b] [--rpm R] [--tpm T] [--max-parallel N] [--budget USD --period monthly] [--expires 30d]
     lockgate keys list [--active] [--json]
     lockgate keys revoke ID
+    lockgate keys sync-edge [--timeout S]
 
 A running gateway sees a key revoked here within `auth.key_cache_ttl_s`.
 """
@@ -116,6 +117,39 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return _run(args, action)
 
 
+def cmd_keys_sync_edge(args: argparse.Namespace) -> int:
+    """Send every key (revoked ones as revocations) to auth.key_events: the edge's KV learns keys made before it."""
+    from lockgate.config import resolve_config
+    from lockgate.edge_keys import MAX_PER_POST, KeyEvents
+
+    events_config = resolve_config(args.config).auth.key_events
+    if events_config is None:
+        print("lockgate: auth.key_events is not configured: there is no edge to send keys to", file=sys.stderr)
+        return 2
+
+    async def action(store: Store) -> int:
+        repo = KeyRepository(store)
+        events = KeyEvents(events_config)  # not started: drained here, page by page, in order
+        sent = revoked = 0
+        after = ""
+        try:
+            while page := await repo.with_hashes(after, limit=MAX_PER_POST * 10):
+                for row, key_hash in page:
+                    events.upsert(row, key_hash)
+                    revoked += row.revoked
+                if not await events.drain(args.timeout):
+                    print(f"lockgate: the edge did not take the events ({sent} keys sent before)", file=sys.stderr)
+                    return 1
+                sent += len(page)
+                after = page[-1][0].id
+        finally:
+            await events.client.aclose()
+        print(f"Sent {sent} keys to the edge ({revoked} as revoked).")
+        return 0
+
+    return _run(args, action)
+
+
 def add_command(sub: Any) -> None:
     """Register `keys` on the main parser's subcommands."""
     common = config_parent()
@@ -141,3 +175,9 @@ def add_command(sub: Any) -> None:
     revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    sync = keys_sub.add_parser(
+        "sync-edge", parents=[common], help="send every key's hash to auth.key_events (back-fills an edge's key cache)"
+    )
+    sync.add_argument("--timeout", type=float, default=60.0, help="seconds to keep retrying an unreachable edge (default 60)")
+    sync.set_defaults(func=cmd_keys_sync_edge)

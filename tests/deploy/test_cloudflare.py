@@ -374,6 +374,18 @@ def test_bad_input_is_refused_at_the_edge(edge: Edge) -> None:
     assert refused_at_edge(big) and big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
     foreign = httpx.post(f"{edge.url}/v1/chat/completions", json=body, headers={**edge.admin, "Origin": "https://evil.example"})
     assert refused_at_edge(foreign) and foreign.status_code == 403
+    # On /v1/messages the refusal is in Anthropic's dialect, as Lockgate's own (request ids aside).
+    hi = {"model": "gpt-test", "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}
+    edge_msg = httpx.post(f"{edge.url}/v1/messages", json=hi)
+    direct_msg = httpx.post(f"{edge.lockgate.url}/messages", json=hi)
+    seen += 1
+    assert refused_at_edge(edge_msg) and edge_msg.status_code == direct_msg.status_code == 401
+    mine, theirs = edge_msg.json(), direct_msg.json()
+    assert mine.pop("request_id") == edge_msg.headers["x-edge-request-id"]
+    theirs.pop("request_id", None)
+    assert mine == theirs and mine["error"]["type"] == "authentication_error"
+    big_msg = httpx.post(f"{edge.url}/v1/messages", content=b"x" * 70_000, headers=edge.admin)
+    assert refused_at_edge(big_msg) and big_msg.status_code == 413 and big_msg.json()["error"]["type"] == "request_too_large"
     with pytest.raises(openai.AuthenticationError) as err:
         edge.client("lg-never-issued-0123456789").chat.completions.create(model="gpt-test", messages=MSG)
     assert err.value.response.headers.get("x-lockgate-edge") == "refused"

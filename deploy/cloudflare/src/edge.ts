@@ -2,12 +2,50 @@
 // (test/edge.test.ts) and src/index.ts is only the wiring to bindings. Types only, erasable syntax only
 // (node runs this file with its type stripping).
 
-// --- errors: the OpenAI shape Lockgate itself answers with (lockgate/errors.py) ----------------------
+// --- errors: in the shape Lockgate itself answers with, the client's dialect ------------------------
+// OpenAI's (lockgate/errors.py) everywhere but on /v1/messages, where it is Anthropic's (lockgate/errors_anthropic.py).
 
 export type EdgeError = { status: number; message: string; type: string; code: string | null; headers?: Record<string, string> };
+export type Dialect = "openai" | "anthropic";
 
-export function errorResponse(err: EdgeError, extra: Record<string, string> = {}): Response {
-  const body = JSON.stringify({ error: { message: err.message, type: err.type, param: null, code: err.code } });
+export function dialectFor(pathname: string): Dialect {
+  return pathname === "/v1/messages" || pathname.startsWith("/v1/messages/") ? "anthropic" : "openai";
+}
+
+// Anthropic's error type for a status, as lockgate/errors_anthropic.py TYPE_FOR_STATUS.
+const ANTHROPIC_TYPE: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  402: "billing_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  500: "api_error",
+  504: "timeout_error",
+  529: "overloaded_error",
+};
+
+export function anthropicType(status: number): string {
+  return ANTHROPIC_TYPE[status] ?? (status < 500 ? "invalid_request_error" : "api_error");
+}
+
+function errorBody(err: EdgeError, dialect: Dialect, requestId: string | null): string {
+  if (dialect === "anthropic") {
+    const body: Record<string, unknown> = { type: "error", error: { type: anthropicType(err.status), message: err.message } };
+    if (requestId !== null) body.request_id = requestId;
+    return JSON.stringify(body);
+  }
+  return JSON.stringify({ error: { message: err.message, type: err.type, param: null, code: err.code } });
+}
+
+export function errorResponse(
+  err: EdgeError,
+  extra: Record<string, string> = {},
+  dialect: Dialect = "openai",
+  requestId: string | null = null,
+): Response {
+  const body = errorBody(err, dialect, requestId);
   return new Response(body, {
     status: err.status,
     headers: { "content-type": "application/json", "x-lockgate-edge": "refused", ...(err.headers ?? {}), ...extra },

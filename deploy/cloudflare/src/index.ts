@@ -13,6 +13,7 @@ import {
   INSERT_USAGE,
   corsHeaders,
   credentialFrom,
+  dialectFor,
   errorResponse,
   instanceFor,
   isVirtualKey,
@@ -194,19 +195,21 @@ async function front(request: Request, env: Env): Promise<Response> {
   const { config, masterHash } = settings(env);
   const url = new URL(request.url);
   if (config.localUpstream !== null && url.pathname.startsWith(`${LOCAL_INTERNAL_PREFIX}/`)) return internal(request, env);
+  const dialect = dialectFor(url.pathname);
+  const edgeId = request.headers.get("cf-ray") ?? crypto.randomUUID();
 
   // Origins, and preflights answered here (no container woken for them).
   const origin = request.headers.get("origin");
   let cors: Record<string, string> = {};
   if (origin !== null) {
-    if (!originAllowed(origin, config.corsOrigins)) return errorResponse(originRefused(origin));
+    if (!originAllowed(origin, config.corsOrigins)) return errorResponse(originRefused(origin), {}, dialect, edgeId);
     if (request.method === "OPTIONS" && request.headers.has("access-control-request-method")) {
       const headers = preflightHeaders(origin, config.corsOrigins, request.headers.get("access-control-request-headers"));
       return new Response(null, { status: 204, headers });
     }
     cors = corsHeaders(origin, config.corsOrigins);
   }
-  const refuse = (err: Parameters<typeof errorResponse>[0]) => errorResponse(err, cors);
+  const refuse = (err: Parameters<typeof errorResponse>[0]) => errorResponse(err, { ...cors, "x-edge-request-id": edgeId }, dialect, edgeId);
 
   // Body size from Content-Length (Lockgate checks a chunked body's real size itself).
   const length = Number(request.headers.get("content-length") ?? "0");
@@ -256,7 +259,6 @@ async function front(request: Request, env: Env): Promise<Response> {
   }
 
   // Forward: the client's address and an edge request id travel with it.
-  const edgeId = request.headers.get("cf-ray") ?? crypto.randomUUID();
   const headers = new Headers(request.headers);
   headers.set("x-forwarded-for", client);
   headers.set("x-real-ip", client);
@@ -283,7 +285,8 @@ export default {
     } catch (err) {
       // Never a stack trace to the client; the message is for `wrangler tail`.
       console.error("edge_failed", err instanceof Error ? err.message : String(err));
-      return errorResponse({ status: 502, type: "api_error", code: "edge_upstream_unavailable", message: "The gateway could not be reached." });
+      const dialect = dialectFor(new URL(request.url).pathname);
+      return errorResponse({ status: 502, type: "api_error", code: "edge_upstream_unavailable", message: "The gateway could not be reached." }, {}, dialect);
     }
   },
 } satisfies ExportedHandler<Env>;

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   USAGE_COLUMNS,
   credentialFrom,
+  dialectFor,
   errorResponse,
   instanceFor,
   judgeKey,
@@ -29,6 +30,23 @@ test("credentials: bearer, x-api-key, missing and malformed", () => {
   assert.deepEqual(credentialFrom(h({ authorization: "Bearer two words" })), { kind: "malformed" });
   assert.deepEqual(credentialFrom(h({ authorization: "Bearer " + "x".repeat(5000) })), { kind: "malformed" });
   assert.deepEqual(credentialFrom(h({ authorization: "Bearer caf\u00e9" })), { kind: "malformed" });
+});
+
+test("errors on /v1/messages are Anthropic-shaped, with the edge's request id", async () => {
+  assert.equal(dialectFor("/v1/messages"), "anthropic");
+  assert.equal(dialectFor("/v1/messages/count_tokens"), "anthropic");
+  assert.equal(dialectFor("/v1/messagesx"), "openai");
+  assert.equal(dialectFor("/v1/chat/completions"), "openai");
+  const limited = errorResponse(rateLimited("slow down", 1), {}, "anthropic", "edge-1");
+  assert.equal(limited.status, 429);
+  assert.equal(limited.headers.get("retry-after"), "1");
+  assert.deepEqual(await limited.json(), { type: "error", error: { type: "rate_limit_error", message: "slow down" }, request_id: "edge-1" });
+  const noKey = await errorResponse({ status: 401, type: "invalid_request_error", code: "invalid_api_key", message: "m" }, {}, "anthropic").json();
+  assert.deepEqual(noKey, { type: "error", error: { type: "authentication_error", message: "m" } });
+  const big = await errorResponse({ status: 413, type: "invalid_request_error", code: "request_too_large", message: "m" }, {}, "anthropic").json();
+  assert.equal(big.error.type, "request_too_large");
+  const down = await errorResponse({ status: 502, type: "api_error", code: null, message: "m" }, {}, "anthropic").json();
+  assert.equal(down.error.type, "api_error");
 });
 
 test("errors are OpenAI-shaped", async () => {
