@@ -130,7 +130,12 @@ def test_tool_call_then_answer_with_the_result(client: openai.OpenAI) -> None:
     assert first.choices[0].finish_reason == "tool_calls"
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].message.content is None and call.type == "function" and call.id.startswith("call_")
-    assert call.function.name == "get_time" and json.loads(call.function.arguments) == {}  # the first tool
+    assert call.function.name == "get_weather"  # the tool the question mentions ("weather")
+    unasked = client.chat.completions.create(model="echo", messages=ASK, tools=[TIME])
+    assert unasked.choices[0].message.tool_calls is None and unasked.choices[0].message.content.endswith("Paris?")
+    required = client.chat.completions.create(model="echo", messages=ASK, tools=[TIME], tool_choice="required")
+    call = required.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_time" and json.loads(call.function.arguments) == {}  # none mentioned: the first
     named = client.chat.completions.create(
         model="echo",
         messages=ASK,
@@ -148,6 +153,16 @@ def test_tool_call_then_answer_with_the_result(client: openai.OpenAI) -> None:
     assert final.choices[0].message.content == 'This is a mock reply from Lockgate. The tool get_weather returned: {"temp_c": 18}'
     plain = client.chat.completions.create(model="echo", messages=ASK, tools=[WEATHER], tool_choice="none")
     assert plain.choices[0].message.tool_calls is None and plain.choices[0].finish_reason == "stop"
+
+
+def test_an_agents_reminders_are_not_the_users_words(client: openai.OpenAI) -> None:
+    # Claude Code puts reminders naming its tools into the user's turn; only the user's own words count.
+    agent = {"type": "function", "function": {"name": "Agent", "parameters": {"type": "object"}}}
+    reminder = "<system-reminder>Available agent types for the Agent tool: ...</system-reminder>"
+    said = [{"role": "user", "content": [{"type": "text", "text": reminder}, {"type": "text", "text": "Say hi"}]}]
+    for messages in (said, [{"role": "user", "content": reminder + "\nSay hi"}]):
+        reply = client.chat.completions.create(model="echo", messages=messages, tools=[agent])
+        assert reply.choices[0].message.content == "This is a mock reply from Lockgate. You said: Say hi"
 
 
 def test_a_fixed_reply_stays_fixed_unless_a_tool_is_forced(client: openai.OpenAI) -> None:
@@ -188,7 +203,9 @@ def test_a_streamed_tool_call_is_shaped_like_openais(tools_gateway: GatewayProce
 
 def test_the_sdk_stream_helper_assembles_the_call(client: openai.OpenAI) -> None:
     with client.chat.completions.stream(
-        model="echo", messages=ASK, tools=[openai.pydantic_function_tool(City, name="save_city")]
+        model="echo",
+        messages=[{"role": "user", "content": "Save the city of Paris."}],
+        tools=[openai.pydantic_function_tool(City, name="save_city")],
     ) as stream:
         final = stream.get_final_completion()
     call = final.choices[0].message.tool_calls[0]

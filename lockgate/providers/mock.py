@@ -6,9 +6,13 @@ application can be exercised offline through the real gateway.
 
 Chat also plays the two halves of an agent loop and structured output, so tool
 and JSON examples run offline (the values come from mock_schema.value_for):
-- `tools` given, `tool_choice` not "none" and the last message not a tool result:
-  one call (finish_reason "tool_calls") to the named tool or the first, its
-  arguments generated from the tool's JSON-schema `parameters`;
+- `tools` given and the last message not a tool result: one call (finish_reason
+  "tool_calls"), its arguments generated from the tool's JSON-schema `parameters`,
+  to the tool `tool_choice` names; with "required", to the tool the user's last
+  message mentions (a word of its name: "weather" for get_weather) or else the
+  first; with "auto" (or none given), to the mentioned tool, and text when none
+  is mentioned (an agent such as Claude Code sends all its tools every turn: a
+  call to the first would start turn after turn); with "none", text;
 - the last message(s) a tool result: a text answer that quotes what the tool returned;
 - `response_format` json_schema: content is JSON valid against the schema;
   json_object: a JSON object.
@@ -51,10 +55,20 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else " ".join(p for p in prompt if isinstance(p, str))
 
 
+# Context an agent adds to the user's turn (Claude Code's reminders list its tools and agents).
+_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+
+
 def _last_user_text(body: dict[str, Any]) -> str:
+    """What the user last said: the last text of their last message, without an agent's reminders,
+    which the echo and the choice of a tool skip."""
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text_of(message.get("content"))
+            content = message.get("content")
+            parts = content if isinstance(content, list) else [{"text": content}]
+            texts = [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            said = [t for t in (_REMINDER.sub("", t).strip() for t in texts) if t]
+            return said[-1] if said else ""
     return _prompt_text(body)
 
 
@@ -83,6 +97,42 @@ def _tool_results(body: dict[str, Any]) -> list[tuple[str, str]]:
         name = names.get(message.get("tool_call_id")) or message.get("name") or "tool"
         results.append((str(name), _text_of(message.get("content"))))
     return results[::-1]
+
+
+# Words of a tool's name that say nothing of what it is for.
+_GENERIC = frozenset(
+    {
+        "get",
+        "set",
+        "list",
+        "fetch",
+        "create",
+        "update",
+        "delete",
+        "make",
+        "do",
+        "run",
+        "call",
+        "use",
+        "tool",
+        "function",
+        "the",
+        "a",
+        "an",
+        "to",
+        "of",
+        "by",
+        "for",
+    }
+)
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether a message mentions a tool: a telling word of its name ('weather' of get_weather or getWeather)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").replace(".", " ")
+    telling = {w.lower() for w in spaced.split()} - _GENERIC
+    said = {w.lower() for w in re.findall(r"[A-Za-z0-9]+", text)}
+    return any(w in said or w + "s" in said for w in telling)
 
 
 # Streamed JSON comes in token-like fragments: words, runs of punctuation, spaces.
@@ -139,7 +189,9 @@ class MockProvider:
         choice = body.get("tool_choice")
         if not functions or choice == "none" or _tool_results(body):
             return None
-        chosen = functions[0]
+        said = _last_user_text(body)
+        mentioned = [fn for fn in functions if _mentions(said, fn["name"])]
+        chosen = mentioned[0] if mentioned else functions[0]
         if isinstance(choice, dict):
             named = choice.get("function")
             name = (named if isinstance(named, dict) else choice).get("name")
@@ -151,7 +203,9 @@ class MockProvider:
                     )
                 chosen = found[0]
         forced = choice == "required" or isinstance(choice, dict)
-        if self._dep.mock_response is not None and not forced:
+        # Left to choose ("auto"), the mock calls only a tool the user asked about: an agent that sends
+        # its whole toolbox with every turn (Claude Code) gets text, not a call that spawns another turn.
+        if not forced and (not mentioned or self._dep.mock_response is not None):
             return None
         parameters = chosen.get("parameters")
         args = value_for(parameters if isinstance(parameters, dict) else {"type": "object"}, key_word(_last_user_text(body)))
