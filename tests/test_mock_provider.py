@@ -136,6 +136,18 @@ def test_tool_call_then_answer_with_the_result(client: openai.OpenAI) -> None:
     required = client.chat.completions.create(model="echo", messages=ASK, tools=[TIME], tool_choice="required")
     call = required.choices[0].message.tool_calls[0]
     assert call.function.name == "get_time" and json.loads(call.function.arguments) == {}  # none mentioned: the first
+    allowed: dict = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [TIME]}}
+    assert (
+        client.chat.completions.create(model="echo", messages=ASK, tools=[TIME], tool_choice=allowed)
+        .choices[0]
+        .message.tool_calls
+        is None
+    )
+    allowed["allowed_tools"]["mode"] = "required"
+    assert (
+        client.chat.completions.create(model="echo", messages=ASK, tools=[TIME], tool_choice=allowed).choices[0].finish_reason
+        == "tool_calls"
+    )
     named = client.chat.completions.create(
         model="echo",
         messages=ASK,

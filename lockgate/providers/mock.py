@@ -100,31 +100,7 @@ def _tool_results(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # Words of a tool's name that say nothing of what it is for.
-_GENERIC = frozenset(
-    {
-        "get",
-        "set",
-        "list",
-        "fetch",
-        "create",
-        "update",
-        "delete",
-        "make",
-        "do",
-        "run",
-        "call",
-        "use",
-        "tool",
-        "function",
-        "the",
-        "a",
-        "an",
-        "to",
-        "of",
-        "by",
-        "for",
-    }
-)
+_GENERIC = frozenset("get set list fetch create update delete make do run call use tool function the a an to of by for".split())
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -202,7 +178,11 @@ class MockProvider:
                         f"tool_choice names the function {name!r}, which is not in 'tools'.", param="tool_choice"
                     )
                 chosen = found[0]
+        # A named function forces a call; so does "required", and allowed_tools in its "required" mode.
         forced = choice == "required" or isinstance(choice, dict)
+        if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+            inner = choice.get("allowed_tools")
+            forced = (inner if isinstance(inner, dict) else choice).get("mode") == "required"
         # Left to choose ("auto"), the mock calls only a tool the user asked about: an agent that sends
         # its whole toolbox with every turn (Claude Code) gets text, not a call that spawns another turn.
         if not forced and (not mentioned or self._dep.mock_response is not None):
