@@ -275,3 +275,18 @@ def test_claude_code_env(gateway: GatewayProcess, tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     # Claude Code sends its tools every turn; the mock calls none it was not asked about, so one turn answers.
     assert result["is_error"] is False and result["num_turns"] == 1 and result["result"] == SAID + "Say hi"
+
+
+def test_every_example_is_listed_and_run() -> None:
+    # A new example must be in examples/README.md and run by a test here (or it is an example nobody ran).
+    readme = (EXAMPLES / "README.md").read_text()
+    source = Path(__file__).read_text()
+    files = [
+        p.relative_to(EXAMPLES)
+        for p in EXAMPLES.rglob("*")
+        if p.is_file() and "node_modules" not in p.parts and p.suffix in (".sh", ".py", ".mjs", ".env")
+    ]
+    assert len(files) > 20
+    for path in files:
+        assert path.name in readme, f"{path} is not in examples/README.md"
+        assert f'"{path.name}"' in source or f'"{path}"' in source, f"no test runs {path}"
