@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.docs_support import mock_gateway
-from tests.harness import MASTER_KEY, GatewayProcess, missing
+from tests.harness import MASTER_KEY, GatewayProcess, free_port, missing
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAID = "This is a mock reply from Lockgate. You said: "
@@ -134,16 +135,51 @@ def test_python_openai_responses(gateway: GatewayProcess) -> None:
     assert out == [SAID + "Name one prime number.", SAID + "And another one?", "stored: True"]
 
 
+def test_python_openai_tools(gateway: GatewayProcess) -> None:
+    out = python(gateway, "openai_tools.py").splitlines()
+    assert out == [
+        "call: get_weather {'city': 'Paris', 'unit': 'celsius'}",
+        "answer: This is a mock reply from Lockgate. The tool get_weather returned: "
+        '{"city": "Paris", "temperature": 18, "unit": "celsius"}',
+    ]
+
+
+def test_python_openai_structured(gateway: GatewayProcess) -> None:
+    out = python(gateway, "openai_structured.py").splitlines()
+    name, _, data = out[0].partition(" ")
+    assert name == "City" and json.loads(data) == {
+        "name": "Lisbon",
+        "country": "Lisbon",
+        "population": 1,
+        "coastal": True,
+        "landmarks": ["Lisbon"],
+    }
+    assert out[1] == 'raw: {"colour":"red"}'
+
+
+def test_python_langchain_tools(gateway: GatewayProcess) -> None:
+    out = python(gateway, "langchain_tools.py").splitlines()
+    assert out == [
+        "tool call: get_weather {'city': 'Paris'}",
+        "answer: This is a mock reply from Lockgate. The tool get_weather returned: 18 degrees and sunny in Paris",
+    ]
+
+
 def test_python_langchain(gateway: GatewayProcess) -> None:
     out = python(gateway, "langchain_chat.py").splitlines()
     assert out == [SAID + "Name one prime number.", SAID + "Count to three."]
 
 
-def node(gateway: GatewayProcess, name: str) -> str:
+def need_node() -> None:
     if shutil.which("node") is None:
         missing("node is not installed", "apt-get install nodejs npm")
-    if not (EXAMPLES / "node" / "node_modules" / "openai").exists():
-        missing("the Node examples' packages are not installed", "make examples-node (npm ci)")
+    for package in ("openai", "ai", "@ai-sdk/openai-compatible", "zod"):
+        if not (EXAMPLES / "node" / "node_modules" / package).exists():
+            missing("the Node examples' packages are not installed", "make examples-node (npm ci)")
+
+
+def node(gateway: GatewayProcess, name: str) -> str:
+    need_node()
     return run(gateway, "node", f"node/{name}")
 
 
@@ -162,3 +198,95 @@ def test_node_errors(gateway: GatewayProcess) -> None:
         "NotFoundError 404 model_not_found",
         "AuthenticationError 401 invalid_api_key",
     ]
+
+
+def test_node_tools(gateway: GatewayProcess) -> None:
+    assert node(gateway, "tools.mjs").splitlines() == [
+        'call: get_weather {"city":"Paris","unit":"celsius"}',
+        'answer: This is a mock reply from Lockgate. The tool get_weather returned: {"city":"Paris","temperature":18,"unit":"celsius"}',
+    ]
+
+
+def test_node_ai_sdk(gateway: GatewayProcess) -> None:
+    out = node(gateway, "ai_sdk.mjs").splitlines()
+    assert out[0] == "generateText: " + SAID + "Name one prime number."
+    assert out[1].startswith("tokens: ") and int(out[1][8:]) > 0
+    assert out[2] == "streamText: " + SAID + "Count to three."
+    assert json.loads(out[3].removeprefix("generateObject: ")) == {
+        "name": "Lisbon",
+        "population": 1,
+        "coastal": True,
+        "landmarks": ["Lisbon"],
+    }
+    assert out[4:] == [
+        'tool call: getWeather {"city":"Paris"}',
+        'answer: This is a mock reply from Lockgate. The tool getWeather returned: {"city":"Paris","temperature":18}',
+    ]
+
+
+def test_node_web_route_streams_to_a_browser(gateway: GatewayProcess) -> None:
+    need_node()
+    port = free_port()
+    env = {**os.environ, "LOCKGATE_URL": gateway.base_url, "LOCKGATE_KEY": MASTER_KEY, "PORT": str(port)}
+    server = subprocess.Popen(["node", "node/web_route.mjs"], cwd=EXAMPLES, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == f"listening on http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}"
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and 'fetch("/api/chat"' in page.text and "getReader()" in page.text
+        messages = [{"role": "user", "content": "Tell me a story."}]
+        with httpx.stream("POST", url + "/api/chat", json={"messages": messages}, timeout=30) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+            assert response.headers.get("transfer-encoding") == "chunked"  # streamed, not buffered
+            text = "".join(response.iter_text())
+        assert text == SAID + "Tell me a story."
+        bad = httpx.post(url + "/api/chat", json={"nope": 1})
+        assert bad.status_code == 400 and "messages" in bad.json()["error"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_claude_code_env(gateway: GatewayProcess, tmp_path: Path) -> None:
+    found = sorted((EXAMPLES.parent / ".tools/claude-code/node_modules/@anthropic-ai").glob("claude-code-*/claude"))
+    if not found:
+        missing("Claude Code is not installed", "make claude-code")
+    if shutil.which("curl") is None:
+        missing("curl is not installed", "apt-get install curl")
+    token = run(gateway, "bash", "claude-code/key.sh").strip()
+    assert token.startswith("ANTHROPIC_AUTH_TOKEN=lg-")
+    settings = dict(
+        line.split("=", 1)
+        for line in (EXAMPLES / "claude-code/claude-code.env").read_text().splitlines()
+        if line and line[0] != "#"
+    )
+    settings |= dict([token.split("=", 1)]) | {"ANTHROPIC_BASE_URL": gateway.base_url}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **settings}
+    done = subprocess.run(
+        [str(found[0]), "-p", "Say hi", "--output-format", "json", "--max-turns", "3"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    # Claude Code sends its tools every turn; the mock calls none it was not asked about, so one turn answers.
+    assert result["is_error"] is False and result["num_turns"] == 1 and result["result"] == SAID + "Say hi"
+
+
+def test_every_example_is_listed_and_run() -> None:
+    # A new example must be in examples/README.md and run by a test here (or it is an example nobody ran).
+    readme = (EXAMPLES / "README.md").read_text()
+    source = Path(__file__).read_text()
+    files = [
+        p.relative_to(EXAMPLES)
+        for p in EXAMPLES.rglob("*")
+        if p.is_file() and "node_modules" not in p.parts and p.suffix in (".sh", ".py", ".mjs", ".env")
+    ]
+    assert len(files) > 20
+    for path in files:
+        assert path.name in readme, f"{path} is not in examples/README.md"
+        assert f'"{path.name}"' in source or f'"{path}"' in source, f"no test runs {path}"

@@ -3,6 +3,21 @@
 It answers chat, legacy completions and embeddings in OpenAI's exact shapes,
 with configurable latency before the first token and streaming pace, so an
 application can be exercised offline through the real gateway.
+
+Chat also plays the two halves of an agent loop and structured output, so tool
+and JSON examples run offline (the values come from mock_schema.value_for):
+- `tools` given and the last message not a tool result: one call (finish_reason
+  "tool_calls"), its arguments generated from the tool's JSON-schema `parameters`,
+  to the tool `tool_choice` names; with "required", to the tool the user's last
+  message mentions (a word of its name: "weather" for get_weather) or else the
+  first; with "auto" (or none given), to the mentioned tool, and text when none
+  is mentioned (an agent such as Claude Code sends all its tools every turn: a
+  call to the first would start turn after turn); with "none", text;
+- the last message(s) a tool result: a text answer that quotes what the tool returned;
+- `response_format` json_schema: content is JSON valid against the schema;
+  json_object: a JSON object.
+A fixed `mock_response` is the answer to everything except a forced tool choice
+("required" or a named function), so a demo with a fixed reply stays fixed.
 """
 
 from __future__ import annotations
@@ -11,7 +26,9 @@ import array
 import asyncio
 import base64
 import hashlib
+import json
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +37,7 @@ from typing import Any
 from lockgate.config import MockDeployment
 from lockgate.errors import InvalidRequest
 from lockgate.providers.base import ProviderResult, Usage, estimate_tokens, openai_usage
+from lockgate.providers.mock_schema import key_word, value_for
 
 
 def _text_of(content: Any) -> str:
@@ -37,11 +55,64 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else " ".join(p for p in prompt if isinstance(p, str))
 
 
+# Context an agent adds to the user's turn (Claude Code's reminders list its tools and agents).
+_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+
+
 def _last_user_text(body: dict[str, Any]) -> str:
+    """What the user last said: the last text of their last message, without an agent's reminders,
+    which the echo and the choice of a tool skip."""
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text_of(message.get("content"))
+            content = message.get("content")
+            parts = content if isinstance(content, list) else [{"text": content}]
+            texts = [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            said = [t for t in (_REMINDER.sub("", t).strip() for t in texts) if t]
+            return said[-1] if said else ""
     return _prompt_text(body)
+
+
+def _functions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's function tools (their `function` objects), malformed entries skipped."""
+    out = []
+    for tool in body.get("tools") or []:
+        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type", "function") == "function" else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            out.append(fn)
+    return out
+
+
+def _tool_results(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The tool results that end the conversation, as (function name, content), oldest first."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    names: dict[Any, Any] = {}
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                names[call.get("id")] = call["function"].get("name")
+    results = []
+    for message in reversed(messages):
+        if message.get("role") not in ("tool", "function"):
+            break
+        name = names.get(message.get("tool_call_id")) or message.get("name") or "tool"
+        results.append((str(name), _text_of(message.get("content"))))
+    return results[::-1]
+
+
+# Words of a tool's name that say nothing of what it is for.
+_GENERIC = frozenset("get set list fetch create update delete make do run call use tool function the a an to of by for".split())
+
+
+def _mentions(text: str, name: str) -> bool:
+    """Whether a message mentions a tool: a telling word of its name ('weather' of get_weather or getWeather)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").replace(".", " ")
+    telling = {w.lower() for w in spaced.split()} - _GENERIC
+    said = {w.lower() for w in re.findall(r"[A-Za-z0-9]+", text)}
+    return any(w in said or w + "s" in said for w in telling)
+
+
+# Streamed JSON comes in token-like fragments: words, runs of punctuation, spaces.
+_FRAGMENT = re.compile(r"\w+|\s+|[^\w\s]+")
 
 
 class MockStream:
@@ -67,17 +138,80 @@ class MockProvider:
     def _reply(self, body: dict[str, Any]) -> str:
         if self._dep.mock_response is not None:
             return self._dep.mock_response
+        results = _tool_results(body)
+        if results:  # the second half of a tool round trip: answer with what the tools said
+            said = " ".join(f"The tool {name} returned: {' '.join(content.split())[:1000]}" for name, content in results)
+            return f"This is a mock reply from Lockgate. {said}"
         said = " ".join(_last_user_text(body).split())[:200]
         return f"This is a mock reply from Lockgate. You said: {said}" if said else "This is a mock reply from Lockgate."
 
-    def _pieces(self, body: dict[str, Any]) -> tuple[list[str], str]:
-        """The reply as one piece (token) per word, and the finish reason."""
-        words = self._reply(body).split(" ")
-        pieces = [w + " " for w in words[:-1]] + [words[-1]]
+    def _structured(self, body: dict[str, Any]) -> str | None:
+        """The content `response_format` asks for, as JSON text; None for plain text."""
+        fmt = body.get("response_format")
+        if self._dep.mock_response is not None or not isinstance(fmt, dict):
+            return None
+        if fmt.get("type") == "json_schema":
+            spec = fmt.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            value = value_for(schema if isinstance(schema, dict) else {"type": "object"}, key_word(_last_user_text(body)))
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if fmt.get("type") == "json_object":
+            return json.dumps({"reply": self._reply(body)}, ensure_ascii=False)
+        return None
+
+    def _tool_call(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The call to make (OpenAI's tool_calls item), or None to answer in text."""
+        functions = _functions(body)
+        choice = body.get("tool_choice")
+        if not functions or choice == "none" or _tool_results(body):
+            return None
+        said = _last_user_text(body)
+        mentioned = [fn for fn in functions if _mentions(said, fn["name"])]
+        chosen = mentioned[0] if mentioned else functions[0]
+        if isinstance(choice, dict):
+            named = choice.get("function")
+            name = (named if isinstance(named, dict) else choice).get("name")
+            if isinstance(name, str):
+                found = [fn for fn in functions if fn["name"] == name]
+                if not found:
+                    raise InvalidRequest(
+                        f"tool_choice names the function {name!r}, which is not in 'tools'.", param="tool_choice"
+                    )
+                chosen = found[0]
+        # A named function forces a call; so does "required", and allowed_tools in its "required" mode.
+        forced = choice == "required" or isinstance(choice, dict)
+        if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+            inner = choice.get("allowed_tools")
+            forced = (inner if isinstance(inner, dict) else choice).get("mode") == "required"
+        # Left to choose ("auto"), the mock calls only a tool the user asked about: an agent that sends
+        # its whole toolbox with every turn (Claude Code) gets text, not a call that spawns another turn.
+        if not forced and (not mentioned or self._dep.mock_response is not None):
+            return None
+        parameters = chosen.get("parameters")
+        args = value_for(parameters if isinstance(parameters, dict) else {"type": "object"}, key_word(_last_user_text(body)))
+        return {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": chosen["name"], "arguments": json.dumps(args, ensure_ascii=False, separators=(",", ":"))},
+        }
+
+    def _answer(self, body: dict[str, Any], *, chat: bool = True) -> tuple[list[str], str, dict[str, Any] | None]:
+        """The reply as pieces (one a token), the finish reason, and the tool call the pieces are the arguments of."""
+        call = self._tool_call(body) if chat else None
+        structured = None if call is not None or not chat else self._structured(body)
+        if call is not None:
+            pieces, finish = _FRAGMENT.findall(call["function"]["arguments"]), "tool_calls"
+        elif structured is not None:
+            pieces, finish = _FRAGMENT.findall(structured), "stop"
+        else:
+            words = self._reply(body).split(" ")
+            pieces, finish = [w + " " for w in words[:-1]] + [words[-1]], "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and 0 < limit < len(pieces):
-            return pieces[:limit], "length"
-        return pieces, "stop"
+            pieces, finish = pieces[:limit], "length"
+            if call is not None:
+                call["function"]["arguments"] = "".join(pieces)
+        return pieces, finish, call
 
     def _usage(self, body: dict[str, Any], pieces: list[str]) -> Usage:
         return Usage(prompt_tokens=estimate_tokens(_prompt_text(body)), completion_tokens=len(pieces))
@@ -85,22 +219,19 @@ class MockProvider:
     async def chat(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        pieces, finish = self._pieces(body)
+        pieces, finish, call = self._answer(body)
         usage = self._usage(body, pieces)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
+        if call is not None:
+            message["content"] = None
+            message["tool_calls"] = [call]
         return ProviderResult(
             body={
                 "id": f"chatcmpl-mock-{uuid.uuid4().hex[:24]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []},
-                        "logprobs": None,
-                        "finish_reason": finish,
-                    }
-                ],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": openai_usage(usage),
                 "service_tier": "default",
                 "system_fingerprint": "fp_lockgate_mock",
@@ -138,7 +269,7 @@ class MockProvider:
         return stream
 
     async def chat_stream(self, body: dict[str, Any]) -> MockStream:
-        pieces, finish = self._pieces(body)
+        pieces, finish, call = self._answer(body)
         usage = self._usage(body, pieces)
         base = {
             "id": f"chatcmpl-mock-{uuid.uuid4().hex[:24]}",
@@ -150,21 +281,23 @@ class MockProvider:
         }
 
         def choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
-            delta = {"content": piece} if piece is not None else {}
+            delta: dict[str, Any] = {}
+            if piece is not None:
+                # As OpenAI streams a call: the arguments in fragments under the call's index.
+                delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} if call else {"content": piece}
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
-        opening = {
-            "index": 0,
-            "delta": {"role": "assistant", "content": "", "refusal": None},
-            "logprobs": None,
-            "finish_reason": None,
-        }
+        opening_delta: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        if call is not None:  # the first delta names the call: index, id, type, name and empty arguments
+            header = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            opening_delta = {"role": "assistant", "content": None, "tool_calls": [{"index": 0, **header}], "refusal": None}
+        opening = {"index": 0, "delta": opening_delta, "logprobs": None, "finish_reason": None}
         return self._paced(base, pieces, finish, usage, openai_usage(usage), choice, opening)
 
     async def completions(self, body: dict[str, Any]) -> ProviderResult:
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        pieces, finish = self._pieces(body)
+        pieces, finish, _ = self._answer(body, chat=False)
         usage = self._usage(body, pieces)
         return ProviderResult(
             body={
@@ -179,7 +312,7 @@ class MockProvider:
         )
 
     async def completions_stream(self, body: dict[str, Any]) -> MockStream:
-        pieces, finish = self._pieces(body)
+        pieces, finish, _ = self._answer(body, chat=False)
         usage = self._usage(body, pieces)
         base = {
             "id": f"cmpl-mock-{uuid.uuid4().hex[:24]}",
