@@ -86,7 +86,10 @@ class MockDeployment(DeploymentBase):
     """The mock provider: a deterministic reply for demos and load tests of client apps."""
 
     provider: Literal["mock"]
-    mock_response: str | None = Field(default=None, description="Fixed reply; default echoes the prompt")
+    mock_response: str | None = Field(
+        default=None,
+        description="Fixed reply (except to a forced tool choice); by default the mock echoes the prompt, calls a tool the user mentions and answers response_format with matching JSON",
+    )
     mock_latency_ms: float = Field(default=0.0, ge=0, description="Delay before the first token")
     mock_tokens_per_s: float = Field(default=0.0, ge=0, description="Stream pacing; 0 = as fast as possible")
     mock_embedding_dims: int = Field(default=256, ge=1, le=8192, description="Dimensions of a mock embedding")
