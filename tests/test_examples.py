@@ -277,6 +277,21 @@ def test_claude_code_env(gateway: GatewayProcess, tmp_path: Path) -> None:
     assert result["is_error"] is False and result["num_turns"] == 1 and result["result"] == SAID + "Say hi"
 
 
+def test_go_chat_stream_and_error(gateway: GatewayProcess, tmp_path: Path) -> None:
+    # Go's standard library only (no module download: the build is offline); Debian's golang-go in CI.
+    go = shutil.which("go")
+    if go is None:
+        missing("Go is not installed", "apt-get install golang-go")
+    env = {**os.environ, "GOCACHE": str(tmp_path / "cache"), "GOPATH": str(tmp_path / "gopath"), "GOPROXY": "off"}
+    env |= {"GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local", "LOCKGATE_URL": gateway.base_url, "LOCKGATE_KEY": MASTER_KEY}
+    done = subprocess.run([go, "run", "chat.go"], capture_output=True, text=True, timeout=300, env=env, cwd=EXAMPLES / "go")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout.splitlines()
+    assert out[0] == SAID + "Name one prime number." and out[1].startswith("tokens: ") and int(out[1][8:]) > 0
+    assert out[2] == SAID + "Count to three." and out[3].startswith("usage: ")
+    assert out[4].startswith("404 model_not_found: ")
+
+
 def test_every_example_is_listed_and_run() -> None:
     # A new example must be in examples/README.md and run by a test here (or it is an example nobody ran).
     readme = (EXAMPLES / "README.md").read_text()
@@ -284,7 +299,7 @@ def test_every_example_is_listed_and_run() -> None:
     files = [
         p.relative_to(EXAMPLES)
         for p in EXAMPLES.rglob("*")
-        if p.is_file() and "node_modules" not in p.parts and p.suffix in (".sh", ".py", ".mjs", ".env")
+        if p.is_file() and "node_modules" not in p.parts and p.suffix in (".sh", ".py", ".mjs", ".env", ".go")
     ]
     assert len(files) > 20
     for path in files:

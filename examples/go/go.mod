@@ -1,0 +1,3 @@
+module lockgate.example/go
+
+go 1.19
