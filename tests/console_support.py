@@ -23,10 +23,14 @@ VIEWER_PW = "viewer-password-123"
 LOOPBACK = "http://127.0.0.1:4000"
 
 
-def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
+def console_config(tmp: Path, db_url: str | None = None, jwt: dict[str, Any] | None = None, **ui: Any) -> Any:
+    """The test config; `jwt` is an `auth.jwt` section (token login)."""
+    auth: dict[str, Any] = {"master_key": MASTER, "key_cache_ttl_s": 0}
+    if jwt is not None:
+        auth["jwt"] = jwt
     return parse_config(
         {
-            "auth": {"master_key": MASTER, "key_cache_ttl_s": 0},
+            "auth": auth,
             "database": {"url": db_url or f"sqlite:///{tmp}/console.db"},
             "usage": {"spool_dir": str(tmp / "spool"), "flush_interval_s": 0.05},
             "telemetry": {"access_log": False, "metrics": False},
@@ -51,9 +55,15 @@ def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
 
 @contextmanager
 def console_client(
-    tmp: Path, base_url: str = LOOPBACK, root_path: str = "", db_url: str | None = None, **ui: Any
+    tmp: Path,
+    base_url: str = LOOPBACK,
+    root_path: str = "",
+    db_url: str | None = None,
+    jwt: dict[str, Any] | None = None,
+    **ui: Any,
 ) -> Iterator[TestClient]:
-    app = create_app(console_config(tmp, db_url, **ui), configure_logs=False)
+    extra = {"jwt": jwt} if jwt is not None else {}
+    app = create_app(console_config(tmp, db_url, **extra, **ui), configure_logs=False)
     with TestClient(app, base_url=base_url, root_path=root_path) as client:
         yield client
 
