@@ -61,16 +61,17 @@ async def key_page(
     c = api_keys.c
     query = sa.select(api_keys).order_by(c.created_at.desc(), c.id.desc()).limit(PAGE + 1)
     if q:
+        # A union of one indexed lookup per way of matching: SQLite would not use the indexes under
+        # one OR of ranges (it scanned every key); PostgreSQL plans both forms alike.
         dialect = engine.dialect.name
-        query = query.where(
-            sa.or_(
-                starts_with(c.name, q, dialect),
-                starts_with(c.key_prefix, q, dialect),
-                c.user_id == q,
-                c.team_id == q,
-                c.id == q,
-            )
+        matches = (
+            starts_with(c.name, q, dialect),
+            starts_with(c.key_prefix, q, dialect),
+            c.user_id == q,
+            c.team_id == q,
+            c.id == q,
         )
+        query = query.where(c.id.in_(sa.union(*(sa.select(c.id).where(m) for m in matches))))
     if team:
         query = query.where(c.team_id == team)
     now = utcnow()
