@@ -23,7 +23,7 @@ from lockgate.console.web import Console
 from lockgate.errors import NotFound
 from lockgate.usage.queries import DEFAULT_DAYS, GROUPS, parse_day, report
 
-USAGE_PAGE = 100  # groups per usage page; the CSV has them all
+USAGE_PAGE = 50  # groups per usage page (like every list); the CSV has them all
 CSV_FIELDS = (
     "requests",
     "prompt_tokens",

@@ -122,5 +122,5 @@ usage_rollup_latency = sa.Table(
     sa.Column("value", sa.String(200), primary_key=True),
     sa.Column("bucket", sa.Integer, primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("ix_usage_rollup_latency_dim_value_day", "dim", "value", "day"),
+    sa.Index("ix_usage_rollup_latency_dim_value_day", "dim", "value", "day", "bucket", "count"),
 )
