@@ -71,12 +71,9 @@ def add(router: APIRouter, console: Console, throttle: LoginThrottle, viewer: ob
             return again(400, WRONG)
         name = username or MASTER_NAME
         audit = console.audit(request)
-        try:
-            throttle.check(name, address)
-        except TooManyAuthFailures as err:
-            await audit.record(Actor(name, "console", address), "login_throttled", outcome="refused")
-            retry = str(max(1, int((err.retry_after_s or 60) + 0.999)))
-            return again(429, "Too many failed logins; try again later.", {"retry-after": retry})
+        refused = await _throttled(console, request, throttle, name, name, again)
+        if refused is not None:
+            return refused
         subject, role, tag = None, None, ""
         if not username:
             master = console.config.auth.master_key
@@ -112,12 +109,9 @@ def add(router: APIRouter, console: Console, throttle: LoginThrottle, viewer: ob
         if request.url.scheme != "https" and not is_loopback_request(request):
             return again(400, HTTPS_ONLY)
         audit = console.audit(request)
-        try:
-            throttle.check(None, address)
-        except TooManyAuthFailures as err:
-            await audit.record(Actor(JWT_NAME, "console", address), "login_throttled", outcome="refused")
-            retry = str(max(1, int((err.retry_after_s or 60) + 0.999)))
-            return again(429, "Too many failed logins; try again later.", {"retry-after": retry})
+        refused = await _throttled(console, request, throttle, None, JWT_NAME, again)
+        if refused is not None:
+            return refused
         principal, reason = None, "Invalid token."
         if token and len(token) <= MAX_TOKEN:
             try:
@@ -154,6 +148,25 @@ def _again(console: Console, request: Request, target: str) -> Callable[..., Res
         return response
 
     return again
+
+
+async def _throttled(
+    console: Console,
+    request: Request,
+    throttle: LoginThrottle,
+    name: str | None,
+    who: str,
+    again: Callable[..., Response],
+) -> Response | None:
+    """The 429 page (audited) when this name (None: none counted) or address failed too often; else None."""
+    address = client_address(request)
+    try:
+        throttle.check(name, address)
+    except TooManyAuthFailures as err:
+        await console.audit(request).record(Actor(who, "console", address), "login_throttled", outcome="refused")
+        retry = str(max(1, int((err.retry_after_s or 60) + 0.999)))
+        return again(429, "Too many failed logins; try again later.", {"retry-after": retry})
+    return None
 
 
 async def _open_session(
