@@ -125,9 +125,11 @@ PLANS = {
     "log page by key": "SELECT request_id FROM usage_records WHERE parent_request_id IS NULL "
     "AND key_id = 'key_0000000000000005' ORDER BY started_at DESC, request_id DESC LIMIT 51",
     "keys page": "SELECT id FROM api_keys ORDER BY created_at DESC, id DESC LIMIT 51",
-    "key search": "SELECT id FROM api_keys WHERE (lower(name){C} >= 'bulk-777' AND lower(name){C} < 'bulk-778') "
-    "OR (lower(key_prefix){C} >= 'bulk-777' AND lower(key_prefix){C} < 'bulk-778') OR user_id = 'bulk-777' "
-    "OR team_id = 'bulk-777' OR id = 'bulk-777' ORDER BY created_at DESC, id DESC LIMIT 51",
+    "key search": "SELECT id FROM api_keys WHERE id IN (SELECT id FROM api_keys WHERE lower(name){C} >= 'bulk-777' "
+    "AND lower(name){C} < 'bulk-778' UNION SELECT id FROM api_keys WHERE lower(key_prefix){C} >= 'bulk-777' "
+    "AND lower(key_prefix){C} < 'bulk-778' UNION SELECT id FROM api_keys WHERE user_id = 'bulk-777' "
+    "UNION SELECT id FROM api_keys WHERE team_id = 'bulk-777' UNION SELECT id FROM api_keys WHERE id = 'bulk-777') "
+    "ORDER BY created_at DESC, id DESC LIMIT 51",
     "overview days": "SELECT day, requests, errors, cost_usd FROM usage_rollup WHERE dim = 'all' AND day >= '{start}'",
     "overview top keys": "SELECT value, sum(cost_usd) AS c FROM usage_rollup WHERE dim = 'key' AND day >= '{start}' "
     "AND value != '' GROUP BY value ORDER BY c DESC, value LIMIT 10",

@@ -47,6 +47,13 @@ usage_records = sa.Table(
     sa.Index("ix_usage_records_team_started", "team", "started_at"),
     sa.Index("ix_usage_records_model_started", "model", "started_at"),
     sa.Index("ix_usage_records_parent", "parent_request_id"),
+    sa.Index(  # a request's attempts, for the console's request page (0009)
+        "ix_usage_records_attempts",
+        "parent_request_id",
+        "attempt",
+        postgresql_where=sa.text("parent_request_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_request_id IS NOT NULL"),
+    ),
 )
 
 

@@ -82,6 +82,15 @@ def upgrade() -> None:
     else:
         op.execute("CREATE INDEX ix_api_keys_name_lower ON api_keys (lower(name), created_at, id)")
         op.execute("CREATE INDEX ix_api_keys_prefix_lower ON api_keys (lower(key_prefix))")
+    # A request's attempts: only retried requests have them, so an index of the non-null parents stays small,
+    # and SQLite uses it even when its statistics say that ix_usage_records_parent is almost all NULLs.
+    op.create_index(
+        "ix_usage_records_attempts",
+        "usage_records",
+        ["parent_request_id", "attempt"],
+        postgresql_where=sa.text("parent_request_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_request_id IS NOT NULL"),
+    )
     # The keys with a budget, newest first: the "near budget" filter looks at these only.
     op.create_index(
         "ix_api_keys_budgeted",
@@ -94,6 +103,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_api_keys_budgeted", table_name="api_keys")
+    op.drop_index("ix_usage_records_attempts", table_name="usage_records")
     op.drop_index("ix_api_keys_prefix_lower", table_name="api_keys")
     op.drop_index("ix_api_keys_name_lower", table_name="api_keys")
     op.drop_index("ix_usage_rollup_latency_dim_value_day", table_name="usage_rollup_latency")
