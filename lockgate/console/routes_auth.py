@@ -122,7 +122,9 @@ def add(router: APIRouter, console: Console, throttle: LoginThrottle, viewer: ob
             throttle.failed(None, address)
             who = f"{JWT_SUBJECT}{principal.user}"[:100] if principal and principal.user else JWT_NAME
             await audit.record(Actor(who, "console", address), "login_failed", target_type="jwt", outcome="refused")
-            return again(403 if principal is not None else 401, NOT_ADMIN if principal is not None else reason)
+            if principal is None:
+                return again(401, reason)
+            return again(403, NOT_ADMIN if not principal.is_admin else "The token's user claim is empty or too long.")
         expires = _token_expiry(token)
         return await _open_session(console, request, target, f"{JWT_SUBJECT}{principal.user}", "admin", tag, expires)
 
