@@ -107,3 +107,17 @@ def create_key(client: TestClient, csrf: str, name: str = "test key", **fields: 
     key_id = re.search(r'href="/ui/keys/(key_[0-9a-f]+)" id="done"', r.text)
     assert token and key_id, r.text
     return key_id.group(1), token.group(1), r.text
+
+
+def walk_pages(client: TestClient, url: str) -> list[str]:
+    """Every page of a keyset-paged list, following its `id="next"` link; each must answer 200."""
+    pages: list[str] = []
+    next_url: str | None = url
+    while next_url:
+        r = client.get(next_url)
+        assert r.status_code == 200, (next_url, r.text)
+        pages.append(r.text)
+        nxt = re.search(r'id="next" href="([^"]+)"', r.text)
+        next_url = nxt.group(1).replace("&amp;", "&") if nxt else None
+        assert len(pages) <= 1000, "the pages do not end"
+    return pages

@@ -20,6 +20,7 @@ down_revision = "0008_max_parallel"
 branch_labels = None
 depends_on = None
 
+# A frozen copy of usage/tables.py's ROLLUP_SUMS: a migration must not change when the code does.
 SUMS = (
     "requests",
     "errors",
