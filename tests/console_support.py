@@ -23,10 +23,14 @@ VIEWER_PW = "viewer-password-123"
 LOOPBACK = "http://127.0.0.1:4000"
 
 
-def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
+def console_config(tmp: Path, db_url: str | None = None, jwt: dict[str, Any] | None = None, **ui: Any) -> Any:
+    """The test config; `jwt` is an `auth.jwt` section (token login)."""
+    auth: dict[str, Any] = {"master_key": MASTER, "key_cache_ttl_s": 0}
+    if jwt is not None:
+        auth["jwt"] = jwt
     return parse_config(
         {
-            "auth": {"master_key": MASTER, "key_cache_ttl_s": 0},
+            "auth": auth,
             "database": {"url": db_url or f"sqlite:///{tmp}/console.db"},
             "usage": {"spool_dir": str(tmp / "spool"), "flush_interval_s": 0.05},
             "telemetry": {"access_log": False, "metrics": False},
@@ -51,9 +55,15 @@ def console_config(tmp: Path, db_url: str | None = None, **ui: Any) -> Any:
 
 @contextmanager
 def console_client(
-    tmp: Path, base_url: str = LOOPBACK, root_path: str = "", db_url: str | None = None, **ui: Any
+    tmp: Path,
+    base_url: str = LOOPBACK,
+    root_path: str = "",
+    db_url: str | None = None,
+    jwt: dict[str, Any] | None = None,
+    **ui: Any,
 ) -> Iterator[TestClient]:
-    app = create_app(console_config(tmp, db_url, **ui), configure_logs=False)
+    extra = {"jwt": jwt} if jwt is not None else {}
+    app = create_app(console_config(tmp, db_url, **extra, **ui), configure_logs=False)
     with TestClient(app, base_url=base_url, root_path=root_path) as client:
         yield client
 
@@ -97,3 +107,17 @@ def create_key(client: TestClient, csrf: str, name: str = "test key", **fields: 
     key_id = re.search(r'href="/ui/keys/(key_[0-9a-f]+)" id="done"', r.text)
     assert token and key_id, r.text
     return key_id.group(1), token.group(1), r.text
+
+
+def walk_pages(client: TestClient, url: str) -> list[str]:
+    """Every page of a keyset-paged list, following its `id="next"` link; each must answer 200."""
+    pages: list[str] = []
+    next_url: str | None = url
+    while next_url:
+        r = client.get(next_url)
+        assert r.status_code == 200, (next_url, r.text)
+        pages.append(r.text)
+        nxt = re.search(r'id="next" href="([^"]+)"', r.text)
+        next_url = nxt.group(1).replace("&amp;", "&") if nxt else None
+        assert len(pages) <= 1000, "the pages do not end"
+    return pages

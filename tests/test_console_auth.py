@@ -34,6 +34,8 @@ READ_PAGES = [
     "/ui/deployments",
     "/ui/audit",
     "/ui/overview.json",
+    "/ui/users",
+    "/ui/users/adam",
 ]
 ADMIN_PAGES = ["/ui/keys/new", "/ui/keys/{key}/revoke", "/ui/keys/{key}/rotate"]
 # State changes, with a form that would succeed for an admin.
@@ -42,6 +44,8 @@ CHANGES = [
     ("/ui/keys/{key}", {"name": "renamed-{role}"}),
     ("/ui/teams", {"id": "team-{role}"}),
     ("/ui/keys/{key}/rotate", {}),
+    ("/ui/users", {"username": "user-{role}", "password": "a-long-password-{role}"}),
+    ("/ui/users/vera/password", {"password": "a-new-password-{role}"}),
 ]
 
 

@@ -179,7 +179,17 @@ def test_console_in_a_browser(gateway: GatewayProcess, tmp_path: Path) -> None:
         assert seed_key["id"] in (page.text_content("#record") or "")
         page.screenshot(path=str(shots / "log-detail.png"), full_page=True)
 
-        for name in ("usage", "teams", "deployments", "audit"):
+        # Users: an admin creates one with the form.
+        page.goto(f"{ui}/users")
+        page.fill("#new-user input[name=username]", "browser-user")
+        page.fill("#new-user input[name=password]", "browser-user-password")
+        page.select_option("#new-user select[name=role]", "viewer")
+        click(page, "#create-user")
+        page.wait_for_selector("#done")
+        assert page.url.startswith(f"{ui}/users/browser-user") and page.text_content("#role") == "viewer"
+        page.screenshot(path=str(shots / "user.png"), full_page=True)
+
+        for name in ("usage", "teams", "deployments", "users", "audit"):
             page.goto(f"{ui}/{name}")
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         assert "key.revoke" in page.content()

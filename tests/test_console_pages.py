@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.auth.keys import KeyRepository
-from tests.console_support import MASTER, call, console_client, create_key, login
+from tests.console_support import MASTER, call, console_client, create_key, login, walk_pages
 from tests.dbs import db_url  # noqa: F401
 
 ADMIN = {"authorization": f"Bearer {MASTER}"}
@@ -173,18 +173,12 @@ def test_keyset_pagination_and_its_bounds(tmp_path: Path, db_url: str) -> None:
             call(c, repo.create, name=f"bulk-{i:03d}", team="pager" if i % 2 else None)
         login(c)
         seen: list[str] = []
-        url: str | None = "/ui/keys"
-        pages = 0
-        while url:
-            r = c.get(url)
-            assert r.status_code == 200
-            ids = re.findall(r'href="/ui/keys/(key_[0-9a-f]+)" class="key-name"', r.text)
+        pages = walk_pages(c, "/ui/keys")
+        for text in pages:
+            ids = re.findall(r'href="/ui/keys/(key_[0-9a-f]+)" class="key-name"', text)
             assert len(ids) <= 50
             seen += ids
-            pages += 1
-            nxt = re.search(r'id="next" href="([^"]+)"', r.text)
-            url = nxt.group(1).replace("&amp;", "&") if nxt else None
-        assert pages == 3 and len(seen) == 120 and len(set(seen)) == 120
+        assert len(pages) == 3 and len(seen) == 120 and len(set(seen)) == 120
         names = re.findall(r'class="key-name">(bulk-\d+)<', c.get("/ui/keys").text)
         assert names[0] == "bulk-119" and names[-1] == "bulk-070"  # newest first
         assert len(re.findall(r'class="key-name"', c.get("/ui/keys?team=pager").text)) == 50

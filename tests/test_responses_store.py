@@ -21,7 +21,7 @@ RESPONSE = {
 async def test_migration_down_and_up_and_owner_scoping(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
-        assert await store.current() == "0008_max_parallel"
+        assert await store.current() == "0009_usage_rollups"
         await store.downgrade("0003_teams")
         assert await store.current() == "0003_teams"
         await store.upgrade()

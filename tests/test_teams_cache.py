@@ -80,14 +80,14 @@ async def test_zero_ttl_reads_every_time(db_url: str) -> None:
 async def test_migration_down_and_up(db_url: str) -> None:
     store = await Store(db_url).open()
     try:
-        assert await store.current() == "0008_max_parallel"
+        assert await store.current() == "0009_usage_rollups"
         await store.downgrade("0002_usage")
         assert await store.current() == "0002_usage"
     finally:
         await store.aclose()
     store = await Store(db_url).open()  # opening applies the migrations again
     try:
-        assert await store.current() == "0008_max_parallel"
+        assert await store.current() == "0009_usage_rollups"
         assert await TeamRepository(store).list() == []
     finally:
         await store.aclose()

@@ -57,19 +57,21 @@ class Page:
 async def key_page(
     engine: Any, *, q: str | None = None, status: str | None = None, team: str | None = None, after: str | None = None
 ) -> Page:
-    """Newest keys first, PAGE at a time: search by name (contains), prefix, user or team."""
+    """Newest keys first, PAGE at a time: search by name or key prefix (starts with, any case), user, team or id."""
     c = api_keys.c
     query = sa.select(api_keys).order_by(c.created_at.desc(), c.id.desc()).limit(PAGE + 1)
     if q:
-        query = query.where(
-            sa.or_(
-                c.name.icontains(q, autoescape=True),
-                c.key_prefix.startswith(q, autoescape=True),
-                c.user_id == q,
-                c.team_id == q,
-                c.id == q,
-            )
+        # A union of one indexed lookup per way of matching: SQLite would not use the indexes under
+        # one OR of ranges (it scanned every key); PostgreSQL plans both forms alike.
+        dialect = engine.dialect.name
+        matches = (
+            starts_with(c.name, q, dialect),
+            starts_with(c.key_prefix, q, dialect),
+            c.user_id == q,
+            c.team_id == q,
+            c.id == q,
         )
+        query = query.where(c.id.in_(sa.union(*(sa.select(c.id).where(m) for m in matches))))
     if team:
         query = query.where(c.team_id == team)
     now = utcnow()
@@ -90,16 +92,40 @@ async def key_page(
     if start is not None:
         query = query.where(_older(c.created_at, c.id, (start[0].replace(tzinfo=dt.UTC), start[1])))
     async with engine.connect() as conn:
+        if status == "near_budget" and engine.dialect.name == "postgresql":
+            # The correlated subquery's estimate (once per key) crosses jit_above_cost; compiling it
+            # took ~1 s for a query that runs in milliseconds (EXPLAIN ANALYZE, bench/console_scale.py).
+            await conn.execute(sa.text("SET LOCAL jit = off"))
         rows = [KeyRow.from_db(r) for r in (await conn.execute(query)).all()]
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     return Page(rows, cursor(rows[-1].created_at, rows[-1].id) if more else None)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def starts_with(col: Any, text: str, dialect: str) -> Any:
+    """`lower(col)` starts with `text`, as a range on the index of lower(col) (migration 0009).
+
+    A range, not LIKE: no wildcard in the text can widen it, and it uses the index on both
+    back-ends with bound parameters. PostgreSQL compares in the "C" collation (byte order), which
+    the index is built in, so the names with one prefix are one contiguous range.
+    """
+    expr: Any = sa.func.lower(col)
+    if dialect == "postgresql":
+        low = text.lower()
+        expr = expr.collate("C")
+    else:
+        low = text.translate(_ASCII_LOWER)  # SQLite's lower() folds ASCII letters only
+
+    return sa.and_(expr >= low, expr < low + "\U0010ffff")
+
+
 def period_spend() -> Any:
-    """A key's spend in its current budget period, from the daily roll-ups (a correlated subquery)."""
+    """A key's spend in its current budget period, from its per-day roll-up (a correlated subquery on an index)."""
     from lockgate.usage.budgets import period_start
-    from lockgate.usage.tables import usage_daily
+    from lockgate.usage.tables import usage_rollup
 
     today = utcnow().date()
     start = sa.case(
@@ -107,8 +133,8 @@ def period_spend() -> Any:
         else_=dt.date(1970, 1, 1),
     )
     return (
-        sa.select(sa.func.coalesce(sa.func.sum(usage_daily.c.cost_usd), 0.0))
-        .where(usage_daily.c.key_id == api_keys.c.id, usage_daily.c.day >= start)
+        sa.select(sa.func.coalesce(sa.func.sum(usage_rollup.c.cost_usd), 0.0))
+        .where(usage_rollup.c.dim == "key", usage_rollup.c.value == api_keys.c.id, usage_rollup.c.day >= start)
         .scalar_subquery()
     )
 
@@ -292,15 +318,11 @@ async def team_page(engine: Any, after: str | None = None) -> Page:
 
 
 async def daily_totals(engine: Any, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
-    """Requests, errors and spend per day from the roll-ups (no latency: the overview's cards need none)."""
-    from lockgate.usage.tables import usage_daily
+    """Requests, errors and spend per day from the overall roll-up (one row a day; no latency: the cards need none)."""
+    from lockgate.usage.tables import usage_rollup
 
-    d = usage_daily.c
-    query = (
-        sa.select(d.day, sa.func.sum(d.requests), sa.func.sum(d.errors), sa.func.sum(d.cost_usd))
-        .where(d.day >= start, d.day <= end)
-        .group_by(d.day)
-    )
+    d = usage_rollup.c
+    query = sa.select(d.day, d.requests, d.errors, d.cost_usd).where(d.dim == "all", d.day >= start, d.day <= end)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [
@@ -315,16 +337,17 @@ async def daily_totals(engine: Any, start: dt.date, end: dt.date) -> list[dict[s
 
 
 async def top_spend(engine: Any, field: str, start: dt.date, end: dt.date, limit: int = 10) -> list[dict[str, Any]]:
-    """The `limit` keys, teams or models with the most spend over the range (roll-ups, one query)."""
-    from lockgate.usage.tables import usage_daily
+    """The `limit` keys, teams or models with the most spend over the range (one-dimension roll-up, one query)."""
+    from lockgate.usage.tables import usage_rollup
 
-    col = usage_daily.c[field]
-    cost = sa.func.sum(usage_daily.c.cost_usd)
+    d = usage_rollup.c
+    dim = {"key_id": "key", "team": "team", "model": "model"}[field]
+    cost = sa.func.sum(d.cost_usd)
     query = (
-        sa.select(col, cost, sa.func.sum(usage_daily.c.requests))
-        .where(usage_daily.c.day >= start, usage_daily.c.day <= end, col != "")
-        .group_by(col)
-        .order_by(cost.desc(), col)
+        sa.select(d.value, cost, sa.func.sum(d.requests))
+        .where(d.dim == dim, d.day >= start, d.day <= end, d.value != "")
+        .group_by(d.value)
+        .order_by(cost.desc(), d.value)
         .limit(limit)
     )
     async with engine.connect() as conn:

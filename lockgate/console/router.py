@@ -48,12 +48,13 @@ def build_router(config: Config) -> APIRouter:
             return Response(status_code=304, headers=headers)
         return Response(asset.body, media_type=asset.media_type, headers=headers)
 
-    from lockgate.console import routes_auth, routes_keys, routes_pages, routes_teams
+    from lockgate.console import routes_auth, routes_keys, routes_pages, routes_teams, routes_users
 
     routes_auth.add(router, console, throttle, viewer)
     routes_pages.add(router, console, viewer)
     routes_keys.add(router, console, viewer, admin)
     routes_teams.add(router, console, viewer, admin)
+    routes_users.add(router, console, viewer, admin)
 
     @router.api_route("/{rest:path}", methods=["GET", "POST"])
     async def unknown(rest: str, request: Request) -> Response:

@@ -13,40 +13,30 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from lockgate.api.admin import settle_budget_change
 from lockgate.auth.keys import BUDGET_PERIODS, KeyRepository, KeyRow
-from lockgate.console import forms
+from lockgate.console import changes, forms
 from lockgate.console.queries import KEY_STATUSES, key_page
 from lockgate.console.sessions import Session
-from lockgate.console.web import Console, actor
-from lockgate.errors import InvalidRequest, NotFound, NotImplementedHere
+from lockgate.console.web import Console
+from lockgate.errors import InvalidRequest, NotFound
 
 DONE = {"revoked": "The key is revoked: the gateway refuses it.", "saved": "Saved."}
 
 
 def _keys(request: Request) -> Any:
-    keys = request.app.state.gateway.pipeline.authenticator.keys
-    if keys is None:
-        raise NotImplementedHere("No key store is configured.")
-    return keys
+    return changes.store(request, "keys")
 
 
 def _fields(form: dict[str, str]) -> dict[str, Any]:
     """The editable fields from the key form (an empty field clears its value)."""
-    fields: dict[str, Any] = {
+    return {
         "name": forms.text(form, "name", required=True),
         "user": forms.text(form, "user"),
         "team": forms.text(form, "team"),
         "models": forms.words(form, "models"),
-        "rpm": forms.integer(form, "rpm"),
-        "tpm": forms.integer(form, "tpm"),
-        "max_budget_usd": forms.money(form, "max_budget_usd"),
-        "budget_period": forms.choice(form, "budget_period", BUDGET_PERIODS),
+        **changes.limit_fields(form),
         "expires_at": forms.when(form, "expires_at"),
     }
-    if fields["budget_period"] is not None and fields["max_budget_usd"] is None:
-        raise forms.FormError("budget_period", "needs a budget")
-    return fields
 
 
 async def _found(repo: KeyRepository, key_id: str) -> KeyRow:
@@ -81,12 +71,8 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
             fields = _fields(form)
         except forms.FormError as err:
             return console.render(request, "key_form.html", 400, key=None, periods=BUDGET_PERIODS, error=str(err), form=form)
-        if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
-            fields["budget_period"] = "total"
-        row, token = await _keys(request).repo.create(**fields)
-        await console.audit(request).record(
-            actor(request, session), "key.create", target_type="key", target_id=row.id, after=row.public()
-        )
+        row, token = await _keys(request).repo.create(**changes.new_budget(fields))
+        await changes.audit(console, request, session, "key.create", row.id, after=row)
         return console.render(request, "key_created.html", key=row, token=token, rotated=False)
 
     @router.get("/keys/{key_id}")
@@ -101,20 +87,9 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         current = await _found(keys.repo, key_id)
         form = await forms.read_form(request)
         try:
-            changes = _fields(form)
-            settle_budget_change(changes, current.max_budget_usd, current.budget_period)
-        except (forms.FormError, InvalidRequest) as err:
+            await changes.update(console, request, session, keys, "key", current, _fields(form))
+        except (forms.FormError, InvalidRequest) as err:  # both before any write
             return console.render(request, "key.html", 400, key=current, periods=BUDGET_PERIODS, done=None, error=str(err))
-        row = await keys.repo.update(current.id, **changes)
-        keys.invalidate(current.id)
-        await console.audit(request).record(
-            actor(request, session),
-            "key.update",
-            target_type="key",
-            target_id=current.id,
-            before=current.public(),
-            after=row.public() if row else None,
-        )
         return RedirectResponse(console.url(request, f"/keys/{current.id}?done=saved"), status_code=303)
 
     @router.get("/keys/{key_id}/{action}")
@@ -129,15 +104,7 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         keys = _keys(request)
         before = await _found(keys.repo, key_id)
         row = await keys.repo.revoke(before.id)
-        keys.invalidate(before.id)
-        await console.audit(request).record(
-            actor(request, session),
-            "key.revoke",
-            target_type="key",
-            target_id=before.id,
-            before=before.public(),
-            after=row.public() if row else None,
-        )
+        await changes.changed(console, request, session, keys, "key.revoke", before, row)
         return RedirectResponse(console.url(request, f"/keys/{before.id}?done=revoked"), status_code=303)
 
     @router.post("/keys/{key_id}/rotate")
@@ -147,9 +114,6 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         rotated = await keys.repo.rotate(before.id)
         if rotated is None:
             raise InvalidRequest("A revoked key cannot be rotated.", status=409)
-        keys.invalidate(before.id)
         row, token = rotated
-        await console.audit(request).record(
-            actor(request, session), "key.rotate", target_type="key", target_id=row.id, before=before.public(), after=row.public()
-        )
+        await changes.changed(console, request, session, keys, "key.rotate", before, row)
         return console.render(request, "key_created.html", key=row, token=token, rotated=True)

@@ -23,6 +23,7 @@ from lockgate.console.web import Console
 from lockgate.errors import NotFound
 from lockgate.usage.queries import DEFAULT_DAYS, GROUPS, parse_day, report
 
+USAGE_PAGE = 50  # groups per usage page (like every list); the CSV has them all
 CSV_FIELDS = (
     "requests",
     "prompt_tokens",
@@ -52,6 +53,20 @@ def usage_query(params: Any) -> tuple[str, dt.date, dt.date]:
     if (end - start).days > 3660:
         raise FormError("start", "at most ten years")
     return group_by, start, end
+
+
+def usage_after(group_by: str, value: str | None) -> Any:
+    """The usage page's cursor: the last group shown (a date for group_by=day; '' is the "(none)" group)."""
+    if value is None or (not value and group_by == "day"):
+        return None
+    if len(value) > 200:
+        raise FormError("after", "not a page cursor from this console")
+    if group_by == "day":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise FormError("after", "not a page cursor from this console") from None
+    return value
 
 
 def _window(days: list[dict[str, Any]], today: dt.date, n: int) -> dict[str, float]:
@@ -104,11 +119,19 @@ def add(router: APIRouter, console: Console, viewer: Any) -> None:
     @router.get("/usage")
     async def usage(request: Request, session: Session = Depends(viewer)) -> Response:
         group_by, start, end = usage_query(request.query_params)
-        rows = await report(console.engine(request), group_by, start, end)
+        after = usage_after(group_by, request.query_params.get("after"))
+        field = GROUPS[group_by]
+        # A page of groups at a time (keyset on the group), so 100,000 keys are not one page.
+        rows = await report(console.engine(request), group_by, start, end, after=after, limit=USAGE_PAGE + 1)
+        more = len(rows) > USAGE_PAGE
+        rows = rows[:USAGE_PAGE]
+        params = {"group_by": group_by, "start": start.isoformat(), "end": end.isoformat()}
         return console.render(
             request,
             "usage.html",
             rows=rows,
+            next=(rows[-1][field] or "") if more else None,
+            params=params,
             group_by=group_by,
             field=GROUPS[group_by],
             groups=tuple(GROUPS),

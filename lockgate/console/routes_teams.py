@@ -8,34 +8,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from lockgate.api.admin import settle_budget_change
 from lockgate.auth.keys import BUDGET_PERIODS
 from lockgate.auth.teams import TEAM_ID, TeamExists, Teams
-from lockgate.console import forms
+from lockgate.console import changes, forms
 from lockgate.console.queries import key_page, team_page
 from lockgate.console.sessions import Session
-from lockgate.console.web import Console, actor
-from lockgate.errors import InvalidRequest, NotFound, NotImplementedHere
+from lockgate.console.web import Console
+from lockgate.errors import InvalidRequest, NotFound
 from lockgate.usage.queries import report
 
 
 def _teams(request: Request) -> Teams:
-    teams = request.app.state.gateway.pipeline.authenticator.teams
-    if teams is None:
-        raise NotImplementedHere("No key store is configured.")
+    teams: Teams = changes.store(request, "teams")
     return teams
-
-
-def _fields(form: dict[str, str]) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "max_budget_usd": forms.money(form, "max_budget_usd"),
-        "budget_period": forms.choice(form, "budget_period", BUDGET_PERIODS),
-        "rpm": forms.integer(form, "rpm"),
-        "tpm": forms.integer(form, "tpm"),
-    }
-    if fields["budget_period"] is not None and fields["max_budget_usd"] is None:
-        raise forms.FormError("budget_period", "needs a budget")
-    return fields
 
 
 def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
@@ -50,18 +35,14 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         name = forms.text(form, "id", required=True) or ""
         if not TEAM_ID.match(name):
             raise forms.FormError("id", "letters, digits and . _ : @ + - only")
-        fields = _fields(form)
-        if fields["max_budget_usd"] is not None and fields["budget_period"] is None:
-            fields["budget_period"] = "total"
+        fields = changes.new_budget(changes.limit_fields(form))
         teams = _teams(request)
         try:
             row = await teams.repo.create(name, **fields)
         except TeamExists:
             raise InvalidRequest("A team with that name exists already.", status=409) from None
         teams.invalidate(name)
-        await console.audit(request).record(
-            actor(request, session), "team.create", target_type="team", target_id=name, after=row.public()
-        )
+        await changes.audit(console, request, session, "team.create", name, after=row)
         return RedirectResponse(console.url(request, f"/teams/{name}"), status_code=303)
 
     @router.get("/teams/{team}")
@@ -81,18 +62,8 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         current = await teams.repo.get(team[:200])
         if current is None:
             raise NotFound("No such team.")
-        changes = _fields(await forms.read_form(request))
-        settle_budget_change(changes, current.max_budget_usd, current.budget_period)
-        row = await teams.repo.update(current.id, **changes)
-        teams.invalidate(current.id)
-        await console.audit(request).record(
-            actor(request, session),
-            "team.update",
-            target_type="team",
-            target_id=current.id,
-            before=current.public(),
-            after=row.public() if row else None,
-        )
+        fields = changes.limit_fields(await forms.read_form(request))
+        await changes.update(console, request, session, teams, "team", current, fields)
         return RedirectResponse(console.url(request, f"/teams/{current.id}"), status_code=303)
 
     @router.post("/teams/{team}/delete")
@@ -101,8 +72,5 @@ def add(router: APIRouter, console: Console, viewer: Any, admin: Any) -> None:
         row = await teams.repo.delete(team[:200])
         if row is None:
             raise NotFound("No such team.")
-        teams.invalidate(row.id)
-        await console.audit(request).record(
-            actor(request, session), "team.delete", target_type="team", target_id=row.id, before=row.public()
-        )
+        await changes.changed(console, request, session, teams, "team.delete", row)
         return RedirectResponse(console.url(request, "/teams"), status_code=303)

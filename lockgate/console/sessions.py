@@ -63,9 +63,19 @@ class Sessions:
         self.idle = dt.timedelta(seconds=idle_s)
         self.max = dt.timedelta(seconds=max_s)
 
-    async def create(self, subject: str, role: str, tag: str, address: str | None, user_agent: str | None) -> Session:
+    async def create(
+        self,
+        subject: str,
+        role: str,
+        tag: str,
+        address: str | None,
+        user_agent: str | None,
+        not_after: dt.datetime | None = None,
+    ) -> Session:
+        """A new session; `not_after` caps its absolute expiry (a JWT login ends when the token does)."""
         session_id = secrets.token_urlsafe(32)
         now = utcnow()
+        cap = min(now + self.max, not_after) if not_after else now + self.max
         async with self.engine.begin() as conn:
             await conn.execute(
                 console_sessions.insert().values(
@@ -75,12 +85,12 @@ class Sessions:
                     credential_tag=tag,
                     created_at=now,
                     last_seen_at=now,
-                    expires_at=now + self.max,
+                    expires_at=cap,
                     address=(address or "")[:64] or None,
                     user_agent=(user_agent or "")[:200] or None,
                 )
             )
-        return Session(session_id, subject, role, now, min(now + self.idle, now + self.max))
+        return Session(session_id, subject, role, now, min(now + self.idle, cap))
 
     async def lookup(self, session_id: str, tag_for: Any) -> Session | None:
         """The live session for a cookie value, or None (unknown, expired, or its credential changed).

@@ -15,11 +15,17 @@ class LoginThrottle:
         self.users = FailureGuard(per_user, max_clients=10_000)
         self.addresses = FailureGuard(per_address, max_clients=50_000)
 
-    def check(self, user: str, address: str | None) -> None:
-        """Raise TooManyAuthFailures (429, retry_after_s) when this name or address failed too often."""
-        self.users.check(user)
+    def check(self, user: str | None, address: str | None) -> None:
+        """Raise TooManyAuthFailures (429, retry_after_s) when this name or address failed too often.
+
+        `user` None: no name to count (a token login, whose claims are not trusted before it verifies:
+        one shared name would let anyone lock every admin out of token login).
+        """
+        if user is not None:
+            self.users.check(user)
         self.addresses.check(address)
 
-    def failed(self, user: str, address: str | None) -> None:
-        self.users.failed(user)
+    def failed(self, user: str | None, address: str | None) -> None:
+        if user is not None:
+            self.users.failed(user)
         self.addresses.failed(address)

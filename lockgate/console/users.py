@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from lockgate.console.tables import console_sessions, console_users
 from lockgate.store.db import aware, utcnow
 
 ROLES = ("admin", "viewer")
+# As `lockgate admin create-user` takes them: no colon, so a user never looks like a "jwt:" subject.
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]{0,99}$")
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()  # argon2id, the library's RFC 9106 low-memory profile
 
@@ -129,6 +132,17 @@ class Users:
             )
             if disabled:
                 await conn.execute(console_sessions.delete().where(console_sessions.c.subject == username))
+        return bool(result.rowcount)
+
+    async def set_role(self, username: str, role: str) -> bool:
+        """A new role; every session of the user ends (a session carries the role it was opened with)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                console_users.update().where(console_users.c.username == username).values(role=role, updated_at=utcnow())
+            )
+            await conn.execute(console_sessions.delete().where(console_sessions.c.subject == username))
         return bool(result.rowcount)
 
     async def delete(self, username: str) -> bool:

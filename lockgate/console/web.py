@@ -46,6 +46,7 @@ SECURITY_HEADERS = {
 COOKIE_SECURE = "__Host-lockgate_session"  # __Host-: Secure, Path=/, no Domain: only this origin sets it
 COOKIE_LOOPBACK = "lockgate_session"  # plain http on loopback only
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+JWT_SUBJECT = "jwt:"  # the subject of a session opened with a JWT: jwt:<the token's user claim>
 
 
 class LoginRequired(Exception):
@@ -85,9 +86,24 @@ class Console:
         key = self.config.auth.master_key
         return credential_tag(key.get_secret_value()) if key else None
 
+    def jwt_tag(self) -> str | None:
+        """What a JWT session remembers of `auth.jwt`: another issuer or key source ends it (None: JWTs off)."""
+        jwt = self.config.auth.jwt
+        if jwt is None:
+            return None
+        source = jwt.jwks_url or credential_tag(jwt.hs256_secret.get_secret_value() if jwt.hs256_secret else "")
+        return credential_tag(f"jwt|{jwt.issuer}|{jwt.audience}|{source}")
+
     def tag_for(self, subject: str) -> str | None:
-        """The credential tag a live session of `subject` must carry (None: no such credential any more)."""
-        return self.master_tag() if subject == "master" else ""
+        """The credential tag a live session of `subject` must carry (None: no such credential any more).
+
+        Subjects: "master", "jwt:<user claim>" (user names cannot hold a colon), or a console user ("").
+        """
+        if subject == "master":
+            return self.master_tag()
+        if subject.startswith(JWT_SUBJECT):
+            return self.jwt_tag()
+        return ""
 
     # --- URLs ------------------------------------------------------------------------------
 

@@ -42,6 +42,15 @@ api_keys = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_api_keys_created_id", "created_at", "id"),  # the console's keyset pages (0007)
+    # The keys with a budget, for the console's "near budget" filter (0009). 0009 also adds indexes on
+    # lower(name) and lower(key_prefix) for key search (dialect-specific expressions: not declared here).
+    sa.Index(
+        "ix_api_keys_budgeted",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("max_budget_usd IS NOT NULL"),
+        sqlite_where=sa.text("max_budget_usd IS NOT NULL"),
+    ),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )

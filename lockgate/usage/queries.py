@@ -1,4 +1,5 @@
-"""Usage reports, read from the daily roll-ups only (never the raw records).
+"""Usage reports, read from the daily roll-ups only (never the raw records): usage_rollup when it
+answers the query (one dimension), usage_daily otherwise.
 
 Days are UTC; a range is inclusive of both its start and end day.
 """
@@ -12,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lockgate.usage.rows import percentile
-from lockgate.usage.tables import usage_daily, usage_latency_daily
+from lockgate.usage.tables import usage_daily, usage_latency_daily, usage_rollup, usage_rollup_latency
 
 GROUPS = {"key": "key_id", "model": "model", "team": "team", "day": "day"}
 DEFAULT_DAYS = 30
@@ -41,6 +42,44 @@ def since_days(value: str, today: dt.date) -> dt.date:
     return today - dt.timedelta(days=max(days - 1, 0))
 
 
+def _sources(
+    group_by: str, start: dt.date, end: dt.date, key_id: str | None, team: str | None
+) -> tuple[sa.ColumnElement[Any], list[Any], sa.Table, sa.ColumnElement[Any], list[Any], sa.Table]:
+    """Where a report reads: the one-dimension roll-ups when they answer it, else usage_daily.
+
+    Unfiltered reports and a by-day (or same-dimension) report of one key or one team read
+    usage_rollup (a row per day and group); other filtered combinations need usage_daily's
+    (day, key, team, model) rows. Both hold the same sums, so the answer is the same.
+    """
+    filters = {d: v for d, v in (("key", key_id), ("team", team)) if v is not None}
+    dim = None
+    if not filters:
+        dim = "all" if group_by == "day" else group_by
+    elif len(filters) == 1:
+        (only,) = filters
+        if group_by in ("day", only):
+            dim = only
+    if dim is not None:
+        d, lat = usage_rollup.c, usage_rollup_latency.c
+        where = [d.dim == dim, d.day >= start, d.day <= end]
+        lwhere = [lat.dim == dim, lat.day >= start, lat.day <= end]
+        if filters:
+            where.append(d.value == next(iter(filters.values())))
+            lwhere.append(lat.value == next(iter(filters.values())))
+        col, lcol = (d.day, lat.day) if group_by == "day" else (d.value, lat.value)
+        return col, where, usage_rollup, lcol, lwhere, usage_rollup_latency
+    field = GROUPS[group_by]
+    where = [usage_daily.c.day >= start, usage_daily.c.day <= end]
+    lwhere = [usage_latency_daily.c.day >= start, usage_latency_daily.c.day <= end]
+    if key_id is not None:
+        where.append(usage_daily.c.key_id == key_id)
+        lwhere.append(usage_latency_daily.c.key_id == key_id)
+    if team is not None:
+        where.append(usage_daily.c.team == team)
+        lwhere.append(usage_latency_daily.c.team == team)
+    return usage_daily.c[field], where, usage_daily, usage_latency_daily.c[field], lwhere, usage_latency_daily
+
+
 async def report(
     engine: Any,
     group_by: str,
@@ -49,45 +88,42 @@ async def report(
     *,
     key_id: str | None = None,
     team: str | None = None,
+    after: Any = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per group: requests, tokens, cost, errors and latency percentiles."""
+    """One row per group: requests, tokens, cost, errors and latency percentiles, in group order.
+
+    `limit` groups after the group `after` (a key / team / model name, or a date): a page of a
+    long report. The percentiles are then read for that page's groups only.
+    """
     field = GROUPS[group_by]
-    col = usage_daily.c[field]
-    where = [usage_daily.c.day >= start, usage_daily.c.day <= end]
-    if key_id is not None:
-        where.append(usage_daily.c.key_id == key_id)
-    if team is not None:
-        where.append(usage_daily.c.team == team)
+    col, where, table, lcol, lwhere, ltable = _sources(group_by, start, end, key_id, team)
+    if after is not None:
+        where.append(col > after)
+    t = table.c
     sums = (
         sa.select(
             col,
-            sa.func.sum(usage_daily.c.requests),
-            sa.func.sum(usage_daily.c.prompt_tokens),
-            sa.func.sum(usage_daily.c.completion_tokens),
-            sa.func.sum(usage_daily.c.cached_tokens),
-            sa.func.sum(usage_daily.c.cost_usd),
-            sa.func.sum(usage_daily.c.errors),
-            sa.func.sum(usage_daily.c.cost_unknown),
+            sa.func.sum(t.requests),
+            sa.func.sum(t.prompt_tokens),
+            sa.func.sum(t.completion_tokens),
+            sa.func.sum(t.cached_tokens),
+            sa.func.sum(t.cost_usd),
+            sa.func.sum(t.errors),
+            sa.func.sum(t.cost_unknown),
         )
         .where(*where)
         .group_by(col)
         .order_by(col)
-    )
-    lcol = usage_latency_daily.c[field]
-    lwhere = [usage_latency_daily.c.day >= start, usage_latency_daily.c.day <= end]
-    if key_id is not None:
-        lwhere.append(usage_latency_daily.c.key_id == key_id)
-    if team is not None:
-        lwhere.append(usage_latency_daily.c.team == team)
-    hist = (
-        sa.select(lcol, usage_latency_daily.c.bucket, sa.func.sum(usage_latency_daily.c["count"]))
-        .where(*lwhere)
-        .group_by(lcol, usage_latency_daily.c.bucket)
+        .limit(limit)
     )
     async with engine.connect() as conn:
         rows = (await conn.execute(sums)).all()
+        if limit is not None and rows:
+            lwhere += [lcol >= rows[0][0], lcol <= rows[-1][0]]
+        hist = sa.select(lcol, ltable.c.bucket, sa.func.sum(ltable.c["count"])).where(*lwhere).group_by(lcol, ltable.c.bucket)
         histograms: dict[Any, dict[int, int]] = {}
-        for group, bucket, count in await conn.execute(hist):
+        for group, bucket, count in await conn.execute(hist) if rows else ():
             histograms.setdefault(group, {})[int(bucket)] = int(count)
     out = []
     for group, requests, prompt, completion, cached, cost, errors, unknown in rows:

@@ -129,3 +129,32 @@ def percentile(histogram: dict[int, int], q: float) -> float | None:
         if seen >= rank:
             return round(bucket_value(bucket), 1)
     return None
+
+
+def by_dimension(daily_rows: list[Row], hist_rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    """The batch's roll-ups along one dimension at a time (usage_rollup, usage_rollup_latency).
+
+    From the (day, key, team, model) rows `rollups` made: each adds to its day's overall row
+    (dim "all", value '') and to its day's key, team and model rows. Sorted, like `rollups`, so
+    concurrent writers take the rows' locks in one order.
+    """
+    from lockgate.usage.tables import DIM_COLUMN, ROLLUP_SUMS
+
+    sums: dict[tuple[str, dt.date, str], Row] = {}
+    counts: dict[tuple[str, dt.date, str, int], int] = {}
+    for row in daily_rows:
+        for dim, value in _dims(row, DIM_COLUMN):
+            agg = sums.setdefault((dim, row["day"], value), dict.fromkeys(ROLLUP_SUMS, 0))
+            for col in ROLLUP_SUMS:
+                agg[col] += row[col]
+    for row in hist_rows:
+        for dim, value in _dims(row, DIM_COLUMN):
+            k = (dim, row["day"], value, row["bucket"])
+            counts[k] = counts.get(k, 0) + row["count"]
+    sum_rows = [{"dim": d, "day": day, "value": v, **agg} for (d, day, v), agg in sorted(sums.items())]
+    count_rows = [{"dim": d, "day": day, "value": v, "bucket": b, "count": n} for (d, day, v, b), n in sorted(counts.items())]
+    return sum_rows, count_rows
+
+
+def _dims(row: Row, columns: dict[str, str]) -> list[tuple[str, str]]:
+    return [("all", ""), *((dim, row[col]) for dim, col in columns.items())]

@@ -47,6 +47,13 @@ usage_records = sa.Table(
     sa.Index("ix_usage_records_team_started", "team", "started_at"),
     sa.Index("ix_usage_records_model_started", "model", "started_at"),
     sa.Index("ix_usage_records_parent", "parent_request_id"),
+    sa.Index(  # a request's attempts, for the console's request page (0009)
+        "ix_usage_records_attempts",
+        "parent_request_id",
+        "attempt",
+        postgresql_where=sa.text("parent_request_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_request_id IS NOT NULL"),
+    ),
 )
 
 
@@ -94,4 +101,33 @@ ROLLUP_SUMS = (
     "reasoning_tokens",
     "cost_usd",
     "cost_unknown",
+)
+
+# The same sums rolled up along one dimension at a time (migration 0009_usage_rollups): per day
+# overall (`dim` "all", value ''), and per day and key, team or model (value '' for none). The
+# overview and the unfiltered reports read these: 30 rows for a month's totals, one per key a day
+# for a report by key, instead of every (key, team, model) combination. Written in the same
+# transaction as the records (usage/store.py), so they never drift from usage_daily.
+ROLLUP_DIMS = ("all", "key", "team", "model")
+DIM_COLUMN = {"key": "key_id", "team": "team", "model": "model"}
+
+usage_rollup = sa.Table(
+    "usage_rollup",
+    metadata,
+    sa.Column("dim", sa.String(8), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("value", sa.String(200), primary_key=True),
+    *(sa.Column(c, sa.Float if c == "cost_usd" else sa.BigInteger, nullable=False) for c in ROLLUP_SUMS),
+    sa.Index("ix_usage_rollup_dim_value_day", "dim", "value", "day"),  # one key's or team's days
+)
+
+usage_rollup_latency = sa.Table(
+    "usage_rollup_latency",
+    metadata,
+    sa.Column("dim", sa.String(8), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("value", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Index("ix_usage_rollup_latency_dim_value_day", "dim", "value", "day", "bucket", "count"),
 )
