@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from lockgate.records import RequestRecord
@@ -148,3 +149,52 @@ def test_usage_page_pages_through_groups_with_the_api_figures(tmp_path: Path) ->
         assert len(csv_rows) == 1 + 230  # the CSV has every group
         assert c.get("/ui/usage", params={"group_by": "day", "after": "yesterday"}).status_code == 400
         assert c.get("/ui/usage", params={"group_by": "key", "after": "x" * 201}).status_code == 400
+
+
+async def test_rebuild_rollups_after_a_rolling_upgrade(db_url: str, tmp_path: Path) -> None:
+    """`lockgate db rebuild-rollups`: roll-ups that missed an old replica's writes equal usage_daily again."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    store = await Store(db_url).open()
+    try:
+        await UsageStore(store.engine).write([_row(i) for i in range(1, 200)])
+        days = sorted({r[0] for r in await _rows(store, "SELECT DISTINCT day FROM usage_rollup")})
+        assert len(days) == 4
+        # An old replica's writes: usage_daily has them, the roll-ups do not (here: every day's figures short).
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE usage_rollup SET requests = requests - 1, cost_usd = cost_usd - 0.5"))
+            await conn.execute(sa.text("DELETE FROM usage_rollup_latency WHERE dim = 'key'"))
+        config = tmp_path / "lockgate.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {"database": {"url": db_url}, "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "m"}]}]}
+            )
+        )
+        cli = [sys.executable, "-m", "lockgate", "db", "rebuild-rollups", "--config", str(config)]
+
+        # Only the last two days: the first two stay short, which shows --since is honoured.
+        since = subprocess.run([*cli, "--since", str(days[2])], capture_output=True, text=True, timeout=120)
+        assert since.returncode == 0, since.stderr
+        async with store.connect() as conn:
+            short = (
+                await conn.execute(sa.text(f"SELECT COUNT(*) FROM usage_rollup_latency WHERE dim = 'key' AND day < '{days[2]}'"))
+            ).scalar()
+        assert short == 0
+        with pytest.raises(AssertionError):  # the days before --since are still short
+            await assert_rollups_match(store)
+
+        every = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+        assert every.returncode == 0 and "rebuilt for every day" in every.stdout, every.stderr
+        await assert_rollups_match(store)
+        bad = subprocess.run([*cli, "--since", "yesterday"], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and "not a date" in bad.stderr
+    finally:
+        await store.aclose()
+
+
+async def _rows(store: Store, sql: str) -> list[Any]:
+    async with store.connect() as conn:
+        return list((await conn.execute(sa.text(sql))).all())

@@ -1,9 +1,10 @@
-"""`lockgate migrate` and `lockgate db upgrade | current`: the database schema, no server needed."""
+"""`lockgate migrate` and `lockgate db upgrade | current | rebuild-rollups`: the database schema, no server needed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 from typing import Any
@@ -47,6 +48,27 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_db_rebuild_rollups(args: argparse.Namespace) -> int:
+    """Recompute the one-dimension usage roll-ups from usage_daily (after a rolling upgrade to 0009)."""
+
+    async def action(store: Store) -> int:
+        from lockgate.usage.rollups import rebuild_rollups
+
+        rows = await rebuild_rollups(store.engine, args.since)
+        since = f"from {args.since.isoformat()}" if args.since else "for every day"
+        print(f"{store.display_url}: usage roll-ups rebuilt {since} ({rows} rows)")
+        return 0
+
+    return _run(args, action)
+
+
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
 def add_migrate_command(sub: Any) -> None:
     """Register `migrate` on the main parser's subcommands."""
     migrate = sub.add_parser("migrate", help="apply the database migrations (one replica at a time) and exit")
@@ -64,3 +86,10 @@ def add_command(sub: Any) -> None:
     upgrade.set_defaults(func=cmd_db_upgrade)
     current = db_sub.add_parser("current", parents=[common], help="show the schema revision")
     current.set_defaults(func=cmd_db_current)
+    rebuild = db_sub.add_parser(
+        "rebuild-rollups",
+        parents=[common],
+        help="recompute the usage roll-ups the console and reports read from the daily totals (after a rolling upgrade)",
+    )
+    rebuild.add_argument("--since", type=_day, help="only days from this date (YYYY-MM-DD); default every day")
+    rebuild.set_defaults(func=cmd_db_rebuild_rollups)
