@@ -40,6 +40,12 @@ class Receiver:
         return web.json_response({"written": 1})
 
 
+def key_events(receiver: "Receiver", **extra: Any) -> dict[str, Any]:
+    """auth.key_events pointing at the receiver, with its token."""
+    url = f"http://127.0.0.1:{receiver.port}/key-events"
+    return {"url": url, "headers": {"Authorization": f"Bearer {TOKEN}"}, **extra}
+
+
 def sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -49,11 +55,7 @@ def test_key_changes_reach_the_edge_in_order_as_hashes(tmp_path: Path) -> None:
     config = {
         "auth": {
             "master_key": MASTER_KEY,
-            "key_events": {
-                "url": f"http://127.0.0.1:{receiver.port}/key-events",
-                "headers": {"Authorization": f"Bearer {TOKEN}"},
-                "retry_max_s": 0.3,
-            },
+            "key_events": key_events(receiver, retry_max_s=0.3),
         },
         "database": {"url": f"sqlite:///{tmp_path / 'lg.db'}"},
         "models": [{"name": "m", "deployments": [{"provider": "mock", "model": "m"}]}],
@@ -114,10 +116,7 @@ def test_sync_edge_back_fills_keys_made_before_the_edge(tmp_path: Path) -> None:
         **config,
         "auth": {
             "master_key": MASTER_KEY,
-            "key_events": {
-                "url": f"http://127.0.0.1:{receiver.port}/key-events",
-                "headers": {"Authorization": f"Bearer {TOKEN}"},
-            },
+            "key_events": key_events(receiver),
         },
     }
     path = tmp_path / "edge.yaml"
