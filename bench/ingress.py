@@ -117,10 +117,11 @@ def _profile(args, gw, up, uport, bodies, tmp: Path, stamp: str) -> dict:
         stderr=subprocess.PIPE,
     )
     time.sleep(0.5)
-    run_wrk(args, port, path, bodies[(case, mode)], args.connections, dur, proc.pid, up.pid, uport)
+    w = run_wrk(args, port, path, bodies[(case, mode)], args.connections, dur, proc.pid, up.pid, uport)
     spy_p.wait(dur + 30)
     top = summarize_collapsed(raw, 40)
-    return {"raw": str(raw), **top}
+    log(f"profile: {w['upstream_served']} requests, {top.get('samples', 0)} samples, {w['server_cpu_ms_per_req']:.3f} CPU ms/req")
+    return {"raw": str(raw), "requests": w["upstream_served"], **top}
 
 
 def main(argv=None) -> int:
