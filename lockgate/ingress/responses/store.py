@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.ingress.responses.response import new_id
+from lockgate.ingress.responses.sqlite_writer import SqliteInsert
 from lockgate.ingress.responses.writer import GroupCommit
 from lockgate.store.db import utcnow
 from lockgate.store.tables import responses
@@ -73,7 +74,8 @@ _INSERT = sa.table(
 class ResponseStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.writer = GroupCommit(engine, _INSERT)
+        direct = SqliteInsert(engine, responses) if SqliteInsert.usable(engine) else None
+        self.writer = GroupCommit(engine, _INSERT, direct=direct)
 
     async def save(
         self,

@@ -34,10 +34,11 @@ MAX_BATCH = 64
 class GroupCommit:
     """`await write(row)` returns once `row` is committed (or raises why it was not)."""
 
-    def __init__(self, engine: AsyncEngine, statement: Any, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: AsyncEngine, statement: Any, *, max_batch: int = MAX_BATCH, direct: Any = None) -> None:
         self.engine = engine
         self.statement = statement
         self.max_batch = max_batch
+        self.direct = direct  # the SQLite file's own connection (sqlite_writer.py), else the engine
         self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # transactions written (for tests and the benchmark)
@@ -78,6 +79,9 @@ class GroupCommit:
             _settle(done, None)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        if self.direct is not None:
+            await self.direct(rows)
+            return
         async with self.engine.begin() as conn:
             await conn.execute(self.statement, rows)
 
@@ -86,6 +90,8 @@ class GroupCommit:
         task = self._task
         if task is not None:
             await asyncio.shield(task)
+        if self.direct is not None:
+            await self.direct.aclose()
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
