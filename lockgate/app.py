@@ -115,6 +115,7 @@ class Gateway:
         await self.pipeline.authenticator.aclose()
         if self.responses_purge is not None:
             await self.responses_purge.aclose()
+        await self.responses.aclose()  # saves still queued are committed before the engine goes
         if self.key_events is not None:
             await self.key_events.aclose()
         await self.router.aclose()

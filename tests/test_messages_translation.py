@@ -320,3 +320,31 @@ async def test_pings_while_the_upstream_is_silent_and_clean_close() -> None:
     assert got[0] == b"a" and set(got[1:-1]) == {PING} and len(got) >= 4  # at least two pings in 0.35 s
     await relayed.aclose()  # the client left: the upstream generator is closed, not leaked
     assert closed.is_set()
+
+
+async def test_pings_relay_keeps_order_bounds_read_ahead_and_raises_the_streams_error() -> None:
+    import asyncio
+
+    from lockgate.ingress.messages.pings import READ_AHEAD, with_pings
+
+    produced: list[int] = []
+
+    async def burst() -> Any:
+        for i in range(READ_AHEAD * 3):
+            produced.append(i)
+            yield str(i).encode()
+        raise RuntimeError("upstream broke")
+
+    relayed = with_pings(burst(), interval_s=5)
+    assert await relayed.__anext__() == b"0"
+    await asyncio.sleep(0.05)  # a client that stops reading: the reader stops too, a bounded way ahead
+    assert len(produced) <= READ_AHEAD + 2
+    got = [b"0"]
+    try:
+        async for chunk in relayed:
+            got.append(chunk)
+    except RuntimeError as err:
+        assert str(err) == "upstream broke"
+    else:
+        raise AssertionError("the stream's error was not raised")
+    assert got == [str(i).encode() for i in range(READ_AHEAD * 3)]

@@ -48,3 +48,48 @@ async def test_migration_down_and_up_and_owner_scoping(db_url: str) -> None:
         assert await responses.get("resp_1", "key-a") is None
     finally:
         await store.aclose()
+
+
+async def test_concurrent_saves_share_transactions_and_each_is_readable_once_saved(db_url: str) -> None:
+    """Group commit: saves that arrive together go in one transaction; every save returns only
+    once its row is committed (readable through a fresh engine, as another replica would read it)."""
+    import asyncio
+
+    store = await Store(db_url).open()
+    other = await Store(db_url).open()  # another replica sharing the database
+    try:
+        responses, elsewhere = ResponseStore(store.engine), ResponseStore(other.engine)
+        items = with_ids([{"role": "user", "content": "hi"}])
+
+        async def save_then_read(i: int) -> bool:
+            response = {**RESPONSE, "id": f"resp_g{i}"}
+            await responses.save(response, owner="key-a", deployment="d1", history=[], input_items=items)
+            return await elsewhere.get(f"resp_g{i}", "key-a") == response
+
+        assert all(await asyncio.gather(*(save_then_read(i) for i in range(40))))
+        assert responses.writer.rows == 40
+        assert responses.writer.batches < 40  # the burst shared transactions
+        assert responses.writer._task is None  # the writer stops when there is nothing left to write
+
+        # A bad row (the same id twice) fails alone: its neighbours in the batch are still stored.
+        results = await asyncio.gather(
+            *(
+                responses.save({**RESPONSE, "id": rid}, owner="key-a", deployment=None, history=[], input_items=items)
+                for rid in ("resp_ok1", "resp_g0", "resp_ok2")
+            ),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[2] is None and isinstance(results[1], Exception)
+        assert await elsewhere.get("resp_ok1", "key-a") is not None and await elsewhere.get("resp_ok2", "key-a") is not None
+
+        # A save whose request is cancelled (the client left) is still written.
+        task = asyncio.ensure_future(
+            responses.save({**RESPONSE, "id": "resp_c"}, owner="key-a", deployment=None, history=[], input_items=items)
+        )
+        await asyncio.sleep(0)
+        task.cancel()
+        await responses.aclose()
+        assert await elsewhere.get("resp_c", "key-a") is not None
+    finally:
+        await other.aclose()
+        await store.aclose()

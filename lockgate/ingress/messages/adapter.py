@@ -6,8 +6,7 @@ Messages wire format. No web framework here.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -15,18 +14,15 @@ import orjson
 from lockgate.errors import GatewayError, InvalidRequest
 from lockgate.errors_anthropic import anthropic_type, render_error
 from lockgate.ingress.base import clamp_output_tokens
+from lockgate.ingress.messages.pings import PING_INTERVAL_S, with_pings
 from lockgate.ingress.messages.request import to_chat, without_unsigned_thinking
 from lockgate.ingress.messages.response import to_message
-from lockgate.ingress.messages.stream import PING, MessagesStreamEncoder, sse
+from lockgate.ingress.messages.stream import MessagesStreamEncoder, sse
 from lockgate.providers.base import estimate_tokens
 from lockgate.schemas import decode_object
 
-# Claude Code and the SDKs time out a silent stream; Anthropic itself pings about this often.
-# The default; the gateway passes server.sse_ping_interval_s.
-PING_INTERVAL_S = 15.0
-
-
 decode = decode_object  # the same JSON-object rule as the OpenAI endpoints
+__all__ = ["PING_INTERVAL_S", "MessagesIngress", "decode", "with_pings"]
 
 
 class StreamFrames:
@@ -119,29 +115,3 @@ class MessagesIngress:
 
     def error(self, err: GatewayError) -> tuple[int, bytes]:
         return render_error(err, self.request_id)
-
-
-async def with_pings(chunks: AsyncIterator[bytes], interval_s: float = PING_INTERVAL_S) -> AsyncIterator[bytes]:
-    """Relay `chunks`, sending a ping whenever the upstream has been silent for `interval_s`."""
-    pending: asyncio.Task[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(chunks.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval_s)
-            if not done:
-                yield PING
-                continue
-            task, pending = pending, None
-            try:
-                yield task.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        if pending is not None:
-            pending.cancel()
-            try:
-                await pending
-            except BaseException:
-                pass
-        await chunks.aclose()  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 Every read is scoped to the owner (the key that created the response): another
 key's id is indistinguishable from one that never existed. Written before the
-client sees the response, so a next turn can never miss this one.
+client sees the response, so a next turn can never miss this one; the saves that
+arrive together share one transaction (writer.py). The JSON columns are encoded
+here with orjson, once, instead of by SQLAlchemy's json.dumps.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lockgate.ingress.responses.response import new_id
+from lockgate.ingress.responses.sqlite_writer import SqliteInsert
+from lockgate.ingress.responses.writer import GroupCommit
 from lockgate.store.db import utcnow
 from lockgate.store.tables import responses
 
@@ -41,9 +46,36 @@ def output_as_input(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+class EncodedJSON(sa.types.TypeDecorator[str]):
+    """A JSON column written from text already encoded (orjson): no second encoding on the way in.
+
+    The column stays JSON in the database (PostgreSQL's bind cast `::JSON` still applies) and is read
+    back as JSON; only the bind side is a pass-through.
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: sa.Dialect) -> None:  # type: ignore[override]
+        return None
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# The INSERT of the hot path, built once: the same columns as tables.responses, the JSON ones pre-encoded.
+_INSERT = sa.table(
+    "responses",
+    *(sa.column(c.name, EncodedJSON() if isinstance(c.type, sa.JSON) else c.type) for c in responses.columns),
+).insert()
+
+
 class ResponseStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        direct = SqliteInsert(engine, responses) if SqliteInsert.usable(engine) else None
+        self.writer = GroupCommit(engine, _INSERT, direct=direct)
 
     async def save(
         self,
@@ -54,21 +86,24 @@ class ResponseStore:
         history: list[dict[str, Any]],
         input_items: list[dict[str, Any]],
     ) -> None:
+        """Store a finished response; returns once it is committed (with whatever else was saved meanwhile)."""
         conversation = [*history, *input_items, *output_as_input(response.get("output") or [])]
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                responses.insert().values(
-                    id=response["id"],
-                    owner=owner,
-                    model=response.get("model") or "",
-                    deployment=deployment,
-                    previous_response_id=response.get("previous_response_id"),
-                    response=response,
-                    input_items=input_items,
-                    conversation=conversation,
-                    created_at=utcnow(),
-                )
-            )
+        await self.writer.write(
+            {
+                "id": response["id"],
+                "owner": owner,
+                "model": response.get("model") or "",
+                "deployment": deployment,
+                "previous_response_id": response.get("previous_response_id"),
+                "response": _json(response),
+                "input_items": _json(input_items),
+                "conversation": _json(conversation),
+                "created_at": utcnow(),
+            }
+        )
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
 
     async def _row(self, response_id: str, owner: str, *columns: sa.Column[Any]) -> Any:
         query = sa.select(*columns).where(responses.c.id == response_id, responses.c.owner == owner)
