@@ -21,6 +21,7 @@ from tests.console_support import (
     login,
 )
 from tests.dbs import db_url  # noqa: F401
+from tests.harness import start_of_a_throttle_window
 
 # Pages any role may read, after one key exists (its id is filled in).
 READ_PAGES = [
@@ -191,18 +192,6 @@ def test_idle_expiry_and_the_way_back_to_the_page_asked_for(tmp_path: Path) -> N
         for target in ("https://evil.example/ui/", "//evil.example/ui/x", "/admin/keys", "/ui\\evil"):
             r = c.post("/ui/login", data={"password": MASTER, "next": target}, follow_redirects=False)
             assert r.headers["location"] == "/ui/", target
-
-
-def start_of_a_throttle_window(room_s: float = 20.0) -> None:
-    """Wait, if need be, so the next room_s seconds lie in one window of the failure guard: across a
-    boundary its sliding estimate weighs the earlier window's failures by less than one."""
-    import time
-
-    from lockgate.auth.guard import WINDOW_S
-
-    into = time.monotonic() % WINDOW_S
-    if into > WINDOW_S - room_s:
-        time.sleep(WINDOW_S - into + 0.05)
 
 
 def test_login_throttle_per_user_and_per_address(tmp_path: Path) -> None:

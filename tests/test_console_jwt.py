@@ -17,6 +17,7 @@ import pytest
 
 from tests.console_support import MASTER, console_client, create_key, csrf_of
 from tests.fakes.jwks_server import AUDIENCE, ISSUER, FakeIdP, SigningKey
+from tests.harness import start_of_a_throttle_window
 
 ADMIN = {"authorization": f"Bearer {MASTER}"}
 
@@ -110,6 +111,7 @@ def test_the_session_ends_with_the_token(tmp_path: Path, idp: FakeIdP) -> None:
 
 def test_jwt_login_is_throttled_and_off_without_auth_jwt(tmp_path: Path, idp: FakeIdP) -> None:
     with console_client(tmp_path, jwt=jwt_config(idp), login_failures_per_address=3) as c:
+        start_of_a_throttle_window()
         for _ in range(3):
             assert jwt_login(c, idp.token(sub="bob")).status_code == 403
         r = jwt_login(c, idp.token(sub="alice", lockgate_admin=True))  # a good token too, once over the limit

@@ -15,7 +15,7 @@ import pytest
 from lockgate.errors import DOMAINS, GatewayError, render
 from tests.conftest import basic_config
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.harness import MASTER_KEY
+from tests.harness import MASTER_KEY, start_of_a_throttle_window
 from tests.test_ratelimit_e2e import own_redis  # noqa: F401 (a fixture: a redis-server this test may kill)
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -26,6 +26,7 @@ def test_throttled_caller_gets_retry_after_on_every_route(start_gateway: Any, fa
     config["auth"].update(max_failures_per_minute=3)
     config["database"] = {"url": f"sqlite:///{tmp_path / 'throttle.db'}"}
     gw = start_gateway(config)
+    start_of_a_throttle_window()
     for i in range(3):
         wrong = {"authorization": f"Bearer lg-wrong-{i:04d}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}
         assert httpx.get(f"{gw.url}/models", headers=wrong).status_code == 401

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import basic_config
 from tests.fakes.jwks_server import AUDIENCE, ISSUER, FakeIdP
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.harness import MASTER_KEY, GatewayProcess
+from tests.harness import MASTER_KEY, GatewayProcess, start_of_a_throttle_window
 
 SECRET = "jwt-shared-secret-for-gateway-tests-0123456789"
 TOKENS: list[str] = []  # every token sent: none may reach the logs
@@ -162,6 +162,7 @@ def test_brute_force_guard_answers_429(start_gateway: Any, fake_openai: FakeOpen
     config["auth"].update(max_failures_per_minute=5)
     config["database"] = {"url": f"sqlite:///{tmp_path / 'guard.db'}"}
     gw = start_gateway(config)
+    start_of_a_throttle_window()  # the block is reached exactly at the limit: keep the checks in one window
     guesses = [f"lg-guess-{i:04d}-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" for i in range(5)]
     for guess in guesses:
         assert call(gw, guess).status_code == 401
