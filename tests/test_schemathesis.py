@@ -24,7 +24,7 @@ from tests.harness import MASTER_KEY, GatewayProcess
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
     "response_schema_conformance,missing_required_header,unsupported_method,allow_header_conformance,"
-    "ignored_auth,ensure_resource_availability"
+    "ignored_auth,ensure_resource_availability,positive_data_acceptance,negative_data_rejection"
 )
 MAX_EXAMPLES = os.environ.get("LOCKGATE_SCHEMATHESIS_EXAMPLES", "6")  # per operation: keeps the run near a minute
 

@@ -177,7 +177,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             if tool.get("strict") is not None:
                 fn["strict"] = bool(tool["strict"])
             out.append({"type": "function", "function": fn})
-        elif kind in _HOSTED_TOOLS or (isinstance(kind, str) and kind.startswith("web_search")):
+        elif isinstance(kind, str) and (kind in _HOSTED_TOOLS or kind.startswith("web_search")):
             raise InvalidRequest(
                 f"The hosted tool `{kind}` cannot run on this deployment; only function tools are supported.", param="tools"
             )
