@@ -8,10 +8,8 @@ once; other replicas see them within `auth.key_cache_ttl_s`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
@@ -20,8 +18,8 @@ from starlette.responses import Response
 from lockgate.api import spec_examples as ex
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
-from lockgate.api.fields import Limit, Money, Stamp
-from lockgate.api.http import json_response
+from lockgate.api.fields import INT32_MAX, Limit, Money, Stamp
+from lockgate.api.http import client_json, json_response
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
@@ -158,12 +156,7 @@ def settle_budget_change(changes: dict[str, Any], budget: float | None, period: 
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    try:
-        data = orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        # metadata is the client's JSON as sent: integers past 64 bits and lone surrogates are JSON, not orjson's.
-        data = json.dumps(body, default=str).encode()
-    return json_response(data, status)
+    return json_response(client_json(body), status)
 
 
 def _with_key(row: KeyRow, token: str) -> dict[str, Any]:
@@ -203,7 +196,7 @@ async def list_keys(
     team: str | None = None,
     include_revoked: bool = True,
     limit: int = Query(default=1000, ge=1, le=10_000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> Response:
     repo = _repo(request)
     rows = await repo.list(user=user, team=team, include_revoked=include_revoked, limit=limit, offset=offset)

@@ -19,7 +19,7 @@ from lockgate.api import spec_examples as ex
 from lockgate.api.admin import BUDGET_NEEDED_ON_CREATE, BUDGET_NEEDED_ON_UPDATE, BudgetPeriod, _json, settle_budget_change
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
-from lockgate.api.fields import Limit, Money
+from lockgate.api.fields import INT32_MAX, Limit, Money
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
@@ -128,7 +128,7 @@ async def create_team(body: TeamCreate, request: Request, principal: Principal =
 async def list_teams(
     request: Request,
     limit: int = Query(default=1000, ge=1, le=10_000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> Response:
     rows = await _teams(request).repo.list(limit=limit, offset=offset)
     return _json({"object": "list", "data": [r.public() for r in rows]})

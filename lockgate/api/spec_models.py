@@ -231,6 +231,72 @@ class AnthropicTextBlock(_Shape):
     text: str
 
 
+# --- Anthropic content blocks as the gateway reads them (an Anthropic deployment gets them as sent) --------
+
+
+class _Base64Image(_Shape):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class _UrlSource(_Shape):
+    type: Literal["url"]
+    url: str
+
+
+class AnthropicImageBlock(_Shape):
+    type: Literal["image"]
+    source: _Base64Image | _UrlSource
+
+
+class _Base64Pdf(_Shape):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class _TextSource(_Shape):
+    type: Literal["text"]
+    data: str
+
+
+class AnthropicDocumentBlock(_Shape):
+    type: Literal["document"]
+    source: _Base64Pdf | _TextSource
+
+
+class AnthropicToolResultBlock(_Shape):
+    """The answer to a tool_use block of the turn before; each tool_use id is answered once."""
+
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock] | None = None
+
+
+class AnthropicToolUseBlock(_Shape):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnthropicThinkingBlock(_Shape):
+    """Signed by the provider that wrote it: dropped for other deployments."""
+
+    type: Literal["thinking", "redacted_thinking"]
+
+
+class AnthropicUserTurn(_Shape):
+    role: Literal["user"]
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolResultBlock]
+
+
+class AnthropicAssistantTurn(_Shape):
+    role: Literal["assistant"]
+    content: str | list[AnthropicTextBlock | AnthropicToolUseBlock | AnthropicThinkingBlock]
+
+
 class AnthropicTool(_Shape):
     """A client tool. Anthropic's server tools (web search, code execution…) are carried to Anthropic
     deployments only; for the others they are a 400, so the spec states client tools."""
@@ -254,7 +320,9 @@ class MessagesRequest(_Shape):
 
     model: str = Field(min_length=1, description="The public model name")
     max_tokens: int = Field(ge=1)
-    messages: list[dict[str, Any]] = Field(description="Turns of role user/assistant; content a string or blocks")
+    messages: list[AnthropicUserTurn | AnthropicAssistantTurn] = Field(
+        min_length=1, description="Turns of role user/assistant; content a string or blocks"
+    )
     system: str | list[AnthropicTextBlock] | None = None
     stream: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
@@ -266,7 +334,7 @@ class MessagesRequest(_Shape):
 
 class CountTokensRequest(_Shape):
     model: str = Field(min_length=1)
-    messages: list[dict[str, Any]]
+    messages: list[AnthropicUserTurn | AnthropicAssistantTurn] = Field(min_length=1)
     system: str | list[AnthropicTextBlock] | None = None
     tools: list[AnthropicTool] | None = None
 

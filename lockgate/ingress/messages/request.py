@@ -45,7 +45,7 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if stype == "base64":
         media_type = source.get("media_type")
         data = source.get("data")
-        if media_type not in IMAGE_MEDIA_TYPES or not isinstance(data, str):
+        if not isinstance(media_type, str) or media_type not in IMAGE_MEDIA_TYPES or not isinstance(data, str):
             raise _bad(f"{where}.source", "a base64 image needs media_type (jpeg, png, gif, webp) and data")
         return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
     if stype == "url" and isinstance(source.get("url"), str):
