@@ -87,7 +87,12 @@ class CompletionRequest(_Sampling):
 
 class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[TokenId] | list[list[TokenId]]
+    input: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[list[TokenId]], Field(min_length=1)]
+    )
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
 
