@@ -94,7 +94,7 @@ class EmbeddingRequest(_Open):
         | Annotated[list[list[TokenId]], Field(min_length=1)]
     )
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=8192)  # no embedding model has more; the mock says so too
 
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
