@@ -8,12 +8,18 @@ client's own dict goes upstream.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from lockgate.errors import InvalidRequest
+
+# A token id as tokenizers number them: 0 .. 2^31-1 (what the spec states, so what is checked).
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# Fields the spec types as integer: JSON Schema counts 5.0 as one, so the body carries it on as 5.
+_WHOLE_FIELDS = ("max_tokens", "max_completion_tokens", "n", "dimensions")
+_TOKEN_FIELDS = ("prompt", "input")
 
 
 class _Open(BaseModel):
@@ -76,14 +82,19 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
 
 
 class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[list[TokenId]], Field(min_length=1)]
+    )
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=8192)  # no embedding model has more; the mock says so too
 
 
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -119,9 +130,25 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _whole_numbers(body: dict[str, Any]) -> None:
+    """Integral floats (5.0) in integer fields and token arrays as ints, in place: the spec's integer."""
+    for key in _WHOLE_FIELDS:
+        if key in body:
+            body[key] = _whole(body[key])
+    for key in _TOKEN_FIELDS:
+        value = body.get(key)
+        if isinstance(value, list):
+            body[key] = [[_whole(v) for v in item] if isinstance(item, list) else _whole(item) for item in value]
+
+
 def parse_body(endpoint: str, raw: bytes) -> dict[str, Any]:
     """Decode and validate a request body; InvalidRequest names the first bad param."""
     body = decode_object(raw)
+    _whole_numbers(body)
     try:
         _ADAPTERS[endpoint].validate_python(body)
     except ValidationError as err:

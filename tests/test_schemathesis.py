@@ -2,9 +2,17 @@
 operation with generated valid and invalid data (examples, coverage, fuzzing and stateful phases).
 
 Checks: no 5xx, and every response conforms to the spec (status code, content type, schema, headers),
-405s carry Allow, auth is enforced. Not run: positive_data_acceptance / negative_data_rejection (the
-gateway passes fields it does not check to the upstream, and whether a model, key or cursor exists is
-state, not schema) and use_after_free (DELETE /admin/keys/{id} revokes: the record stays readable).
+405s carry Allow, auth is enforced, and the spec and the server agree on what is valid: schema-valid data
+is accepted (positive_data_acceptance: 2xx, or 401/403/404/409/429 for state such as an unknown model or a
+budget period for a key without a budget) and schema-violating data is refused (negative_data_rejection).
+One stated exception (SCHEMATHESIS_CONFIG): POST /v1/responses and /v1/responses/input_tokens answer an
+unknown `previous_response_id` with 400 previous_response_not_found, as OpenAI does; that is state, not
+schema, and the spec cannot name the stored ids.
+
+Not run: use_after_free. DELETE /admin/keys/{key_id} revokes the key and answers it revoked, as the spec
+says; the record stays readable on purpose (GET answers it with `revoked: true`, for audit), which the
+check calls a use after free (seeds 2 and 3 reach create, DELETE, GET). Turning the check off for those
+operations alone in the config is not honoured by the stateful phase, so it stays off for the run.
 """
 
 from __future__ import annotations
@@ -24,9 +32,15 @@ from tests.harness import MASTER_KEY, GatewayProcess
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
     "response_schema_conformance,missing_required_header,unsupported_method,allow_header_conformance,"
-    "ignored_auth,ensure_resource_availability"
+    "ignored_auth,ensure_resource_availability,positive_data_acceptance,negative_data_rejection"
 )
+SCHEMATHESIS_CONFIG = """
+[[operations]]
+include-name = ["POST /v1/responses", "POST /v1/responses/input_tokens"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
+"""
 MAX_EXAMPLES = os.environ.get("LOCKGATE_SCHEMATHESIS_EXAMPLES", "6")  # per operation: keeps the run near a minute
+SEED = os.environ.get("LOCKGATE_SCHEMATHESIS_SEED", "20261202")  # fixed, so a run repeats; other seeds find more
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +55,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 
 def test_every_operation_conforms_to_the_spec(gateway: GatewayProcess, tmp_path: Path) -> None:
     cli = Path(sys.executable).with_name("schemathesis")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
     cmd = [
         str(cli),
+        "--config-file",
+        str(config),
         "run",
         f"{gateway.base_url}/openapi.json",
         "--header",
@@ -56,7 +74,7 @@ def test_every_operation_conforms_to_the_spec(gateway: GatewayProcess, tmp_path:
         "--suppress-health-check",
         "all",
         "--seed",
-        "20261202",
+        SEED,
         "--no-color",
     ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -169,7 +169,11 @@ def test_admin_api_guard_errors_and_openapi(
     assert error("POST", "/admin/teams", {"id": "x", "budget_period": "daily"}, 400)["type"] == "invalid_request_error"
     assert error("POST", "/admin/teams", {"id": "x", "rpm": 0}, 400)["param"] == "rpm"
     assert error("POST", "/admin/teams", {"id": "x", "colour": "red"}, 400)["param"] == "colour"
-    assert error("PATCH", "/admin/teams/blue", {"budget_period": "weekly"}, 400)["param"] == "budget_period"
+    # A period for a team that has no budget conflicts with the team's state (409); with the budget cleared
+    # in the same body it contradicts itself (400, as the spec's if/then states).
+    assert error("PATCH", "/admin/teams/blue", {"budget_period": "weekly"}, 409)["param"] == "budget_period"
+    cleared = {"budget_period": "weekly", "max_budget_usd": None}
+    assert error("PATCH", "/admin/teams/blue", cleared, 400)["param"] == "budget_period"
     assert error("PATCH", "/admin/teams/nobody", {"rpm": 5}, 404)["param"] == "team"
     assert error("DELETE", "/admin/teams/nobody", None, 404)["type"] == "invalid_request_error"
 

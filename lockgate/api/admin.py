@@ -10,23 +10,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 from starlette.responses import Response
 
 from lockgate.api import spec_examples as ex
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
-from lockgate.api.http import json_response
+from lockgate.api.fields import INT32_MAX, Limit, Money, Stamp
+from lockgate.api.http import client_json, json_response
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
 from lockgate.edge_keys import KeyEvents
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
-
-# The database column is a 32-bit integer (PostgreSQL): larger is a 400, not a failed insert.
-INT32_MAX = 2**31 - 1
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=errors(*ADMIN_ERRORS))
 
@@ -37,12 +35,12 @@ class _KeyFields(BaseModel):
     user: str | None = Field(default=None, max_length=200, description="The user the key belongs to")
     team: str | None = Field(default=None, max_length=200, description="The team the key belongs to")
     models: list[str] | None = Field(default=None, description="Public model names this key may use; empty: all")
-    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute")
-    tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute")
-    max_parallel_requests: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests in flight at once")
-    max_budget_usd: float | None = Field(default=None, ge=0, description="Spend limit per budget period")
+    rpm: Limit | None = Field(default=None, description="Requests per minute")
+    tpm: Limit | None = Field(default=None, description="Tokens per minute")
+    max_parallel_requests: Limit | None = Field(default=None, description="Requests in flight at once")
+    max_budget_usd: Money | None = Field(default=None, description="Spend limit per budget period")
     budget_period: BudgetPeriod | None = None
-    expires_at: dt.datetime | None = Field(default=None, description="ISO 8601; UTC when no zone is given")
+    expires_at: Stamp | None = Field(default=None, description="ISO 8601 date-time; UTC when no zone is given")
     metadata: dict[str, Any] | None = None
 
     @field_validator("expires_at")
@@ -53,7 +51,21 @@ class _KeyFields(BaseModel):
         return value
 
 
+# budget_period needs max_budget_usd, in the spec's words (JSON Schema 2020-12: if / then).
+BUDGET_NEEDED_ON_CREATE: JsonDict = {
+    "if": {"required": ["budget_period"], "properties": {"budget_period": {"type": "string"}}},
+    "then": {"required": ["max_budget_usd"], "properties": {"max_budget_usd": {"type": "number"}}},
+}
+# On a PATCH the budget may already be stored (a 409 when it is not), but it cannot be cleared with a period.
+BUDGET_NEEDED_ON_UPDATE: JsonDict = {
+    "if": {"required": ["budget_period"], "properties": {"budget_period": {"type": "string"}}},
+    "then": {"properties": {"max_budget_usd": {"type": "number"}}},
+}
+
+
 class KeyCreate(_KeyFields):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=BUDGET_NEEDED_ON_CREATE)
+
     name: str = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -66,7 +78,10 @@ class KeyCreate(_KeyFields):
 class KeyUpdate(_KeyFields):
     """Only the fields sent are changed; `null` clears one."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=BUDGET_NEEDED_ON_UPDATE)
+
+    # Absent keeps the name; a key always has one, so the spec types it a string (null is a 400).
+    name: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
 
 
 class KeyView(BaseModel):
@@ -124,19 +139,24 @@ def _found(row: KeyRow | None, key_id: str) -> KeyRow:
 
 
 def settle_budget_change(changes: dict[str, Any], budget: float | None, period: str | None) -> None:
-    """Keep a PATCH's budget and period consistent: no budget, no period; a budget alone is `total`."""
+    """Keep a PATCH's budget and period consistent: no budget, no period; a budget alone is `total`.
+
+    A period with `max_budget_usd: null` in the same body is a 400 (the spec says so); a period alone for a
+    record that has no budget is a 409, since it is the record's state that the request conflicts with."""
+    if changes.get("budget_period") is not None and "max_budget_usd" in changes and changes["max_budget_usd"] is None:
+        raise InvalidRequest("budget_period needs max_budget_usd; do not clear the budget with it.", param="budget_period")
     budget = changes.get("max_budget_usd", budget)
     period = changes.get("budget_period", period)
     if "max_budget_usd" in changes and budget is None:
         changes["budget_period"] = None
     elif period is not None and budget is None:
-        raise InvalidRequest("budget_period needs max_budget_usd.", param="budget_period")
+        raise Conflict("budget_period needs max_budget_usd: this has no budget; send one with it.", param="budget_period")
     elif budget is not None and period is None:
         changes["budget_period"] = "total"
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return json_response(orjson.dumps(body), status)
+    return json_response(client_json(body), status)
 
 
 def _with_key(row: KeyRow, token: str) -> dict[str, Any]:
@@ -176,7 +196,7 @@ async def list_keys(
     team: str | None = None,
     include_revoked: bool = True,
     limit: int = Query(default=1000, ge=1, le=10_000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> Response:
     repo = _repo(request)
     rows = await repo.list(user=user, team=team, include_revoked=include_revoked, limit=limit, offset=offset)
@@ -195,7 +215,7 @@ async def get_key(key_id: str, request: Request) -> Response:
     response_model=KeyView,
     summary="Change a virtual key",
     openapi_extra={"requestBody": {"content": {"application/json": {"example": {"rpm": 1200, "max_budget_usd": 100.0}}}}},
-    responses={**ok(None, ex.KEY_VIEW), **errors(400, 404)},
+    responses={**ok(None, ex.KEY_VIEW), **errors(400, 404, 409)},
 )
 async def update_key(key_id: str, body: KeyUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)

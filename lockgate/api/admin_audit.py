@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from lockgate.api.deps import client_address, require_admin
-from lockgate.api.http import json_response
+from lockgate.api.http import client_json, json_response
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.audit import Actor, AuditLog
 from lockgate.auth import Principal
@@ -59,7 +58,9 @@ AUDIT_EXAMPLE = {
 async def list_audit(
     request: Request,
     principal: Principal = Depends(require_admin),
-    before: int | None = Query(default=None, ge=1, description="Entries older than this id (the previous page's last)"),
+    before: int | None = Query(
+        default=None, ge=1, le=2**63 - 1, description="Entries older than this id (the previous page's last)"
+    ),
     limit: int = Query(default=100, ge=1, le=1000),
     action: str | None = Query(default=None, max_length=64),
     actor: str | None = Query(default=None, max_length=200),
@@ -70,4 +71,4 @@ async def list_audit(
         before_id=before, limit=limit, action=action, actor=actor, target_id=target_id, outcome=outcome
     )
     body: dict[str, Any] = {"object": "list", "data": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
-    return json_response(orjson.dumps(body))
+    return json_response(client_json(body))  # entries carry key and team metadata as the client sent it

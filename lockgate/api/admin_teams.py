@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
 from lockgate.api import spec_examples as ex
-from lockgate.api.admin import INT32_MAX, BudgetPeriod, _json, settle_budget_change
+from lockgate.api.admin import BUDGET_NEEDED_ON_CREATE, BUDGET_NEEDED_ON_UPDATE, BudgetPeriod, _json, settle_budget_change
 from lockgate.api.admin_audit import audit_actor, audit_log
 from lockgate.api.deps import require_admin
+from lockgate.api.fields import INT32_MAX, Limit, Money
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.teams import TEAM_ID, TeamExists, TeamRow, Teams
@@ -30,19 +31,17 @@ router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(requir
 class _TeamFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_budget_usd: float | None = Field(
-        default=None, ge=0, description="Spend limit per budget period, shared by the team's keys"
-    )
+    max_budget_usd: Money | None = Field(default=None, description="Spend limit per budget period, shared by the team's keys")
     budget_period: BudgetPeriod | None = Field(default=None, description="total when a budget is given without one")
-    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Requests per minute, shared by the team's keys")
-    tpm: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Tokens per minute, shared by the team's keys")
-    max_parallel_requests: int | None = Field(
-        default=None, ge=1, le=INT32_MAX, description="Requests in flight at once, shared by the team's keys"
-    )
+    rpm: Limit | None = Field(default=None, description="Requests per minute, shared by the team's keys")
+    tpm: Limit | None = Field(default=None, description="Tokens per minute, shared by the team's keys")
+    max_parallel_requests: Limit | None = Field(default=None, description="Requests in flight at once, shared by the team's keys")
     metadata: dict[str, Any] | None = None
 
 
 class TeamCreate(_TeamFields):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=BUDGET_NEEDED_ON_CREATE)
+
     id: str = Field(
         min_length=1,
         max_length=200,
@@ -59,6 +58,8 @@ class TeamCreate(_TeamFields):
 
 class TeamUpdate(_TeamFields):
     """Only the fields sent are changed; `null` clears one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=BUDGET_NEEDED_ON_UPDATE)
 
 
 class TeamView(BaseModel):
@@ -127,7 +128,7 @@ async def create_team(body: TeamCreate, request: Request, principal: Principal =
 async def list_teams(
     request: Request,
     limit: int = Query(default=1000, ge=1, le=10_000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=INT32_MAX),
 ) -> Response:
     rows = await _teams(request).repo.list(limit=limit, offset=offset)
     return _json({"object": "list", "data": [r.public() for r in rows]})
@@ -143,7 +144,7 @@ async def get_team(team: str, request: Request) -> Response:
     response_model=TeamView,
     summary="Change a team's budget or limits",
     openapi_extra={"requestBody": {"content": {"application/json": {"example": {"max_budget_usd": 800.0}}}}},
-    responses={**ok(None, ex.TEAM_VIEW), **errors(400, 404)},
+    responses={**ok(None, ex.TEAM_VIEW), **errors(400, 404, 409)},
 )
 async def update_team(team: str, body: TeamUpdate, request: Request, principal: Principal = Depends(require_admin)) -> Response:
     changes = body.model_dump(exclude_unset=True)

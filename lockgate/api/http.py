@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -60,6 +62,15 @@ def encode(outcome: Outcome) -> Response:
     if isinstance(outcome, JsonOutcome):
         return Response(outcome.body, outcome.status, outcome.headers, media_type="application/json")
     return RelayResponse(outcome)
+
+
+def client_json(body: Any) -> bytes:
+    """JSON of a body holding the client's own JSON (key and team metadata): integers past 64 bits and lone
+    surrogates are valid JSON that orjson refuses, so they go through the standard library instead."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, default=str).encode()
 
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, Any] | None = None) -> Response:

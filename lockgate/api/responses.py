@@ -25,7 +25,7 @@ from lockgate.auth import Principal
 from lockgate.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound, PermissionDenied
 from lockgate.ingress.messages.adapter import decode
 from lockgate.ingress.responses.adapter import ResponsesIngress
-from lockgate.ingress.responses.request import to_chat
+from lockgate.ingress.responses.request import check_flags, to_chat
 from lockgate.ingress.responses.store import ResponseStore, with_ids
 from lockgate.pipeline import JsonOutcome, RequestContext, StreamOutcome
 from lockgate.providers.anthropic.request import to_anthropic
@@ -275,7 +275,7 @@ def page(items: list[dict[str, Any]], *, limit: int, order: str, after: str | No
     if after is not None:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
-            raise InvalidRequest(f"No input item with id '{after}' in this response.", param="after")
+            raise NotFound(f"No input item with id '{after}' in this response.", param="after")  # state, not schema
         ordered = ordered[ids.index(after) + 1 :]
     data = ordered[:limit]
     return {
@@ -318,6 +318,7 @@ async def input_tokens(request: Request) -> Response:
         principal = await _principal(request)
         body = decode(await read_body(request, gateway.config.server.max_body_bytes))
         history = await _counted_history(request, principal.key_id, body.get("previous_response_id"))
+        check_flags(body)  # as POST /v1/responses checks them, before the count turns streaming off
         chat = to_chat({**body, "stream": False}, history)
         model = chat["model"]
         route = gateway.router.get(model)

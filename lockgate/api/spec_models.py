@@ -226,6 +226,93 @@ class Readiness(_Shape):
 # --- request bodies validated by their ingress (documented here; the ingress is the check) ----------
 
 
+class AnthropicTextBlock(_Shape):
+    type: Literal["text"]
+    text: str
+
+
+# --- Anthropic content blocks as the gateway reads them (an Anthropic deployment gets them as sent) --------
+
+
+class _Base64Image(_Shape):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class _UrlSource(_Shape):
+    type: Literal["url"]
+    url: str
+
+
+class AnthropicImageBlock(_Shape):
+    type: Literal["image"]
+    source: _Base64Image | _UrlSource
+
+
+class _Base64Pdf(_Shape):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class _TextSource(_Shape):
+    type: Literal["text"]
+    data: str
+
+
+class AnthropicDocumentBlock(_Shape):
+    type: Literal["document"]
+    source: _Base64Pdf | _TextSource
+
+
+class AnthropicToolResultBlock(_Shape):
+    """The answer to a tool_use block of the turn before; each tool_use id is answered once."""
+
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock] | None = None
+
+
+class AnthropicToolUseBlock(_Shape):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnthropicThinkingBlock(_Shape):
+    """Signed by the provider that wrote it: dropped for other deployments."""
+
+    type: Literal["thinking", "redacted_thinking"]
+
+
+class AnthropicUserTurn(_Shape):
+    role: Literal["user"]
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolResultBlock]
+
+
+class AnthropicAssistantTurn(_Shape):
+    role: Literal["assistant"]
+    content: str | list[AnthropicTextBlock | AnthropicToolUseBlock | AnthropicThinkingBlock]
+
+
+class AnthropicTool(_Shape):
+    """A client tool. Anthropic's server tools (web search, code execution…) are carried to Anthropic
+    deployments only; for the others they are a 400, so the spec states client tools."""
+
+    name: str
+    input_schema: dict[str, Any] = Field(description="The JSON Schema of the tool's input")
+    type: Literal["custom"] | None = None
+
+
+class ResponsesTool(_Shape):
+    """A function tool; hosted tools (web_search, file_search…) cannot run here and are a 400."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+
+
 class MessagesRequest(_Shape):
     """Anthropic's Messages request. Anthropic-only fields (cache_control, top_k, thinking…) are carried to an
     Anthropic deployment as sent; for other deployments those without an OpenAI meaning are dropped, and
@@ -233,11 +320,13 @@ class MessagesRequest(_Shape):
 
     model: str = Field(min_length=1, description="The public model name")
     max_tokens: int = Field(ge=1)
-    messages: list[dict[str, Any]] = Field(description="Turns of role user/assistant; content a string or blocks")
-    system: str | list[dict[str, Any]] | None = None
+    messages: list[AnthropicUserTurn | AnthropicAssistantTurn] = Field(
+        min_length=1, description="Turns of role user/assistant; content a string or blocks"
+    )
+    system: str | list[AnthropicTextBlock] | None = None
     stream: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[AnthropicTool] | None = None
     tool_choice: dict[str, Any] | None = None
     stop_sequences: list[str] | None = None
     metadata: dict[str, Any] | None = None
@@ -245,9 +334,9 @@ class MessagesRequest(_Shape):
 
 class CountTokensRequest(_Shape):
     model: str = Field(min_length=1)
-    messages: list[dict[str, Any]]
-    system: str | list[dict[str, Any]] | None = None
-    tools: list[dict[str, Any]] | None = None
+    messages: list[AnthropicUserTurn | AnthropicAssistantTurn] = Field(min_length=1)
+    system: str | list[AnthropicTextBlock] | None = None
+    tools: list[AnthropicTool] | None = None
 
 
 class ResponsesRequest(_Shape):
@@ -256,10 +345,12 @@ class ResponsesRequest(_Shape):
     model: str = Field(min_length=1)
     input: str | list[dict[str, Any]] = Field(description="A string, or input items (messages, function_call_output…)")
     instructions: str | None = None
-    previous_response_id: str | None = Field(default=None, description="Continue from a stored response of this key")
+    previous_response_id: str | None = Field(
+        default=None, min_length=1, description="Continue from a stored response of this key (its `resp_…` id)"
+    )
     store: bool | None = Field(default=None, description="Keep the response (default true)")
     stream: bool | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[ResponsesTool] | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
 

@@ -20,16 +20,22 @@ DEFAULT_DAYS = 30
 _SINCE = re.compile(r"^(\d+)([dhw])$")
 
 
+# The shapes the spec states: a date, or an RFC 3339 timestamp (its offset may be left off: UTC).
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
 def parse_day(value: str) -> dt.date:
-    """`2026-11-20` or an ISO timestamp (`2026-11-20T10:00:00Z`), as its UTC day."""
+    """`2026-11-20` or an RFC 3339 timestamp (`2026-11-20T10:00:00Z`), as its UTC day; ValueError otherwise."""
     value = value.strip()
-    try:
+    if _DAY.fullmatch(value):
         return dt.date.fromisoformat(value)
-    except ValueError:
-        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if stamp.tzinfo is not None:
-            stamp = stamp.astimezone(dt.UTC)
-        return stamp.date()
+    if not _STAMP.fullmatch(value):
+        raise ValueError("not a date or an RFC 3339 timestamp")
+    stamp = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC)
+    return stamp.date()
 
 
 def since_days(value: str, today: dt.date) -> dt.date:

@@ -45,7 +45,7 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if stype == "base64":
         media_type = source.get("media_type")
         data = source.get("data")
-        if media_type not in IMAGE_MEDIA_TYPES or not isinstance(data, str):
+        if not isinstance(media_type, str) or media_type not in IMAGE_MEDIA_TYPES or not isinstance(data, str):
             raise _bad(f"{where}.source", "a base64 image needs media_type (jpeg, png, gif, webp) and data")
         return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
     if stype == "url" and isinstance(source.get("url"), str):
@@ -246,6 +246,8 @@ def _reasoning(body: dict[str, Any]) -> str | None:
 
 def _positive_int(body: dict[str, Any], key: str) -> int:
     value = body.get(key)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema's integer: 5.0 is one
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise _bad(key, "Field required" if value is None else "Input should be a positive integer")
     return value
@@ -291,9 +293,13 @@ def to_chat(body: dict[str, Any], *, max_tokens_limit: int | None = None) -> dic
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
                 raise _bad(key, "Input should be a number from 0 to 1")
             chat[key] = value
-    if body.get("tools"):
-        chat["tools"] = _tools(body["tools"])
+    if body.get("tools") is not None:
+        tools = _tools(body["tools"])  # `{}` is refused, `[]` means none
+        if tools:
+            chat["tools"] = tools
     if body.get("tool_choice") is not None:
+        if not isinstance(body["tool_choice"], dict):
+            raise _bad("tool_choice", "Input should be a valid dictionary")
         if "tools" in chat:
             _tool_choice(body["tool_choice"], chat)
         elif isinstance(body["tool_choice"], dict) and body["tool_choice"].get("type") in ("any", "tool"):
@@ -306,9 +312,13 @@ def to_chat(body: dict[str, Any], *, max_tokens_limit: int | None = None) -> dic
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
     metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _bad("metadata", "Input should be a valid dictionary")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if isinstance(user_id, str) and user_id:
         chat["user"] = user_id
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _bad("stream", "Input should be a valid boolean")
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}  # Messages always reports usage at the end

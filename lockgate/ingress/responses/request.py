@@ -160,6 +160,14 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     raise InvalidRequest("`input` must be a string or a list of items.", param="input")
 
 
+def check_flags(body: dict[str, Any]) -> None:
+    """`stream` and `store` are booleans or null: `{}` is not a false."""
+    for key in ("stream", "store"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidRequest(f"`{key}` must be a boolean.", param=key)
+
+
 def _tools(tools: Any) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
         raise InvalidRequest("`tools` must be a list.", param="tools")
@@ -177,7 +185,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             if tool.get("strict") is not None:
                 fn["strict"] = bool(tool["strict"])
             out.append({"type": "function", "function": fn})
-        elif kind in _HOSTED_TOOLS or (isinstance(kind, str) and kind.startswith("web_search")):
+        elif isinstance(kind, str) and (kind in _HOSTED_TOOLS or kind.startswith("web_search")):
             raise InvalidRequest(
                 f"The hosted tool `{kind}` cannot run on this deployment; only function tools are supported.", param="tools"
             )
@@ -230,8 +238,9 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
         messages.append({"role": "system", "content": instructions})
     messages += items_to_messages(items)
     chat: dict[str, Any] = {"model": model, "messages": messages}
-    if body.get("tools"):
-        chat["tools"] = _tools(body["tools"])
+    tools = _tools(body["tools"]) if body.get("tools") is not None else []  # `{}` is refused, `[]` means none
+    if tools:
+        chat["tools"] = tools
         if body.get("parallel_tool_calls") is not None:
             chat["parallel_tool_calls"] = bool(body["parallel_tool_calls"])
     if body.get("tool_choice") is not None:
@@ -243,6 +252,8 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
         chat["reasoning_effort"] = reasoning["effort"]
     limit = body.get("max_output_tokens")
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # JSON Schema's integer: 5.0 is one
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidRequest("`max_output_tokens` must be a positive integer.", param="max_output_tokens")
@@ -252,6 +263,9 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
         if value is not None:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise InvalidRequest(f"`{key}` must be a number.", param=key)
+            top = 2 if key == "temperature" else 1
+            if not 0 <= value <= top:
+                raise InvalidRequest(f"`{key}` must be from 0 to {top}.", param=key)
             chat[key] = value
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
@@ -259,6 +273,7 @@ def to_chat(body: dict[str, Any], history: list[dict[str, Any]] | None = None) -
     user = body.get("user") or body.get("safety_identifier")
     if isinstance(user, str) and user:
         chat["user"] = user
+    check_flags(body)
     if body.get("stream") is True:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
