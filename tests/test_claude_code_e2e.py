@@ -18,16 +18,22 @@ import pytest
 from tests.conftest import openai_deployment
 from tests.fakes.anthropic_upstream import UPSTREAM_KEY, FakeAnthropic, text
 from tests.fakes.openai_upstream import FakeOpenAI, Reply
-from tests.harness import MASTER_KEY, GatewayProcess, under_ci
+from tests.harness import MASTER_KEY, GatewayProcess, missing, under_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 _FOUND = sorted(glob.glob(str(ROOT / ".tools/claude-code/node_modules/@anthropic-ai/claude-code-*/claude")))
 CLAUDE = _FOUND[0] if _FOUND else None
 
-if CLAUDE is None:
-    if under_ci():
-        raise RuntimeError("Claude Code is not installed: run `make claude-code`")
+if CLAUDE is None and not under_ci():
     pytest.skip("Claude Code is not installed (run `make claude-code`)", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    # Under CI a missing CLI fails each test of this module; the rest of the suite still runs.
+    if CLAUDE is None:
+        missing("Claude Code is not installed", "run `make claude-code`")
+
 
 NAMES = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-6")
 

@@ -20,17 +20,23 @@ import pytest
 
 from tests.conftest import openai_deployment
 from tests.fakes.openai_upstream import FakeOpenAI, Reply
-from tests.harness import MASTER_KEY, GatewayProcess, under_ci
+from tests.harness import MASTER_KEY, GatewayProcess, missing, under_ci
 from tests.usage_helpers import fetch, usage_config
 
 ROOT = Path(__file__).resolve().parent.parent
 _FOUND = sorted(glob.glob(str(ROOT / ".tools/codex/node_modules/@openai/codex-*/vendor/*/bin/codex")))
 CODEX = _FOUND[0] if _FOUND else None
 
-if CODEX is None:
-    if under_ci():
-        raise RuntimeError("Codex CLI is not installed: run `make codex`")
+if CODEX is None and not under_ci():
     pytest.skip("Codex CLI is not installed (run `make codex`)", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    # Under CI a missing CLI fails each test of this module; the rest of the suite still runs.
+    if CODEX is None:
+        missing("Codex CLI is not installed", "run `make codex`")
+
 
 ANSWER = "Hello from Lockgate via Codex."
 # Codex's defaults that a translated deployment cannot serve or that reach the internet:
