@@ -65,13 +65,20 @@ def aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; busy_timeout makes workers wait for the lock, not fail.
+# WAL lets readers run beside the writer; busy_timeout makes workers wait for the lock, not fail.
+# Every SQLite connection gets these: the engine's, and the Responses writer's own (sqlite_writer.py).
+SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON")
+
+
+def sqlite_setup(dbapi_conn: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.execute("PRAGMA foreign_keys=ON")
+    for pragma in SQLITE_PRAGMAS:
+        cur.execute(f"PRAGMA {pragma}")
     cur.close()
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    sqlite_setup(dbapi_conn)
 
 
 class Store:

@@ -3,7 +3,7 @@
 Through SQLAlchemy's async engine, one transaction on aiosqlite costs ~1.2 ms of CPU
 (a pool checkout, and a thread hop each for begin, execute, commit and the reset on return);
 the same INSERT and COMMIT on a plain sqlite3 connection cost ~0.25 ms, nearly all of it the
-commit's fsync. So the writer keeps one sqlite3 connection (the same PRAGMAs as the engine's,
+commit's fsync. So the writer keeps one sqlite3 connection (the engine's PRAGMAs,
 store/db.py) and runs BEGIN IMMEDIATE, executemany, COMMIT as one call in its one thread.
 The durability is the engine's: a row is committed (synchronous=FULL in WAL) before its save returns.
 """
@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lockgate.store.db import sqlite_setup
 
 
 class SqliteInsert:
@@ -48,9 +50,7 @@ class SqliteInsert:
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False, cached_statements=4)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA foreign_keys=ON")
+        sqlite_setup(conn)  # the engine's PRAGMAs
         return conn
 
     def _write(self, values: list[tuple[Any, ...]]) -> None:
