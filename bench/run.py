@@ -101,6 +101,13 @@ def main(argv=None) -> int:
         help="seconds per soak round (default: a 15th of --soak, between 1 and 5)",
     )
     ap.add_argument("--soak-connections", type=int, default=32)
+    ap.add_argument(
+        "--compare",
+        metavar="TREE",
+        default=None,
+        help="also measure the Lockgate of another checkout (a git worktree of an earlier commit) as "
+        "'before', right after this one, with the same interpreter and configuration",
+    )
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -117,6 +124,11 @@ def main(argv=None) -> int:
             ap.error(f"unknown target {t}")
     targets += [n for n in custom if n not in targets]
     order = [t for t in TARGETS if t in targets] + [n for n in custom]
+    if args.compare:
+        if not (Path(args.compare) / "lockgate" / "__init__.py").is_file():
+            ap.error(f"--compare: no lockgate package in {args.compare}")
+        at = order.index("lockgate") + 1 if "lockgate" in order else len(order)
+        order.insert(at, "before")
     if not Path(args.wrk).exists():
         ap.error("wrk not found (apt-get install wrk)")
 
@@ -145,7 +157,7 @@ def main(argv=None) -> int:
     log(f"fake upstream on {HOST}:{uport} (pid {up.pid}); work dir {tmp}")
 
     try:
-        for name in targets:
+        for name in order:
             if name == "upstream":
                 if args.max_wait_quiet > 0:
                     results.setdefault("busy_before_pct", {})[name] = wait_for_quiet_machine(args.quiet_pct, args.max_wait_quiet)

@@ -36,7 +36,8 @@ def soak_target(name: str, args, port: int, server_pid: int, upstream_pid: int, 
         f"{name}: soak for {args.soak:g}s: {rnd}s wrk rounds at c={args.soak_connections}, "
         "non-streaming and streaming in turn, RSS after each"
     )
-    db = tmp / "lockgate.db" if name == "lockgate" else None  # the default store, in the server's cwd
+    # the default store, in the server's cwd
+    db = {"lockgate": tmp / "lockgate.db", "before": tmp / "before" / "lockgate.db"}.get(name)
     rows0 = usage_rows(db, settle=True)  # the measured runs' last records may still be on their way
     samples = [{"round": 0, "mode": None, "t_s": 0.0, "requests": 0, "rss_kb": tree_rss_kb(server_pid)}]
     served = errors = 0

@@ -99,14 +99,18 @@ def start_target(name: str, args, tmp: Path, uport: int):
     """Start a proxy; returns (proc, port, note) or (None, None, reason)."""
     port = free_port()
     logf = tmp / f"{name}.log"
-    if name == "lockgate":
+    if name in ("lockgate", "before"):
         py = args.gateway_python
         if not Path(py).exists():
             return None, None, f"gateway python {py} not found (make the repo's .venv first)"
+        tree = REPO if name == "lockgate" else Path(args.compare).resolve()
+        if name == "before":
+            tmp = tmp / "before"  # its own SQLite store and config
+            tmp.mkdir(exist_ok=True)
         cfg = lockgate_config(tmp, uport, args.lockgate_extra)
         env = dict(os.environ)
         env.pop("LOCKGATE_CONFIG", None)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
         # cwd is the scratch folder, so the embedded SQLite usage store lands there, not in the repo
         proc = Proc(
             name,

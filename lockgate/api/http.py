@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -41,21 +43,82 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-class RelayResponse(StreamingResponse):
-    """An SSE response that always releases its upstream, even when the client left before the first byte."""
+# The scope extension our HTTP protocol (lockgate/http_server.py) adds to every request: a relay
+# registers there to hear at once that its client went away.
+DISCONNECT = "lockgate.disconnect"
 
-    def __init__(self, outcome: StreamOutcome) -> None:
-        super().__init__(outcome.chunks, outcome.status, {**SSE_HEADERS, **outcome.headers}, media_type="text/event-stream")
+
+class DisconnectWatch:
+    """Told by the protocol that the connection was lost before its response completed."""
+
+    __slots__ = ("callback", "lost")
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+        self.lost = False
+
+    def connection_lost(self) -> None:
+        self.lost = True
+        if self.callback is not None:
+            self.callback()
+
+
+class RelayResponse(Response):
+    """An SSE response that always releases its upstream, even when the client left before the first byte.
+
+    Under our own protocol, the client's leaving is heard from the connection itself (DisconnectWatch):
+    the relay is cancelled at once, with no task per stream listening on ``receive``. Elsewhere (an
+    in-process ASGI client), starlette's StreamingResponse listens for ``http.disconnect``.
+    """
+
+    def __init__(self, outcome: StreamOutcome) -> None:  # not Response's: no body to render
         self._outcome = outcome
+        self._sse_headers = {**SSE_HEADERS, **outcome.headers}
+        self.status_code = outcome.status
+        self.background = None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._sse_headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = scope.get("extensions", {}).get(DISCONNECT)
         try:
-            await super().__call__(scope, receive, send)
+            if watch is None:
+                response = StreamingResponse(
+                    self._outcome.chunks, self._outcome.status, self._sse_headers, media_type="text/event-stream"
+                )
+                await response(scope, receive, send)
+            else:
+                await self._relay(watch, send)
         finally:
             # Deterministic clean-up instead of waiting for the garbage collector to close the generator.
             await self._outcome.chunks.aclose()  # type: ignore[attr-defined]
             if self._outcome.abandon is not None:
                 await self._outcome.abandon()
+
+    async def _relay(self, watch: DisconnectWatch, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        def on_disconnect() -> None:
+            nonlocal gone
+            gone = True
+            task.cancel()
+
+        if watch.lost:
+            return  # gone while the stream was being opened: the clean-up releases it
+        watch.callback = on_disconnect
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self._outcome.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # the server is stopping: not ours to swallow
+            task.uncancel()  # the client left: the clean-up above records the request
+        finally:
+            watch.callback = None
 
 
 def encode(outcome: Outcome) -> Response:
