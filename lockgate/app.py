@@ -25,7 +25,6 @@ from lockgate.api.http import error_response
 from lockgate.auth import Authenticator
 from lockgate.config import Config, resolve_config
 from lockgate.context import Admission
-from lockgate.edge_keys import KeyEvents
 from lockgate.errors import GatewayError, GatewayInternal, InvalidRequest, MethodNotAllowed, NotFound
 from lockgate.ingress.responses.retention import RetentionPurge
 from lockgate.ingress.responses.store import ResponseStore
@@ -43,6 +42,7 @@ from lockgate.telemetry.setup import Telemetry
 from lockgate.usage import UsageService
 
 if TYPE_CHECKING:
+    from lockgate.edge_keys import KeyEvents
     from lockgate.redis_client import SharedRedis
 
 log = structlog.get_logger("lockgate")
@@ -98,6 +98,8 @@ class Gateway:
             capture_content=self.telemetry.capture_content,  # prompts for analytics
         )
         if config.auth.key_events is not None:
+            from lockgate.edge_keys import KeyEvents  # httpx, only when configured
+
             self.key_events = KeyEvents(config.auth.key_events).start()
         self.telemetry.start(self)  # gauges sampler, readiness
         if self.responses_purge is not None:

@@ -11,7 +11,8 @@ import pytest
 
 from lockgate.config import RedisConfig
 from lockgate.redis_client import SharedRedis
-from lockgate.usage.budgets import NANO, Hold, MemoryCounters, RedisCounters, Refusal
+from lockgate.usage.budgets import NANO, Hold, MemoryCounters, Refusal
+from lockgate.usage.redis_budgets import RedisCounters
 from tests.harness import require_service
 
 SPEND, HOLD = "key:k:total:all", "hold:key:k"

@@ -140,7 +140,7 @@ async def test_budget_counters_in_redis_are_shared_and_rebuilt_only_where_missin
     from lockgate.context import RequestContext
     from lockgate.errors import BudgetExceeded
     from lockgate.redis_client import SharedRedis
-    from lockgate.usage.budgets import RedisCounters
+    from lockgate.usage.redis_budgets import RedisCounters
     from tests.harness import require_service
 
     require_service("Redis", "127.0.0.1", 6379)

@@ -8,7 +8,7 @@ once; other replicas see them within `auth.key_cache_ttl_s`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,8 +23,10 @@ from lockgate.api.http import client_json, json_response
 from lockgate.api.openapi import ADMIN_ERRORS, errors, ok
 from lockgate.auth import Principal
 from lockgate.auth.keys import BudgetPeriod, KeyRepository, KeyRow, VirtualKeys, hash_key
-from lockgate.edge_keys import KeyEvents
 from lockgate.errors import Conflict, InvalidRequest, NotFound, NotImplementedHere
+
+if TYPE_CHECKING:
+    from lockgate.edge_keys import KeyEvents
 
 router = APIRouter(prefix="/admin", tags=["Admin"], dependencies=[Depends(require_admin)], responses=errors(*ADMIN_ERRORS))
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lockgate.config import Config
-from lockgate.usage.budgets import BudgetAdmission, MemoryCounters, RedisCounters
+from lockgate.usage.budgets import BudgetAdmission, MemoryCounters
 from lockgate.usage.sink import UsageSink
 from lockgate.usage.store import UsageStore
 
@@ -55,6 +55,8 @@ class UsageService:
         if backend == "redis":
             if redis is None:
                 raise ValueError("budgets.backend is redis but no Redis client was given")
+            from lockgate.usage.redis_budgets import RedisCounters  # the Redis client, only when used
+
             counters = RedisCounters(redis, hold_ttl_s=config.budgets.reservation_ttl_s)
             counters.start()
         else:
