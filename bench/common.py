@@ -38,6 +38,16 @@ PEERS = ("litellm", "portkey")  # the other gateways, compared with Lockgate in 
 EXTRA_HEADERS: dict[int, dict[str, str]] = {}
 
 
+def default_gateway_python() -> str:
+    """LOCKGATE_PYTHON, else bench/.venv-gateway (requirements.lock alone, as the image installs it: made by
+    bench/run.sh), else the project's .venv (which also holds the test tools, some of which libraries pick up
+    at import when present: structlog imports rich, for one)."""
+    for candidate in (os.environ.get("LOCKGATE_PYTHON"), str(BENCH / ".venv-gateway/bin/python")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return str(REPO / ".venv/bin/python")
+
+
 def wrk_headers_env(port: int) -> str:
     """EXTRA_HEADERS of a port as the BENCH_HEADERS value bench/wrk/post.lua reads."""
     return "\n".join(f"{k}: {v}" for k, v in EXTRA_HEADERS.get(port, {}).items())

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from client import wait_ready
-from common import BODY_NS, BODY_S, HOST, MODEL, REPO, RESULTS, Proc, free_port, log
+from common import BODY_NS, BODY_S, HOST, MODEL, REPO, RESULTS, Proc, default_gateway_python, free_port, log
 from measure import run_wrk
 from profiling import summarize_collapsed
 from scale import start_upstream, workdir
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lockgate-extra", default="", help="YAML appended to the generated config")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    ap.add_argument("--gateway-python", default=os.environ.get("LOCKGATE_PYTHON", str(REPO / ".venv/bin/python")))
+    ap.add_argument("--gateway-python", default=default_gateway_python())
     args = ap.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
     modes = [m for m in args.modes.split(",") if m]

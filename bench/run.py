@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from client import wait_ready
-from common import BENCH, HOST, REPO, RESULTS, SLOW_DELAY_MS, TARGETS, Proc, _tmpdirs, free_port, log
+from common import BENCH, HOST, RESULTS, SLOW_DELAY_MS, TARGETS, Proc, _tmpdirs, default_gateway_python, free_port, log
 from measure import bench_target, wait_for_quiet_machine
 from profiling import profile_target
 from report import env_info, print_profiles, report, write_json
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {','.join(TARGETS)}")
     ap.add_argument("--modes", default="nonstream,stream")
-    ap.add_argument("--gateway-python", default=os.environ.get("LOCKGATE_PYTHON", str(REPO / ".venv/bin/python")))
+    ap.add_argument("--gateway-python", default=default_gateway_python())
     ap.add_argument(
         "--lockgate-extra",
         default="",

@@ -5,8 +5,9 @@
 #   bench/run.sh                     # full run, 10 s per measurement
 #   bench/run.sh --duration 5        # quicker
 #   bench/run.sh --targets upstream,lockgate --profile
-# The gateway runs from the repository's own virtualenv (.venv, made by the
-# project's set-up command); set LOCKGATE_PYTHON to use another interpreter.
+# The gateway runs from bench/.venv-gateway: requirements.lock alone, as the image installs it,
+# with this checkout installed editable (so it measures what is deployed, not the test tools);
+# set LOCKGATE_PYTHON to use another interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,8 +56,22 @@ if ! command -v wrk >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) \
     || echo "[bench] could not install wrk: apt-get install wrk" >&2
 fi
-if [ ! -x "${LOCKGATE_PYTHON:-.venv/bin/python}" ]; then
-  echo "[bench] note: ${LOCKGATE_PYTHON:-.venv/bin/python} is missing; run the project's set-up first" \
+GW_VENV=bench/.venv-gateway
+stamp="$GW_VENV/.stamp-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+if [ -z "${LOCKGATE_PYTHON:-}" ] && [ ! -f "$stamp" ]; then
+  echo "[bench] creating $GW_VENV from requirements.lock (once per lock)" >&2
+  rm -rf "$GW_VENV"
+  if "$PY" -m venv "$GW_VENV" \
+      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements.lock >&2 \
+      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . >&2; then
+    touch "$stamp"
+  else
+    rm -rf "$GW_VENV"
+    echo "[bench] note: $GW_VENV could not be made; the gateway runs from .venv instead" >&2
+  fi
+fi
+if [ -z "${LOCKGATE_PYTHON:-}" ] && [ ! -x "$GW_VENV/bin/python" ] && [ ! -x .venv/bin/python ]; then
+  echo "[bench] note: no interpreter for the gateway; run the project's set-up first" \
        "(or set LOCKGATE_PYTHON). The gateway will be reported as not measured." >&2
 fi
 exec "$VENV/bin/python" bench/run.py "$@"

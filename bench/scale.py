@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, RESULTS, log
+from common import REPO, RESULTS, default_gateway_python, log
 from scale_backends import exp_pg, exp_workers
 from scale_ingress import exp_ingress
 from scale_keys import exp_keys, exp_models
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=int, default=1000)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    ap.add_argument("--gateway-python", default=os.environ.get("LOCKGATE_PYTHON", str(REPO / ".venv/bin/python")))
+    ap.add_argument("--gateway-python", default=default_gateway_python())
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     args.streams = [int(x) for x in args.streams.split(",") if x]
