@@ -300,6 +300,7 @@ def body_files(tmp: Path) -> dict:
 def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pid: int, uport: int, tmp: Path) -> dict:
     path = "/v1/chat/completions"
     res: dict = {"target": name, "port": port}
+    idle_kb = tree_rss_kb(server_pid or upstream_pid)  # started and ready, nothing served yet
     problems = asyncio.run(smoke(port, path))
     res["smoke_problems"] = problems
     if problems:
@@ -311,7 +312,7 @@ def bench_target(name: str, args, port: int, server_pid: int | None, upstream_pi
     for mode in ("nonstream", "stream"):
         run_wrk(args, port, path, bodies[mode], 16, args.warmup, server_pid, upstream_pid, uport)
     sp = server_pid or upstream_pid
-    res["memory"] = {"rss_kb_after_warmup": tree_rss_kb(sp)}
+    res["memory"] = {"rss_kb_idle": idle_kb, "rss_kb_after_warmup": tree_rss_kb(sp)}
     for mode in args.modes:
         r = res.setdefault(mode, {})
         for conns in (1, args.connections):

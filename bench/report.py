@@ -90,6 +90,7 @@ def report(results: dict, args, order: list[str]) -> str:
             (f"{label}: errors (all runs)", lambda r, m=mode: sum(_g(r, m, k, "errors_total") or 0 for k in ("c1", f"c{c}")), 0),
         ]
     rows += [
+        ("memory: server RSS MB at idle (ready, nothing served)", lambda r: _mb(_g(r, "memory", "rss_kb_idle")), 1),
         ("memory: server RSS MB after warm-up", lambda r: _mb(_g(r, "memory", "rss_kb_after_warmup")), 1),
         ("memory: server RSS MB after measured runs", lambda r: _mb(_g(r, "memory", "rss_kb_after_runs")), 1),
     ]

@@ -61,14 +61,17 @@ stamp="$GW_VENV/.stamp-$(sha256sum requirements.lock pyproject.toml | sha256sum 
 if [ -z "${LOCKGATE_PYTHON:-}" ] && [ ! -f "$stamp" ]; then
   echo "[bench] creating $GW_VENV from requirements.lock (once per lock)" >&2
   rm -rf "$GW_VENV"
+  pip_log=$(mktemp)
   if "$PY" -m venv "$GW_VENV" \
-      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements.lock >&2 \
-      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . >&2; then
+      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements.lock >"$pip_log" 2>&1 \
+      && "$GW_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e . >"$pip_log" 2>&1; then
     touch "$stamp"
   else
+    tail -n 20 "$pip_log" >&2
     rm -rf "$GW_VENV"
     echo "[bench] note: $GW_VENV could not be made; the gateway runs from .venv instead" >&2
   fi
+  rm -f "$pip_log"
 fi
 if [ -z "${LOCKGATE_PYTHON:-}" ] && [ ! -x "$GW_VENV/bin/python" ] && [ ! -x .venv/bin/python ]; then
   echo "[bench] note: no interpreter for the gateway; run the project's set-up first" \
