@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_graceful_shutdown=_drain_seconds(),
         server_header=False,  # no "server: uvicorn" banner; the date header stays (HTTP asks for it)
+        ws="none",  # no WebSocket routes: the websockets package is not even imported
     )
     if workers > 1:
         _multiprocess_metrics_dir()
