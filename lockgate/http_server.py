@@ -45,6 +45,65 @@ class ClientLimits:
     headers: tuple[tuple[bytes, bytes], ...] = field(default_factory=tuple)
 
 
+class CoalescedWrites:
+    """The transport as the protocol writes to it: what is written in one turn of the event loop leaves in one send.
+
+    An answer's head and body, and the SSE events of a burst the upstream sent together, were one
+    system call each; they are joined and sent once, at the end of the loop's current turn (before
+    it waits for anything). Closing sends what is pending first, and so does the protocol when the
+    client half-closes (``eof_received``: the transport then closes itself); everything else is the
+    transport's.
+    """
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        pending = self._pending
+        return self._transport.get_write_buffer_size() + (sum(map(len, pending)) if pending else 0)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the refusal is in the protocol's ``_refusal``."""
 
@@ -136,7 +195,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # --- the protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         self._arm(self._limits.header_timeout_s, self._header_deadline)  # a connection that sends nothing
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -147,6 +206,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # A relay waiting on its upstream hears it now, not at its next write.
             watch: DisconnectWatch = cycle.scope["extensions"][DISCONNECT]  # type: ignore[assignment]
             watch.connection_lost()
+
+    def eof_received(self) -> None:
+        # The client half-closed: the transport closes itself once this returns, sending what its own
+        # buffer holds, so what this turn wrote must be in it by then (else that answer is lost).
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().eof_received()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
