@@ -18,20 +18,20 @@ from tests.fakes.anthropic_upstream import Reply, sse_text, stream_events, text,
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 
 
-class _Lines:
-    """What iter_sse reads from: readline() one line at a time, b"" at the end (as aiohttp's StreamReader)."""
+class _Reads:
+    """What iter_sse reads from: readany() in pieces that cut lines and events anywhere, b"" at the end."""
 
-    def __init__(self, raw: bytes) -> None:
-        self._lines = raw.splitlines(keepends=True)
+    def __init__(self, raw: bytes, size: int = 7) -> None:
+        self._pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
 
-    async def readline(self, max_line_length: int | None = None) -> bytes:
-        return self._lines.pop(0) if self._lines else b""
+    async def readany(self) -> bytes:
+        return self._pieces.pop(0) if self._pieces else b""
 
 
 async def events_of(raw: str) -> list[dict[str, Any]]:
     """Parse SSE text with the gateway's own reader, checking each event name matches its type."""
     out = []
-    async for name, data in iter_sse(_Lines(raw.encode())):  # type: ignore[arg-type]
+    async for name, data in iter_sse(_Reads(raw.encode())):  # type: ignore[arg-type]
         event = orjson.loads(data)
         assert name == event["type"]
         out.append(event)

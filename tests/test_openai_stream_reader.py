@@ -21,7 +21,7 @@ import pytest
 from aiohttp.base_protocol import BaseProtocol
 
 from lockgate.config import parse_config
-from lockgate.errors import ProviderBadResponse, ProviderServerError
+from lockgate.errors import ProviderBadResponse, ProviderResponseTooLarge, ProviderServerError
 from lockgate.providers.http import iter_sse
 from lockgate.providers.openai import OpenAIProvider
 
@@ -186,3 +186,28 @@ async def split_event_checks(content_: aiohttp.StreamReader) -> None:
     assert await next_event(events) == (None, b"tail-without-blank-line")
     with pytest.raises(StopAsyncIteration):
         await next_event(events)
+
+
+class _Reads:
+    """readany() in pieces of ``size`` bytes, as a socket may deliver them; b"" at the end."""
+
+    def __init__(self, raw: bytes, size: int) -> None:
+        self._pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+
+    async def readany(self) -> bytes:
+        return self._pieces.pop(0) if self._pieces else b""
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64, 1 << 20])
+async def test_the_same_events_whatever_the_reads_cut(size: int) -> None:
+    raw = b"".join(p.read_bytes() for p in sorted(FIXTURES.glob("*.sse")))
+    raw += b'event: ping\r\ndata: {"a":\r\ndata:  1}\r\n\r\n: comment\n\nretry: 5\ndata: tail'
+    whole = [e async for e in iter_sse(_Reads(raw, len(raw)))]  # type: ignore[arg-type]
+    assert len(whole) > 20 and whole[-2:] == [("ping", b'{"a":\n 1}'), (None, b"tail")]
+    assert [e async for e in iter_sse(_Reads(raw, size))] == whole  # type: ignore[arg-type]
+
+
+async def test_a_stream_past_max_bytes_is_refused_even_without_a_newline() -> None:
+    events = iter_sse(_Reads(b"data: " + b"x" * 5000, 100), max_bytes=4096)  # type: ignore[arg-type]
+    with pytest.raises(ProviderResponseTooLarge, match="max_stream_bytes"):
+        _ = [e async for e in events]

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
-from aiohttp.http_exceptions import LineTooLong
 
 from lockgate.config import Deployment
 from lockgate.errors import (
@@ -172,35 +171,51 @@ async def iter_sse(
 ) -> AsyncIterator[tuple[str | None, bytes]]:
     """Yield (event, data) for each server-sent event as soon as its blank line arrives.
 
-    ``max_bytes`` caps the whole body (max_stream_bytes): one line is held until its newline, so it
-    also bounds what one event can take in memory (aiohttp's own line limit, 128 KiB, would refuse
-    a large but legitimate event).
+    Reads whatever the socket brought (one await per read, not per line: an upstream's burst of
+    events is framed here in one pass) and splits lines on ``\n`` (a ``\r`` before it dropped).
+    ``max_bytes`` caps the whole body (max_stream_bytes), which also bounds what one unfinished
+    line can hold in memory.
     """
     event: str | None = None
     data: list[bytes] = []
+    partial: list[bytes] = []  # the start of a line whose newline has not come yet
     left = limit = max_bytes if max_bytes is not None else 1 << 62
     while True:
-        try:
-            raw = await content.readline(max_line_length=max(left, 1))
-        except LineTooLong:
-            raise too_large(what, limit, "max_stream_bytes", "its stream") from None
-        if not raw:
+        chunk = await content.readany()
+        if not chunk:
             break
-        left -= len(raw)
+        left -= len(chunk)
         if left < 0:
             raise too_large(what, limit, "max_stream_bytes", "its stream")
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                yield event, b"\n".join(data)
-            event, data = None, []
-            continue
+        start = 0
+        newline = chunk.find(b"\n")
+        while newline >= 0:
+            line = chunk[start:newline]
+            if partial:
+                partial.append(line)
+                line = b"".join(partial)
+                partial.clear()
+            start = newline + 1
+            newline = chunk.find(b"\n", start)
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = None, []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+            # comments (":") and other fields (id, retry) are ignored
+        if start < len(chunk):
+            partial.append(chunk[start:] if start else chunk)
+    if partial:  # a last line without its newline
+        line = b"".join(partial).rstrip(b"\r")
         if line.startswith(b"data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(b" ") else value)
-        elif line.startswith(b"event:"):
-            event = line[6:].strip().decode()
-        # comments (":") and other fields (id, retry) are ignored
     if data:
         yield event, b"\n".join(data)
 
