@@ -42,7 +42,7 @@ from client import wait_ready
 from common import BODY_NS, BODY_S, HOST, MODEL, REPO, RESULTS, Proc, default_gateway_python, free_port, log
 from measure import run_wrk
 from profiling import summarize_collapsed
-from scale import start_upstream, workdir
+from scale_support import start_upstream, workdir
 from targets import lockgate_config
 
 TEXT = "Say hello to the benchmark."
