@@ -79,10 +79,6 @@ class CoalescedWrites:
         self.flush()
         self._transport.close()
 
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
     def abort(self) -> None:
         self._pending = None
         self._transport.abort()

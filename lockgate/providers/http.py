@@ -182,11 +182,14 @@ async def iter_sse(
     left = limit = max_bytes if max_bytes is not None else 1 << 62
     while True:
         chunk = await content.readany()
-        if not chunk:
+        if chunk:
+            left -= len(chunk)
+            if left < 0:
+                raise too_large(what, limit, "max_stream_bytes", "its stream")
+        elif partial:
+            chunk = b"\n"  # the body ended mid-line: that line ends here
+        else:
             break
-        left -= len(chunk)
-        if left < 0:
-            raise too_large(what, limit, "max_stream_bytes", "its stream")
         start = 0
         newline = chunk.find(b"\n")
         while newline >= 0:
@@ -211,11 +214,6 @@ async def iter_sse(
             # comments (":") and other fields (id, retry) are ignored
         if start < len(chunk):
             partial.append(chunk[start:] if start else chunk)
-    if partial:  # a last line without its newline
-        line = b"".join(partial).rstrip(b"\r")
-        if line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
     if data:
         yield event, b"\n".join(data)
 

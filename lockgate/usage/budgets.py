@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -39,13 +39,9 @@ from lockgate.errors import BudgetExceeded, BudgetUnavailable
 from lockgate.ratelimit.admission import estimate_parts
 from lockgate.usage.tables import usage_daily
 
-if TYPE_CHECKING:
-    pass
-
 log = structlog.get_logger("lockgate.usage.budgets")
 
 NANO = 1_000_000_000
-# Redis expiry per period kind: the counter outlives its period by a day.
 
 
 def to_nanos(usd: float) -> int:

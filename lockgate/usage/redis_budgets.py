@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lockgate.usage.budgets")
 
+# Redis expiry per period kind: the counter outlives its period by a day.
 _TTL_S = {"daily": 2 * 86400, "weekly": 8 * 86400, "monthly": 32 * 86400, "total": None}
 _LOAD_CHUNK = 1000  # counters per round trip when rebuilding
 
